@@ -1,0 +1,186 @@
+"""Mamba (v1) selective scan in chunked parallel form, patched into Hugging Face `MambaMixer`s.
+
+Why: HF's torch path runs the scan ``h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t`` as a Python loop, so an
+exported graph holds one copy of the step per token (and its autograd is quadratic in length). The
+chunked form follows Mamba-2's SSD: inside a chunk of Q steps, a CumSum of the log-decays ``dt A`` gives
+every pairwise decay ``exp(L_t - L_s)`` (masked to s <= t, so every exponent is <= 0 and nothing
+overflows), a masked matrix product applies them, and a short loop over chunks carries the state. The
+graph then has CumSum / MatMul / ReduceSum nodes that the CumBA / ReduBA rewrites target.
+
+Two scans are offered, both exact (f32): ``"chunked"`` (for export and fast inference) and
+``"recurrent"`` (a loop with a hand-written backward pass, linear in length, used for training).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+ScanMode = Literal["chunked", "recurrent", "reference"]
+
+
+def selective_scan_reference(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                             C: torch.Tensor) -> torch.Tensor:
+    """Plain per-step scan (the ground truth). x, dt: (b, d, l); A: (d, n); B, C: (b, l, n) -> y (b, d, l)."""
+    b, d, length = x.shape
+    h = x.new_zeros(b, d, A.shape[1])
+    ys = []
+    for t in range(length):
+        h = torch.exp(dt[:, :, t, None] * A) * h + (dt[:, :, t] * x[:, :, t])[..., None] * B[:, None, t]
+        ys.append((h * C[:, None, t]).sum(-1))
+    return torch.stack(ys, dim=-1)
+
+
+class _RecurrentScan(torch.autograd.Function):
+    """The selective scan as one autograd node: a time-major loop whose every step works on small
+    (b, d, n) tensors, with a hand-written reverse loop for the backward pass. Why: autograd through a
+    Python loop of slices costs O(length^2) memory traffic; this keeps training linear in length."""
+
+    @staticmethod
+    def forward(ctx, dt, x, A, B, C):  # dt, x: (l, b, d); A: (d, n); B, C: (l, b, n)
+        length, b, d = x.shape
+        states = x.new_empty(length, b, d, A.shape[1])
+        y = x.new_empty(length, b, d)
+        h = x.new_zeros(b, d, A.shape[1])
+        for t in range(length):
+            h = torch.exp(dt[t, :, :, None] * A) * h + (dt[t] * x[t])[:, :, None] * B[t, :, None, :]
+            states[t] = h
+            y[t] = torch.bmm(h, C[t, :, :, None])[..., 0]
+        ctx.save_for_backward(dt, x, A, B, C, states)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        dt, x, A, B, C, states = ctx.saved_tensors
+        gy = gy.contiguous()
+        g_dt, g_x = torch.empty_like(dt), torch.empty_like(x)
+        g_B, g_C = torch.empty_like(B), torch.empty_like(C)
+        g_A = torch.zeros_like(states[0])
+        gh = torch.zeros_like(states[0])
+        for t in range(x.shape[0] - 1, -1, -1):
+            g_C[t] = torch.bmm(gy[t, :, None, :], states[t])[:, 0]
+            gh = gh + gy[t, :, :, None] * C[t, :, None, :]
+            a = torch.exp(dt[t, :, :, None] * A)
+            g_log_a = gh * states[t - 1] * a if t > 0 else torch.zeros_like(gh)
+            gh_b = torch.bmm(gh, B[t, :, :, None])[..., 0]  # (b, d)
+            g_dt[t] = (g_log_a * A).sum(-1) + gh_b * x[t]
+            g_A += g_log_a * dt[t, :, :, None]
+            g_x[t] = gh_b * dt[t]
+            g_B[t] = torch.bmm((dt[t] * x[t])[:, None, :], gh)[:, 0]
+            gh = gh * a
+        return g_dt, g_x, g_A.sum(0), g_B, g_C
+
+
+def selective_scan_recurrent(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                             C: torch.Tensor) -> torch.Tensor:
+    """Same result as `selective_scan_reference`; fast to train through (custom backward)."""
+    y = _RecurrentScan.apply(dt.permute(2, 0, 1).contiguous(), x.permute(2, 0, 1).contiguous(), A,
+                             B.transpose(0, 1).contiguous(), C.transpose(0, 1).contiguous())
+    return y.permute(1, 2, 0)
+
+
+def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                           C: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
+    """SSD-style chunked scan; same result as `selective_scan_reference` up to float rounding."""
+    b, d, length = x.shape
+    n = A.shape[1]
+    q = max(1, min(chunk_size, length))
+    pad = (-length) % q
+    if pad:  # dt = 0 on padding: decay 1 and no input, so real positions are untouched
+        x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
+        B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    chunks = (length + pad) // q
+    # (b, d, c, n, q): log-decays and inputs per chunk, state index before time
+    log_a = (dt[..., None] * A[None, :, None, :]).reshape(b, d, chunks, q, n).transpose(3, 4)
+    u = ((dt * x)[..., None] * B[:, None]).reshape(b, d, chunks, q, n).transpose(3, 4)
+    cum = torch.cumsum(log_a, dim=-1)
+    seg = cum[..., :, None] - cum[..., None, :]  # seg[t, s] = L_t - L_s
+    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
+    decay = torch.exp(seg.masked_fill(~causal, float("-inf")))
+    h_intra = torch.matmul(decay, u[..., None]).squeeze(-1)  # (b, d, c, n, q)
+    carry_decay = torch.exp(cum)  # decay from the chunk start to t
+    state = x.new_zeros(b, d, n)
+    states = []
+    for c in range(chunks):  # carry the state across chunk boundaries
+        states.append(state)
+        state = carry_decay[:, :, c, :, -1] * state + h_intra[:, :, c, :, -1]
+    h = h_intra + carry_decay * torch.stack(states, dim=2)[..., None]
+    c_t = C.reshape(b, chunks, q, n).permute(0, 1, 3, 2)[:, None]  # (b, 1, c, n, q)
+    y = (h * c_t).sum(3).reshape(b, d, chunks * q)
+    return y[..., :length]
+
+
+def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Callable[..., torch.Tensor],
+                  attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """HF `MambaMixer` full-sequence forward (no cache) using `scan` for the selective scan."""
+    dtype = hidden_states.dtype
+    if attention_mask is not None:
+        hidden_states = hidden_states * attention_mask[:, :, None].to(dtype)
+    projected = mixer.in_proj(hidden_states).transpose(1, 2)
+    x, gate = projected.chunk(2, dim=1)
+    length = x.shape[-1]
+    x = mixer.act(mixer.conv1d(x)[..., :length])
+    if attention_mask is not None:
+        x = x * attention_mask[:, None, :].to(x.dtype)
+    rank, n = mixer.time_step_rank, mixer.ssm_state_size
+    time_step, B, C = torch.split(mixer.x_proj(x.transpose(1, 2)), [rank, n, n], dim=-1)
+    dt = F.softplus(mixer.dt_proj(time_step).transpose(1, 2).float())
+    A = -torch.exp(mixer.A_log.float())
+    y = scan(x.float(), dt, A, B.float(), C.float())
+    y = (y + x.float() * mixer.D.float()[None, :, None]) * F.silu(gate.float())
+    return mixer.out_proj(y.transpose(1, 2).to(dtype))
+
+
+def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    found = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
+    if not found:
+        raise TypeError(f"{type(model).__name__} has no MambaMixer layers (is it a Mamba v1 model?)")
+    return found
+
+
+def _scan_fn(mode: ScanMode, chunk_size: int) -> Callable[..., torch.Tensor]:
+    if mode == "chunked":
+        return lambda *a: selective_scan_chunked(*a, chunk_size=chunk_size)
+    if mode == "recurrent":
+        return selective_scan_recurrent
+    if mode == "reference":
+        return selective_scan_reference
+    raise ValueError(f"unknown scan mode {mode!r}")
+
+
+def patch_scan(model: torch.nn.Module, mode: ScanMode = "chunked", chunk_size: int = 32) -> None:
+    """Replace every MambaMixer's no-cache forward with `mode`; cached (generation) calls keep HF's path."""
+    scan = _scan_fn(mode, chunk_size)
+    for mixer in _mixers(model):
+        original = mixer.__dict__.get("_actiba_original_forward", mixer.forward)
+
+        def forward(self, hidden_states, cache_params=None, attention_mask=None, _orig=original, **kw):
+            if cache_params is not None:
+                return _orig(hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kw)
+            return mixer_forward(self, hidden_states, scan, attention_mask)
+
+        mixer._actiba_original_forward = original
+        mixer.forward = types.MethodType(forward, mixer)
+
+
+def unpatch_scan(model: torch.nn.Module) -> None:
+    """Undo `patch_scan`."""
+    for mixer in _mixers(model):
+        original = mixer.__dict__.pop("_actiba_original_forward", None)
+        if original is not None:
+            mixer.forward = original
+
+
+@contextlib.contextmanager
+def chunked_scan(model: torch.nn.Module, chunk_size: int = 32, mode: ScanMode = "chunked") -> Iterator[None]:
+    """Context manager: run (or export) `model` with the chunked selective scan."""
+    patch_scan(model, mode, chunk_size)
+    try:
+        yield
+    finally:
+        unpatch_scan(model)
