@@ -1,0 +1,76 @@
+"""`actiba` command line: argument parsing and the exit-code contract (DESIGN.md §3).
+
+0 success; 2 bad input or impossible request (one line on stderr, no traceback, no output file);
+1 an internal error. Subcommands live in their own modules and import their heavy dependencies
+inside `run`, so `actiba fit` / `actiba show` start without torch, onnx or openvino.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from ..errors import InputError
+
+# subcommand name -> module (each has `add_parser(subparsers)` and `run(args) -> int`)
+COMMANDS = {
+    "fit": "actiba.cli.fit_cmd",
+    "show": "actiba.cli.show_cmd",
+    "export": "actiba.cli.export_cmd",
+    "rewrite": "actiba.cli.rewrite_cmd",
+    "eval": "actiba.cli.eval_cmd",
+    "pareto": "actiba.cli.pareto_cmd",
+    "calibrate": "actiba.cli.calibrate_cmd",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as InputError (one line, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
+    parser.add_argument("--version", action="version", version="actiba 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue  # subcommand not built yet
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "run", None):
+            build_parser().print_help(sys.stderr)
+            return 2
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        print(f"actiba: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("actiba: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # an actiba bug: say so, keep the traceback for ACTIBA_DEBUG=1
+        if os.environ.get("ACTIBA_DEBUG"):
+            traceback.print_exc()
+        print(f"actiba: internal error: {type(exc).__name__}: {exc} (set ACTIBA_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
