@@ -86,32 +86,36 @@ def selective_scan_recurrent(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
 
 def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                            C: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
-    """SSD-style chunked scan; same result as `selective_scan_reference` up to float rounding."""
+    """SSD-style chunked scan; same result as `selective_scan_reference` up to float rounding.
+
+    No Python loop depends on the length, so one exported graph serves every sequence length.
+    """
     b, d, length = x.shape
     n = A.shape[1]
-    q = max(1, min(chunk_size, length))
-    pad = (-length) % q
-    if pad:  # dt = 0 on padding: decay 1 and no input, so real positions are untouched
-        x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
-        B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
-    chunks = (length + pad) // q
-    # (b, d, c, n, q): log-decays and inputs per chunk, state index before time
-    log_a = (dt[..., None] * A[None, :, None, :]).reshape(b, d, chunks, q, n).transpose(3, 4)
-    u = ((dt * x)[..., None] * B[:, None]).reshape(b, d, chunks, q, n).transpose(3, 4)
-    cum = torch.cumsum(log_a, dim=-1)
-    seg = cum[..., :, None] - cum[..., None, :]  # seg[t, s] = L_t - L_s
-    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-    decay = torch.exp(seg.masked_fill(~causal, float("-inf")))
-    h_intra = torch.matmul(decay, u[..., None]).squeeze(-1)  # (b, d, c, n, q)
-    carry_decay = torch.exp(cum)  # decay from the chunk start to t
-    state = x.new_zeros(b, d, n)
-    states = []
-    for c in range(chunks):  # carry the state across chunk boundaries
-        states.append(state)
-        state = carry_decay[:, :, c, :, -1] * state + h_intra[:, :, c, :, -1]
-    h = h_intra + carry_decay * torch.stack(states, dim=2)[..., None]
-    c_t = C.reshape(b, chunks, q, n).permute(0, 1, 3, 2)[:, None]  # (b, 1, c, n, q)
-    y = (h * c_t).sum(3).reshape(b, d, chunks * q)
+    q = chunk_size
+    pad = (q - length % q) % q
+    # dt = 0 on padding: decay 1 and no input, so the real positions are untouched
+    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
+    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    # (b, d, chunks, n, q): log-decays dt*A and inputs dt*B*x, time last
+    log_a = (dt[..., None] * A[None, :, None, :]).reshape(b, d, -1, q, n).transpose(3, 4)
+    u = ((dt * x)[..., None] * B[:, None]).reshape(b, d, -1, q, n).transpose(3, 4)
+    cum = torch.cumsum(log_a, dim=-1)  # L_t within each chunk
+    steps = torch.arange(q, device=x.device)
+    causal = steps[:, None] >= steps[None, :]
+    decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")))
+    h_intra = torch.matmul(decay, u[..., None]).squeeze(-1)  # state from this chunk's inputs only
+    # carry states across chunks: entering chunk c, sum over c' < c of exp(P_{c-1} - P_c') * h_last[c']
+    total = cum[..., -1]  # (b, d, chunks, n): log-decay over each whole chunk
+    prefix = torch.cumsum(total, dim=2)
+    chunk_ids = torch.arange(total.shape[2], device=x.device)
+    before = chunk_ids[:, None] > chunk_ids[None, :]
+    expo = (prefix - total).transpose(2, 3)[..., :, None] - prefix.transpose(2, 3)[..., None, :]
+    carry = torch.exp(expo.masked_fill(~before, float("-inf")))  # (b, d, n, chunks, chunks)
+    entering = torch.matmul(carry, h_intra[..., -1].transpose(2, 3)[..., None]).squeeze(-1)
+    h = h_intra + torch.exp(cum) * entering.transpose(2, 3)[..., None]
+    c_t = C.reshape(b, -1, q, n).permute(0, 1, 3, 2)[:, None]  # (b, 1, chunks, n, q)
+    y = (h * c_t).sum(3).reshape(b, d, -1)
     return y[..., :length]
 
 

@@ -32,7 +32,7 @@ def score_bits_per_byte(model: object, data: bytes, seq_len: int = 1024, batch_s
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     if logits_fn is None:
         def logits_fn(ids: torch.Tensor) -> torch.Tensor:
-            return model(input_ids=ids).logits  # type: ignore[operator]
+            return model(input_ids=ids, use_cache=False).logits  # type: ignore[operator]
 
     arr = torch.tensor(list(data), dtype=torch.long)
     windows = [arr[i:i + seq_len] for i in range(0, len(arr), seq_len)]

@@ -1,0 +1,273 @@
+"""Export a Mamba / Mamba-2 causal LM (input_ids -> logits) to ONNX and OpenVINO IR, verified against torch.
+
+Why verify on every export: exporters silently drop or change ops; a max-logit-difference check against
+the torch model (onnxruntime, and OpenVINO CPU with an explicit f32 precision hint) catches that at once.
+Mamba v1 is exported through `mamba_scan`'s chunked scan by default: HF's loop would unroll into one
+copy per token and pin the sequence length.
+
+    python -m actiba.models.export embedded:mamba2 --to openvino -o out/mamba2.xml --seq-len 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .._atomic import atomic_path, write_text
+from ..errors import InputError
+
+Precision = Literal["f32", "bf16"]
+ScanChoice = Literal["chunked", "loop"]
+
+
+@dataclass
+class ExportResult:
+    """What was written and how closely it matches torch (max |logit difference| on a random input)."""
+
+    path: str
+    format: str
+    seq_len: int | None
+    max_abs_diff: float
+    checked_seq_len: int
+    precision: str | None = None
+    exporter: str = "dynamo"
+    nodes: int | None = None
+
+
+class LogitsOnly(torch.nn.Module):
+    """Wraps an HF causal LM as ``input_ids -> logits`` without cache (what every exporter needs)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.inner(input_ids=input_ids, use_cache=False).logits
+
+
+def _is_mamba_v1(model: Any) -> bool:
+    return getattr(getattr(model, "config", None), "model_type", None) == "mamba"
+
+
+@contextlib.contextmanager
+def export_view(model: Any, mamba_scan: ScanChoice = "chunked", chunk_size: int = 32):
+    """Yield the model as exported: Mamba v1 with the chunked scan patched in (unless `loop`)."""
+    if _is_mamba_v1(model) and mamba_scan == "chunked":
+        from .mamba_scan import chunked_scan
+
+        with chunked_scan(model, chunk_size):
+            yield model
+    else:
+        yield model
+
+
+def fix_transpose_perms(onnx_model: Any) -> int:
+    """Make negative ``perm`` entries of Transpose nodes non-negative (onnxruntime / OpenVINO reject them).
+
+    Only possible where the rank is known from the perm length itself (perm lists every axis once).
+    Returns the number of nodes changed.
+    """
+    changed = 0
+    for node in onnx_model.graph.node:
+        if node.op_type != "Transpose":
+            continue
+        for attr in node.attribute:
+            if attr.name == "perm" and any(p < 0 for p in attr.ints):
+                rank = len(attr.ints)
+                fixed = [p + rank if p < 0 else p for p in attr.ints]
+                del attr.ints[:]
+                attr.ints.extend(fixed)
+                changed += 1
+    return changed
+
+
+def _random_ids(seq_len: int, seed: int = 0) -> Any:
+    return torch.randint(0, 256, (1, seq_len), generator=torch.Generator().manual_seed(seed))
+
+
+def _torch_logits(model: Any, ids: Any) -> Any:
+    """Reference logits from the unmodified torch model (HF's own scan), as numpy."""
+    with torch.inference_mode():
+        return model(input_ids=ids, use_cache=False).logits.float().numpy()
+
+
+def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, chunk_size: int,
+                       opset: int) -> tuple[Any, str]:
+    """Run torch's exporter (dynamo first, legacy as fallback) and return (onnx.ModelProto, exporter)."""
+    import onnx
+
+    if seq_len is None and _is_mamba_v1(model) and mamba_scan == "loop":
+        raise InputError("Mamba v1 with the loop scan needs a fixed --seq-len (the loop unrolls per token)")
+    # a dynamic export traces with a length that is no multiple of any chunk size, so padding stays symbolic
+    example = _random_ids(seq_len or 67)
+    with tempfile.TemporaryDirectory() as tmp, export_view(model, mamba_scan, chunk_size):
+        path = Path(tmp) / "model.onnx"
+        wrapped = LogitsOnly(model).eval()
+        try:
+            seq_dim = torch.export.Dim("seq", min=2, max=65536)
+            shapes = None if seq_len is not None else {"input_ids": {1: seq_dim}}
+            with contextlib.redirect_stdout(sys.stderr):
+                torch.onnx.export(wrapped, (example,), str(path), dynamo=True, opset_version=opset,
+                                  input_names=["input_ids"], output_names=["logits"], dynamic_shapes=shapes,
+                                  verbose=False)
+            exporter = "dynamo"
+        except Exception as exc:  # fall back to the TorchScript exporter
+            print(f"actiba: dynamo export failed ({type(exc).__name__}); using the legacy exporter",
+                  file=sys.stderr)
+            axes = None if seq_len is not None else {"input_ids": {1: "seq"}, "logits": {1: "seq"}}
+            torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
+                              input_names=["input_ids"], output_names=["logits"], dynamic_axes=axes)
+            exporter = "legacy"
+        proto = onnx.load(str(path), load_external_data=True)
+    fix_transpose_perms(proto)
+    return proto, exporter
+
+
+def _save_onnx(proto: Any, out: Path) -> None:
+    import onnx
+
+    with atomic_path(out, suffix=".onnx") as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+
+
+def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128) -> float:
+    """Max |logit difference| between onnxruntime on `path` and the torch model on random ids."""
+    import numpy as np
+    import onnxruntime as ort
+
+    ids = _random_ids(seq_len, seed=1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: ids.numpy()})[0]
+    return float(np.abs(got - _torch_logits(model, ids)).max())
+
+
+def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None) -> Any:
+    """Compile for OpenVINO CPU with an explicit inference precision (CPU defaults to bf16 where it can)."""
+    import openvino as ov
+
+    if precision not in ("f32", "bf16"):
+        raise InputError(f"unknown inference precision {precision!r}; use f32 or bf16")
+    core = ov.Core()
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    source = path_or_model
+    if isinstance(path_or_model, (str, os.PathLike)):
+        source = core.read_model(str(path_or_model))
+    return core.compile_model(source, "CPU", config)
+
+
+def actual_precision(compiled: Any) -> str:
+    """The inference precision OpenVINO actually uses (it may ignore bf16 on CPUs without it)."""
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+
+
+def check_openvino(model: Any, path: str | os.PathLike, seq_len: int = 128,
+                   precision: Precision = "f32") -> float:
+    """Max |logit difference| between OpenVINO CPU (given precision hint) on `path` and torch."""
+    import numpy as np
+
+    ids = _random_ids(seq_len, seed=1)
+    compiled = compile_openvino(path, precision, threads=1)
+    got = compiled({0: ids.numpy()})[compiled.output(0)]
+    return float(np.abs(got - _torch_logits(model, ids)).max())
+
+
+def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
+                mamba_scan: ScanChoice = "chunked", chunk_size: int = 32, opset: int = 18,
+                check_seq_len: int = 128, verbose: bool = True) -> ExportResult:
+    """Write `model` as ONNX (input ``input_ids`` [1, seq] int64 -> ``logits``) and verify it.
+
+    `seq_len` None makes the sequence length dynamic; otherwise it is fixed.
+    """
+    out = Path(out)
+    proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
+    _save_onnx(proto, out)
+    check_len = seq_len or check_seq_len
+    diff = check_onnx(model, out, check_len)
+    result = ExportResult(str(out), "onnx", seq_len, diff, check_len, exporter=exporter,
+                          nodes=len(proto.graph.node))
+    if verbose:
+        print(f"actiba: wrote {out} ({result.nodes} nodes, {exporter} exporter); onnxruntime vs torch "
+              f"max |logit diff| = {diff:.3g} at {check_len} tokens", file=sys.stderr)
+    return result
+
+
+def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = None,
+                    precision: Precision = "f32", mamba_scan: ScanChoice = "chunked", chunk_size: int = 32,
+                    opset: int = 18,
+                    check_seq_len: int = 128, verbose: bool = True) -> ExportResult:
+    """Write `model` as OpenVINO IR (``out`` = .xml, plus .bin) via ONNX, verify it with an f32 hint, and
+    record the chosen inference precision in the sidecar ``<out>.json``."""
+    import openvino as ov
+
+    out = Path(out)
+    if out.suffix != ".xml":
+        raise InputError(f"OpenVINO output must end in .xml, got {out}")
+    proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        _save_onnx(proto, onnx_path)
+        ov_model = ov.convert_model(str(onnx_path))
+    if seq_len is not None:
+        ov_model.reshape({0: [1, seq_len]})
+    bin_target = out.with_suffix(".bin")
+    with atomic_path(out, suffix=".xml") as tmp_xml:
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+        try:
+            os.replace(tmp_xml.with_suffix(".bin"), bin_target)
+        except OSError as exc:
+            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
+            raise InputError(f"cannot write {bin_target}: {exc.strerror}") from None
+    check_len = seq_len or check_seq_len
+    diff = check_openvino(model, out, check_len, "f32")
+    used = actual_precision(compile_openvino(out, precision, threads=1))
+    result = ExportResult(str(out), "openvino", seq_len, diff, check_len, precision=used, exporter=exporter,
+                          nodes=len(ov_model.get_ops()))
+    sidecar = {"inference_precision_hint": precision, "inference_precision": used, "device": "CPU",
+               "verified_with": "f32", "openvino": ov.__version__, **asdict(result)}
+    write_text(out.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+    if verbose:
+        print(f"actiba: wrote {out} ({result.nodes} ops); OpenVINO CPU f32 vs torch max |logit diff| = "
+              f"{diff:.3g} at {check_len} tokens; inference precision recorded: {used}", file=sys.stderr)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m actiba.models.export MODEL --to onnx|openvino -o OUT [--seq-len N] [--precision f32]``."""
+    from . import load
+
+    ap = argparse.ArgumentParser(prog="python -m actiba.models.export", description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--to", choices=["onnx", "openvino"], required=True)
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--seq-len", type=int, help="fixed sequence length (default: dynamic)")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--mamba-scan", choices=["chunked", "loop"], default="chunked")
+    args = ap.parse_args(argv)
+    try:
+        model = load(args.model)
+        if args.to == "onnx":
+            export_onnx(model, args.out, args.seq_len, args.mamba_scan)
+        else:
+            export_openvino(model, args.out, args.seq_len, args.precision, args.mamba_scan)
+    except InputError as exc:
+        print(f"actiba: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
