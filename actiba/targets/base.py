@@ -9,6 +9,7 @@ be exported, re-checked and re-simulated without refitting.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 class Param:
     """One documented `--param KEY=VALUE` option of a target.
 
-    kind: "pos" (finite float > 0), "float" (finite), "int" (in [lo, hi]), or "choice".
+    kind: "pos" (finite float > 0), "float" (finite), "int" (in [lo, hi]), "choice" or "ident" (C name).
     default None means "derived from the fit range / the function" (see the target's docstring).
     """
 
@@ -42,6 +43,11 @@ class Param:
 
     def parse(self, raw: Any, target: str) -> Any:
         where = f"{target} parameter {self.name}"
+        if self.kind == "ident":
+            v = str(raw).strip()
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", v):
+                raise InputError(f"{where} must be a C identifier, got {raw!r}")
+            return v
         if self.kind == "choice":
             v = str(raw).strip().lower()
             if v not in self.choices:

@@ -1,0 +1,150 @@
+"""`c-header`: the float table as a self-contained C header with reference evaluators.
+
+Emits `static const double` breakpoints / slopes / intercepts as exact C99 hex-float literals (and
+float32-rounded `float` copies), plus `static inline double SYM(double)` and `float SYM_f(float)`
+implementing the canonical rule: i = number of breakpoints b <= x (binary search); y = s_i*x + c_i;
+NaN -> NaN; ±inf -> the outer segment's limit with 0*inf taken as the intercept. The product is stored
+in a `volatile` temporary so no compiler can fuse s*x + c into an FMA: the double version is then
+bit-exact with `actiba.table.evaluate` (two IEEE roundings, as numpy does), whatever the flags.
+The float version rounds the numbers to float32 and computes in float: an approximation of the table
+to float32 precision, not bit-exact with the float64 evaluator.
+
+As a `Target`: `fit` is the float fitter (no quantization), the "simulator" is the canonical evaluator on
+float64 inputs, and the error grid is 200001 evenly spaced points over the fit range.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..functions import Activation
+from ..table import Table, evaluate
+from ._init import float_fit
+from .base import Param, Target, check_range, grid_error, parse_params
+
+
+@dataclass
+class CHeaderConfig:
+    symbol: str
+    table: Table = field(repr=False)
+    name: str = "c-header"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "symbol": self.symbol}
+
+
+def default_symbol(function: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", function.removeprefix("expr:"))[:40] or "table"
+    return "actiba_" + s
+
+
+def hexf(v: float) -> str:
+    return float(v).hex()
+
+
+def hexf32(v: float) -> str:
+    return float(np.float32(v)).hex() + "f"
+
+
+class CHeader(Target):
+    name = "c-header"
+    summary = "float table as a C header (hex-float arrays + reference evaluators, double and float)"
+    params = (Param("symbol", "ident", "C name prefix of arrays and functions (default actiba_<function>)"),)
+
+    def _symbol(self, params: Mapping[str, Any] | None, function: str) -> str:
+        p = parse_params(self.name, self.params, params)
+        return p.get("symbol") or default_symbol(function)
+
+    def fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
+            tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
+        check_range(lo, hi)
+        sym = self._symbol(params, activation.expression or activation.name)
+        t = float_fit(activation, int(segments), lo, hi, tails)
+        t.target = {"name": self.name, "symbol": sym}
+        return t
+
+    naive = fit
+
+    def from_table(self, table: Table, params: Mapping[str, Any] | None) -> CHeaderConfig:
+        return CHeaderConfig(self._symbol(params, table.function), table)
+
+    def config_from_dict(self, d: Mapping[str, Any]) -> CHeaderConfig:
+        raise InputError("a c-header config is the table itself; use from_table")
+
+    def check(self, table: Table) -> CHeaderConfig:
+        """Any valid float table can be written as a C header."""
+        sym = table.target.get("symbol") if isinstance(table.target, dict) else None
+        return CHeaderConfig(sym or default_symbol(table.function), table)
+
+    def grid(self, config: CHeaderConfig) -> np.ndarray:
+        lo, hi = config.table.domain if config.table.domain is not None else (-8.0, 8.0)
+        return np.linspace(lo, hi, 200001)
+
+    def dequant_in(self, config: CHeaderConfig, q: np.ndarray) -> np.ndarray:
+        return np.asarray(q, dtype=np.float64)
+
+    def dequant_out(self, config: CHeaderConfig, out: np.ndarray) -> np.ndarray:
+        return np.asarray(out, dtype=np.float64)
+
+    def simulate(self, config: CHeaderConfig, q_input: np.ndarray) -> np.ndarray:
+        t = config.table
+        return evaluate(t.breakpoints, t.slopes, t.intercepts, q_input)
+
+    def to_table(self, config: CHeaderConfig, activation: Activation | None) -> Table:
+        return config.table
+
+    def error(self, config: CHeaderConfig, activation: Activation) -> dict[str, Any]:
+        x = self.grid(config)
+        return grid_error(x, self.simulate(config, x), activation, "200001-point grid over the domain")
+
+    def serialize_json(self, config: CHeaderConfig) -> str:
+        return config.table.to_json()
+
+    def serialize_c(self, config: CHeaderConfig, symbol: str | None = None) -> str:
+        t, sym = config.table, symbol or config.symbol
+        nb = t.breakpoints.size
+        bp = t.breakpoints if nb else np.array([0.0])  # C forbids empty arrays; NB says how many count
+
+        def arr(ctype: str, suffix: str, vals: np.ndarray, fmt) -> str:
+            body = ",\n".join("  " + ", ".join(fmt(v) for v in vals[i:i + 3]) for i in range(0, vals.size, 3))
+            return f"static const {ctype} {sym}_{suffix}[{vals.size}] = {{\n{body}\n}};\n"
+
+        def func(ctype: str, suffix: str, isinf: str) -> str:
+            return (f"static inline {ctype} {sym}{suffix}({ctype} x) {{\n"
+                    f"  int lo = 0, hi = {sym.upper()}_NB;\n"
+                    f"  {ctype} s, c;\n"
+                    f"  volatile {ctype} p;  /* no FMA: two roundings, like the canonical evaluator */\n"
+                    f"  if (x != x) return x;  /* NaN in -> NaN out */\n"
+                    f"  while (lo < hi) {{     /* i = number of breakpoints b <= x */\n"
+                    f"    int mid = (lo + hi) / 2;\n"
+                    f"    if ({sym}_breakpoints{suffix}[mid] <= x) lo = mid + 1; else hi = mid;\n"
+                    f"  }}\n"
+                    f"  s = {sym}_slopes{suffix}[lo];\n"
+                    f"  c = {sym}_intercepts{suffix}[lo];\n"
+                    f"  if ({isinf}(x) && s == 0) return c;  /* 0 * inf is taken as the intercept */\n"
+                    f"  p = s * x;\n"
+                    f"  return p + c;\n}}\n")
+
+        dom = "none" if t.domain is None else f"[{t.domain[0]!r}, {t.domain[1]!r}]"
+        err = (t.error or {}).get("max_abs")
+        f32 = np.float32
+        return (f"/* actiba-pwl/1 table for {t.function} {t.params or ''}: {t.segments} segments, "
+                f"domain {dom}"
+                f"{'' if err is None else f', max-abs error {err:.6g}'}.\n"
+                f" * Rule: i = number of breakpoints b <= x; y = slopes[i]*x + intercepts[i]; NaN -> NaN;\n"
+                f" * +-inf -> outer segment's limit (0*inf = intercept). {sym}() is bit-exact with actiba's\n"
+                f" * float64 evaluator; {sym}_f() is the same rule on float32-rounded numbers. */\n"
+                f"#ifndef {sym.upper()}_H\n#define {sym.upper()}_H\n#include <math.h>\n\n"
+                f"#define {sym.upper()}_SEGMENTS {t.segments}\n#define {sym.upper()}_NB {nb}\n"
+                + arr("double", "breakpoints", bp, hexf) + arr("double", "slopes", t.slopes, hexf)
+                + arr("double", "intercepts", t.intercepts, hexf)
+                + arr("float", "breakpoints_f", bp.astype(f32), hexf32)
+                + arr("float", "slopes_f", t.slopes.astype(f32), hexf32)
+                + arr("float", "intercepts_f", t.intercepts.astype(f32), hexf32) + "\n"
+                + func("double", "", "isinf") + "\n" + func("float", "_f", "isinf") + "\n#endif\n")
