@@ -132,6 +132,12 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
     return proto, exporter
 
 
+def _check_out(out: Path) -> None:
+    """Fail before the (slow) export if the output cannot be written."""
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
+
+
 def _save_onnx(proto: Any, out: Path) -> None:
     import onnx
 
@@ -193,6 +199,7 @@ def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
     `seq_len` None makes the sequence length dynamic; otherwise it is fixed.
     """
     out = Path(out)
+    _check_out(out)
     proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
     _save_onnx(proto, out)
     check_len = seq_len or check_seq_len
@@ -207,20 +214,28 @@ def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
 
 def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = None,
                     precision: Precision = "f32", mamba_scan: ScanChoice = "chunked", chunk_size: int = 32,
-                    opset: int = 18,
-                    check_seq_len: int = 128, verbose: bool = True) -> ExportResult:
+                    opset: int = 18, check_seq_len: int = 128, verbose: bool = True,
+                    from_onnx: str | os.PathLike | None = None) -> ExportResult:
     """Write `model` as OpenVINO IR (``out`` = .xml, plus .bin) via ONNX, verify it with an f32 hint, and
-    record the chosen inference precision in the sidecar ``<out>.json``."""
+    record the chosen inference precision in the sidecar ``<out>.json``.
+
+    `from_onnx` converts an ONNX file already exported from `model` instead of exporting again.
+    """
     import openvino as ov
 
     out = Path(out)
     if out.suffix != ".xml":
         raise InputError(f"OpenVINO output must end in .xml, got {out}")
-    proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        _save_onnx(proto, onnx_path)
-        ov_model = ov.convert_model(str(onnx_path))
+    _check_out(out)
+    if from_onnx is not None:
+        exporter = "onnx-file"
+        ov_model = ov.convert_model(str(from_onnx))
+    else:
+        proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            _save_onnx(proto, onnx_path)
+            ov_model = ov.convert_model(str(onnx_path))
     if seq_len is not None:
         ov_model.reshape({0: [1, seq_len]})
     bin_target = out.with_suffix(".bin")
