@@ -1,0 +1,81 @@
+"""What is being fitted: the function, the range, the segment count, continuity, tails and metric.
+
+A `Problem` is the fitter's one input object; the parametrization, the refiners and the verifier
+all read from it, so a constraint (e.g. an asymptote-pinned tail) is stated once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..functions import Activation
+
+TAILS = ("free", "asymptote", "clamp")
+METRICS = ("max-abs", "max-rel", "rms")
+MAX_SEGMENTS = 4096
+
+
+@dataclass(frozen=True)
+class Problem:
+    act: Activation
+    lo: float
+    hi: float
+    segments: int
+    continuous: bool = True
+    tails: str = "free"
+    metric: str = "max-abs"
+    weight: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            raise InputError(f"range must be finite, got [{self.lo}, {self.hi}]")
+        if not self.lo < self.hi:
+            raise InputError(f"range needs lo < hi, got [{self.lo}, {self.hi}]")
+        if not 1 <= self.segments <= MAX_SEGMENTS:
+            raise InputError(f"segments must be between 1 and {MAX_SEGMENTS}, got {self.segments}")
+        if self.tails not in TAILS:
+            raise InputError(f"unknown tails {self.tails!r}; use one of {', '.join(TAILS)}")
+        if self.metric not in METRICS:
+            raise InputError(f"unknown metric {self.metric!r}; use one of {', '.join(METRICS)}")
+        if self.tails == "asymptote" and self.left_line is None and self.right_line is None:
+            raise InputError(f"{self.act.to_json()['function']} has no known asymptote; "
+                             "use --tails free or clamp")
+        pinned = int(self.left_pinned) + int(self.right_pinned)
+        if pinned and self.segments < pinned + 1:
+            raise InputError(f"{self.segments} segment(s) are too few for {self.tails} tails: the "
+                             f"pinned outer segments take {pinned}, at least one more must fit the range")
+        if self.metric == "max-rel":
+            fx = self.act.f(np.linspace(self.lo, self.hi, 20001))
+            if np.any(fx == 0) or np.any(np.sign(fx[1:]) != np.sign(fx[:-1])):
+                raise InputError(f"max-rel needs f without a zero on [{self.lo}, {self.hi}]; "
+                                 "use max-abs or a range where f keeps its sign")
+
+    @property
+    def left_line(self) -> tuple[float, float] | None:
+        return self.act.left if self.tails == "asymptote" else None
+
+    @property
+    def right_line(self) -> tuple[float, float] | None:
+        return self.act.right if self.tails == "asymptote" else None
+
+    @property
+    def left_pinned(self) -> bool:
+        """Segment 0 is fixed in shape (asymptote line or a constant)."""
+        return self.left_line is not None or (self.tails == "clamp" and self.segments > 1)
+
+    @property
+    def right_pinned(self) -> bool:
+        return self.right_line is not None or (self.tails == "clamp" and self.segments > 1)
+
+    def w(self, x: np.ndarray) -> np.ndarray:
+        """Pointwise error weight of the metric (1/|f| for max-rel, the user weight for rms)."""
+        if self.metric == "max-rel":
+            return 1.0 / np.abs(self.act.f(x))
+        if self.weight is not None:
+            return np.asarray(self.weight(x), dtype=np.float64) * np.ones_like(x)
+        return np.ones_like(x)

@@ -1,0 +1,144 @@
+"""Joint refinement of knots and values: sequential LP (minimax) or Gauss–Newton (L2) with a trust region.
+
+For fixed knots the best knot values are a linear program (minimax) or a least-squares problem (L2);
+moving the knots is a smooth change to first order. Each step solves the linearized problem over the
+values and knot moves together, bounded by a trust radius relative to the neighbouring segment widths,
+and is accepted only if the error measured on a fine grid decreases. This converges to equioscillation
+(minimax) typically in 10–40 steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, sparse
+
+from .param import Layout, Samples, knots, sample
+from .problem import Problem
+
+FINE = 129  # fine relative grid per segment used to measure the true objective
+_UNIFORM = np.linspace(0.0, 1.0, 9)
+_GAUSS_S, _GAUSS_Q = np.polynomial.legendre.leggauss(12)
+_GAUSS_S, _GAUSS_Q = 0.5 * (_GAUSS_S + 1.0), 0.5 * _GAUSS_Q
+
+
+@dataclass
+class RefineResult:
+    z: np.ndarray
+    p: np.ndarray
+    objective: float
+    iterations: int
+    accepted: int
+
+
+def _grid(n: int, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    seg = np.repeat(np.arange(n), s.size)
+    return seg, np.tile(s, n)
+
+
+def _objective(prob: Problem, lay: Layout, z: np.ndarray, p: np.ndarray) -> float:
+    n = prob.segments
+    if prob.metric == "rms":
+        seg, s = _grid(n, _GAUSS_S)
+        smp = sample(prob, lay, z, p, seg, s, jacobian=False)
+        h = np.diff(knots(prob, p))[seg]
+        return float(np.sqrt(np.sum(np.tile(_GAUSS_Q, n) * h * smp.e**2) / (prob.hi - prob.lo)))
+    seg, s = _grid(n, np.linspace(0.0, 1.0, FINE))
+    return float(np.max(np.abs(sample(prob, lay, z, p, seg, s, jacobian=False).e)))
+
+
+def _active_points(prob: Problem, lay: Layout, z: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform points plus the local maxima of |error| in each segment (parabola-refined)."""
+    n = prob.segments
+    sf = np.linspace(0.0, 1.0, FINE)
+    seg, s = _grid(n, sf)
+    a = np.abs(sample(prob, lay, z, p, seg, s, jacobian=False).e).reshape(n, FINE)
+    mid = (a[:, 1:-1] >= a[:, :-2]) & (a[:, 1:-1] > a[:, 2:])
+    rows, cols = np.nonzero(mid)
+    cols = cols + 1
+    y0, y1, y2 = a[rows, cols - 1], a[rows, cols], a[rows, cols + 1]
+    den = y0 - 2 * y1 + y2
+    shift = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
+    s_peak = sf[cols] + np.clip(shift, -1, 1) * (sf[1] - sf[0])
+    useg, us = _grid(n, _UNIFORM)
+    return (np.concatenate([useg, rows, rows, rows]),
+            np.concatenate([us, s_peak, sf[cols - 1], sf[cols + 1]]))
+
+
+def _radius(prob: Problem, p: np.ndarray, r: float) -> np.ndarray:
+    h = np.diff(knots(prob, p))
+    return r * np.minimum(h[:-1], h[1:])
+
+
+def _step_minimax(smp: Samples, nz: int, rad: np.ndarray) -> tuple[np.ndarray, float] | None:
+    J, e = smp.J, smp.e
+    nv = J.shape[1]
+    c = np.zeros(nv + 1)
+    c[-1] = 1.0
+    ones = sparse.csr_matrix(np.ones((J.shape[0], 1)))
+    A = sparse.vstack([sparse.hstack([J, -ones]), sparse.hstack([-J, -ones])]).tocsr()
+    bub = np.concatenate([-e, e])
+    bounds = [(None, None)] * nz + [(-r, r) for r in rad] + [(0, None)]
+    res = optimize.linprog(c, A_ub=A, b_ub=bub, bounds=bounds, method="highs")
+    return (res.x[:-1], float(res.x[-1])) if res.status == 0 else None
+
+
+def _step_l2(smp: Samples, nz: int, rad: np.ndarray, sqrtq: np.ndarray,
+             total: float) -> tuple[np.ndarray, float]:
+    A = sparse.diags(sqrtq) @ smp.J
+    b = -smp.e * sqrtq
+    lb = np.concatenate([np.full(nz, -np.inf), -rad - 1e-300])
+    ub = np.concatenate([np.full(nz, np.inf), rad + 1e-300])
+    small = A.shape[1] < 200
+    res = optimize.lsq_linear(A.toarray() if small else A, b, bounds=(lb, ub),
+                              method="bvls" if small else "trf", lsmr_tol="auto")
+    return res.x, float(np.sqrt(2 * res.cost / total))
+
+
+def _step(prob: Problem, lay: Layout, z: np.ndarray, p: np.ndarray,
+          r: float) -> tuple[np.ndarray, float] | None:
+    n = prob.segments
+    rad = _radius(prob, p, r) if p.size else np.empty(0)
+    if prob.metric == "rms":
+        seg, s = _grid(n, _GAUSS_S)
+        smp = sample(prob, lay, z, p, seg, s)
+        h = np.diff(knots(prob, p))[seg]
+        return _step_l2(smp, lay.nz, rad, np.sqrt(np.tile(_GAUSS_Q, n) * h), prob.hi - prob.lo)
+    seg, s = _active_points(prob, lay, z, p)
+    return _step_minimax(sample(prob, lay, z, p, seg, s), lay.nz, rad)
+
+
+def refine(prob: Problem, lay: Layout, p0: np.ndarray, max_iter: int = 80, rtol: float = 2e-5) -> RefineResult:
+    """Refine knots p0 (and solve the values) to a local optimum of the problem's metric."""
+    p = p0.copy()
+    z = np.zeros(lay.nz)
+    first = _step(prob, lay, z, p, 0.0)  # values for fixed knots
+    if first is not None:
+        z = z + first[0][: lay.nz]
+    obj = _objective(prob, lay, z, p)
+    r, it, accepted, stall = 0.25, 0, 0, 0
+    while it < max_iter and p.size:
+        it += 1
+        step = _step(prob, lay, z, p, r)
+        if step is None:
+            r /= 4
+        else:
+            d, predicted = step
+            z2, p2 = z + d[: lay.nz], p + d[lay.nz:]
+            ok = np.all(np.diff(knots(prob, p2)) > 0)
+            obj2 = _objective(prob, lay, z2, p2) if ok else np.inf
+            gain, want = obj - obj2, obj - predicted
+            if gain > 0:
+                stall = stall + 1 if gain < rtol * obj else 0
+                z, p, obj = z2, p2, obj2
+                accepted += 1
+                if want > 0 and gain > 0.75 * want:
+                    r = min(2 * r, 0.45)
+                elif want > 0 and gain < 0.25 * want:
+                    r /= 2
+            else:
+                r /= 4
+        if r < 1e-7 or stall >= 3:
+            break
+    return RefineResult(z, p, obj, it, accepted)
