@@ -68,7 +68,7 @@ class Activation:
         """Intervals of constant curvature sign on [lo, hi]: (a, b, +1 convex | -1 concave | 0 flat)."""
         cuts = [lo, *self.inflections(lo, hi), hi]
         out = []
-        for a, b in zip(cuts[:-1], cuts[1:]):
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             mid = np.linspace(a, b, 9)[1:-1]
             out.append((a, b, int(np.sign(np.median(self.d2f(mid))))))
         return out
