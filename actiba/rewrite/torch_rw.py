@@ -1,0 +1,316 @@
+"""torch-level rewrites: scoped ActiBA (accuracy without export) and the SSD-aware Mamba-2 rewrites d1/d2.
+
+ActiBA here is *scoped*: a TorchFunctionMode replaces F.silu / F.softplus / F.gelu / torch.sigmoid /
+torch.tanh / torch.exp by the table's `pwl` only while a module selected by module-path glob is running
+(and no excluded one), so norms, losses and everything outside the selection keep the exact function.
+
+    with actiba_scope(model, {"silu": table}, include=["backbone.layers.*.mixer"], exclude=["*.norm"]):
+        logits = model(ids).logits
+
+SSD rewrites (`ssd_rewrites` / `patch_ssd`) install, on each selected HF `Mamba2Mixer` instance, a
+forward that runs `ssd_chunk_scan` instead of HF's `mamba2_chunk_scan`; export the model while patched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from collections.abc import Iterable, Iterator
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ..errors import InputError
+from . import spec
+from .spec import Site
+
+# --- ActiBA ------------------------------------------------------------------------------------------------
+
+
+def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | None] | None:
+    """(table function, beta) that a torch call computes, or None if it is not an ActiBA target."""
+    if func in (F.silu, torch._C._nn.silu, torch._C._nn.silu_):
+        return "silu", 1.0
+    if func in (F.softplus, torch._C._nn.softplus):
+        beta = kwargs.get("beta", args[1] if len(args) > 1 else 1.0)
+        return "softplus", float(beta)
+    if func in (F.gelu, torch._C._nn.gelu):
+        approx = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
+        return ("gelu-tanh" if approx == "tanh" else "gelu"), None
+    if func in (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid):
+        return "sigmoid", None
+    if func in (torch.tanh, torch.Tensor.tanh, F.tanh):
+        return "tanh", None
+    if func in (torch.exp, torch.Tensor.exp):
+        return "exp", None
+    return None
+
+
+def _default_pwl(x: torch.Tensor, table: Any) -> torch.Tensor:
+    from ..lower.torch_lower import pwl
+
+    return pwl(x, table)
+
+
+class _ScopedActiba(TorchFunctionMode):
+    """Swap activation calls for table lookups while the innermost scope on the stack is 'in'."""
+
+    def __init__(self, tables: dict[str, Any], pwl: Any, record: list[Site] | None) -> None:
+        super().__init__()
+        self.tables = tables
+        self.pwl = pwl
+        self.stack: list[tuple[str, bool]] = []
+        self.record = record
+        self.calls = 0
+
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.stack and self.stack[-1][1]:
+            fn = _function_of(func, args, kwargs)
+            if fn is not None and fn[0] in self.tables and isinstance(args[0], torch.Tensor):
+                table = self.tables[fn[0]]
+                why = spec.table_mismatch(table, fn[0], fn[1] if fn[0] in ("silu", "softplus") else None)
+                if kwargs.get("inplace") or (len(args) > 1 and fn[0] == "silu" and args[1] is True):
+                    why = why or "in-place call"
+                if self.record is not None:
+                    site = Site("actiba", self.stack[-1][0], fn[0], tuple(args[0].shape),
+                                dtype=str(args[0].dtype).replace("torch.", ""))
+                    site.reason = why or f"{fn[0]} table ({table.segments} segments)"
+                    if why:
+                        site.skip(why)
+                    self.record.append(site)
+                if why is None:
+                    self.calls += 1
+                    return self.pwl(args[0], table).to(args[0].dtype)
+        return func(*args, **kwargs)
+
+
+def _hooks(model: torch.nn.Module, mode: _ScopedActiba, include: list[str], exclude: list[str]) -> list[Any]:
+    handles = []
+    for path, mod in model.named_modules():
+        inside = spec.matches_any(path, include) if include else path == ""
+        outside = bool(exclude) and spec.matches_any(path, exclude)
+        if not (inside or outside):
+            continue
+        state = (path, inside and not outside)
+
+        def pre(_m, _a, state=state):
+            mode.stack.append(state)
+
+        def post(_m, _a, _o):
+            mode.stack.pop()
+
+        handles.append(mod.register_forward_pre_hook(pre))
+        handles.append(mod.register_forward_hook(post, always_call=True))
+    return handles
+
+
+@contextlib.contextmanager
+def actiba_scope(model: torch.nn.Module, tables: dict[str, Any], include: Iterable[str] = (),
+                 exclude: Iterable[str] = (), pwl: Any = None, record: list[Site] | None = None
+                 ) -> Iterator[_ScopedActiba]:
+    """Within the block, activations inside `include` modules (all of `model` if empty) use the tables.
+
+    `tables` maps function names (silu, softplus, gelu, gelu-tanh, sigmoid, tanh, exp) to tables;
+    `record`, if given, collects one Site per intercepted call (for a dry run).
+    """
+    include, exclude = list(include), list(exclude)
+    unknown = [k for k in tables if spec.canonical_function(k) not in spec.ACT_FUNCTIONS]
+    if unknown:
+        raise InputError(f"no torch ActiBA target for {unknown}; known: {', '.join(spec.ACT_FUNCTIONS)}")
+    if include and not any(spec.matches_any(p, include) for p, _ in model.named_modules()):
+        raise InputError(f"no module path matches {include}")
+    tables = {spec.canonical_function(k): v for k, v in tables.items()}
+    mode = _ScopedActiba(tables, pwl or _default_pwl, record)
+    handles = _hooks(model, mode, include, exclude)
+    try:
+        with mode:
+            yield mode
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def find_actiba_sites(model: torch.nn.Module, tables: dict[str, Any], example: Any,
+                      include: Iterable[str] = (), exclude: Iterable[str] = (), pwl: Any = None) -> list[Site]:
+    """Run `model(example)` once and list every activation call the scope would replace."""
+    sites: list[Site] = []
+    with torch.inference_mode(), actiba_scope(model, tables, include, exclude, pwl=pwl, record=sites):
+        model(example) if not isinstance(example, dict) else model(**example)
+    return sites
+
+
+# --- SSD-aware Mamba-2 rewrites (d1, d2) ----------------------------------------------------------------------
+
+def segsum_from_cumsum(cs: torch.Tensor) -> torch.Tensor:
+    """d1: segsum[..., i, j] = cs_i − cs_j for j <= i, −inf above the diagonal (no T×T Expand/CumSum)."""
+    n = cs.shape[-1]
+    diff = cs[..., :, None] - cs[..., None, :]
+    mask = torch.tril(torch.ones(n, n, dtype=torch.bool, device=cs.device))
+    return diff.masked_fill(~mask, -torch.inf)
+
+
+def _pad_seq(x: torch.Tensor, pad: int) -> torch.Tensor:
+    if pad == 0:
+        return x
+    shape = list(x.shape)
+    shape[1] = pad
+    return torch.cat([x, x.new_zeros(shape)], dim=1)
+
+
+def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                   C: torch.Tensor, chunk_size: int, D: torch.Tensor | None = None,
+                   dt_bias: torch.Tensor | None = None, initial_states: torch.Tensor | None = None,
+                   dt_softplus: bool = False, dt_limit: tuple[float, float] = (0.0, float("inf")),
+                   return_final_states: bool = False, *, d1: bool = True, d2: bool = True, **_: Any):
+    """HF `mamba2_chunk_scan` (same arguments and result) with the d1 / d2 rewrites.
+
+    d1 builds both segment sums as outer differences of a cumulative sum; d2 (needs n_groups == 1)
+    contracts C·Bᵀ once from the un-repeated B/C and runs the SSD einsums as MatMuls in
+    (batch, chunk, head, ...) order. With both False this is HF's computation.
+    """
+    from transformers.models.mamba2 import modeling_mamba2 as hf
+
+    bsz, seqlen, nheads, hdim = hidden_states.shape
+    ngroups = B.shape[2]
+    d2 = d2 and ngroups == 1
+    if dt_bias is not None:
+        dt = dt + dt_bias.to(dt.dtype)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    dt = torch.clamp(dt, min=dt_limit[0], max=dt_limit[1])
+    x = hidden_states.float()
+    B, C = B.float(), C.float()
+    if not d2:
+        B = B.repeat_interleave(nheads // ngroups, dim=2, output_size=nheads)
+        C = C.repeat_interleave(nheads // ngroups, dim=2, output_size=nheads)
+    pad = (chunk_size - seqlen % chunk_size) % chunk_size
+    d_res = D[..., None] * _pad_seq(x, pad) if D is not None else None
+    x = x * dt[..., None].float()
+    A = A.to(x.dtype) * dt.float()
+    x, A, B, C = (hf.reshape_into_chunks(t, pad, chunk_size) for t in (x, A, B, C))
+    A = A.permute(0, 3, 1, 2)  # (b, h, c, l)
+    A_cs = torch.cumsum(A, dim=-1)
+    segsum = segsum_from_cumsum if d1 else hf.segment_sum
+    Lmat = torch.exp(segsum_from_cumsum(A_cs) if d1 else hf.segment_sum(A))  # (b, h, c, l, s)
+    decay_states = torch.exp(A_cs[..., -1:] - A_cs)  # (b, h, c, l)
+    chunk_tot = F.pad(A_cs[..., -1], (1, 0))  # (b, h, c+1)
+    decay_chunk = torch.exp(segsum(torch.cumsum(chunk_tot, -1)) if d1 else hf.segment_sum(chunk_tot))
+    if initial_states is not None:
+        prev = initial_states[:, None].to(dtype=x.dtype, device=x.device)
+    else:
+        prev = None
+
+    if d2:
+        Bg, Cg = B[:, :, :, 0], C[:, :, :, 0]  # (b, c, l, n)
+        G = Cg @ Bg.transpose(-1, -2)  # (b, c, l, s): once per layer, not per head
+        M = G[:, :, None] * Lmat.permute(0, 2, 1, 3, 4)  # (b, c, h, l, s)
+        xh = x.permute(0, 1, 3, 2, 4)  # (b, c, h, l, p)
+        y_diag = M @ xh
+        xd = xh * decay_states.permute(0, 2, 1, 3)[..., None]
+        states = xd.transpose(-1, -2) @ Bg[:, :, None]  # (b, c, h, p, n)
+        if prev is None:
+            prev = torch.zeros_like(states[:, :1])
+        states = torch.cat([prev, states], dim=1)  # (b, c+1, h, p, n)
+        nc1, p_, n_ = states.shape[1], states.shape[3], states.shape[4]
+        flat = states.permute(0, 2, 1, 3, 4).reshape(bsz, nheads, nc1, p_ * n_)
+        new_states = (decay_chunk @ flat).reshape(bsz, nheads, nc1, p_, n_).permute(0, 2, 1, 3, 4)
+        states, final_state = new_states[:, :-1], new_states[:, -1]
+        y_off = (Cg[:, :, None] @ states.transpose(-1, -2)) * torch.exp(A_cs).permute(0, 2, 1, 3)[..., None]
+        y = (y_diag + y_off).permute(0, 1, 3, 2, 4)  # (b, c, l, h, p)
+    else:  # HF's einsums, verbatim in effect
+        G = torch.einsum("bclhn,bcshn->bclsh", C, B)
+        M = G * Lmat.permute(0, 2, 3, 4, 1)
+        y_diag = torch.einsum("bclsh,bcshp->bclhp", M, x)
+        B_decay = B * decay_states.permute(0, -2, -1, 1)[..., None]
+        states = torch.einsum("bclhn,bclhp->bchpn", B_decay, x)
+        if prev is None:
+            prev = torch.zeros_like(states[:, :1])
+        states = torch.cat([prev, states], dim=1)
+        new_states = torch.einsum("bzch,bzhpn->bchpn", decay_chunk.transpose(1, 3), states)
+        states, final_state = new_states[:, :-1], new_states[:, -1]
+        c_states = torch.einsum("bclhn,bchpn->bclhp", C, states)
+        y = y_diag + c_states * torch.exp(A_cs).permute(0, 2, 3, 1)[..., None]
+    out = y.contiguous().reshape(bsz, -1, nheads, hdim)
+    if d_res is not None:
+        out = out + d_res
+    if pad > 0:
+        out = out[:, :seqlen]
+    return (out, final_state) if return_final_states else out
+
+
+def _is_mamba2_mixer(mod: torch.nn.Module) -> bool:
+    return type(mod).__name__ == "Mamba2Mixer" and hasattr(mod, "chunk_size")
+
+
+def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
+                   include: Iterable[str] = ()) -> list[Site]:
+    """One site per Mamba-2 mixer for 'ssd-d1' or 'ssd-d2', with the decision and why."""
+    if rewrite not in ("ssd-d1", "ssd-d2"):
+        raise InputError(f"unknown SSD rewrite {rewrite!r}; use ssd-d1 or ssd-d2")
+    include = list(include)
+    sites = []
+    for path, mod in model.named_modules():
+        if not _is_mamba2_mixer(mod):
+            continue
+        site = Site(rewrite, path, "Mamba2Mixer.ssd", (mod.num_heads, mod.head_dim, mod.ssm_state_size),
+                    detail={"chunk_size": mod.chunk_size, "n_groups": mod.n_groups})
+        sites.append(site)
+        if include and not spec.matches_any(path, include):
+            site.skip("not selected")
+        elif (why := spec.check_precision(spec.SPECS[rewrite], precision)) is not None:
+            site.skip(why)
+        elif rewrite == "ssd-d2" and mod.n_groups != 1:
+            site.skip(f"n_groups={mod.n_groups} (d2 needs 1)")
+        else:
+            site.reason = spec.SPECS[rewrite].math.split(";")[0]
+    return sites
+
+
+def _patched_forward(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    module = sys.modules[type(self).__module__]
+    original = module.mamba2_chunk_scan
+    module.mamba2_chunk_scan = self._actiba_ssd
+    try:
+        return type(self).forward(self, *args, **kwargs)
+    finally:
+        module.mamba2_chunk_scan = original
+
+
+def patch_ssd(model: torch.nn.Module, d1: bool = True, d2: bool = True, precision: str = "f32",
+              include: Iterable[str] = ()) -> list[Site]:
+    """Install d1/d2 on the selected Mamba-2 mixers (refusing d1 for bf16/f16); returns all sites."""
+    sites = (find_ssd_sites(model, "ssd-d1", precision, include) if d1 else []) + (
+        find_ssd_sites(model, "ssd-d2", precision, include) if d2 else [])
+    ok = {(s.rewrite, s.name) for s in sites if s.ok}
+    for path, mod in model.named_modules():
+        if not _is_mamba2_mixer(mod):
+            continue
+        use1, use2 = ("ssd-d1", path) in ok, ("ssd-d2", path) in ok
+        if not (use1 or use2):
+            continue
+        mod._actiba_ssd = partial(ssd_chunk_scan, d1=use1, d2=use2)
+        mod.forward = types.MethodType(_patched_forward, mod)
+    return sites
+
+
+def unpatch_ssd(model: torch.nn.Module) -> None:
+    for mod in model.modules():
+        if "_actiba_ssd" in vars(mod):
+            del mod._actiba_ssd
+            vars(mod).pop("forward", None)
+
+
+@contextlib.contextmanager
+def ssd_rewrites(model: torch.nn.Module, d1: bool = True, d2: bool = True, precision: str = "f32",
+                 include: Iterable[str] = ()) -> Iterator[list[Site]]:
+    """Context manager form of `patch_ssd` (restores HF's forward on exit)."""
+    sites = patch_ssd(model, d1, d2, precision, include)
+    try:
+        yield sites
+    finally:
+        unpatch_ssd(model)
