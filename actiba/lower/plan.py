@@ -1,0 +1,322 @@
+"""What a lowering computes, as a tiny backend-neutral op list (pure numpy; no onnx/openvino/torch).
+
+A *plan* is a straight-line program over one float input `x`: every op names its inputs by reference
+(`0` is x, `k` is the result of op k-1) or carries a `Const`. The ONNX, OpenVINO and torch back ends
+translate the same plan op by op, so the care taken here for the awkward inputs (NaN, ±inf, flat
+outer segments, 0·inf) holds in every back end, and `run` interprets a plan in numpy for tests.
+
+Lowerings (all exact up to float rounding; see `reference` for what "exact" means in float32/16):
+
+* ``relu-sum`` (continuous tables): ``u = clip(x, t0, t_last)``; ``g(u) = a + b·u + Σ cᵢ·relu(u - tᵢ)``
+  over the interior breakpoints, plus the outer lines applied to ``d = x - u``. Clipping keeps every
+  relu term finite, so ±inf never meets cancelling infinities; ``d`` is NaN exactly when x is, and the
+  outer term is written with a `where` whose false branch carries that NaN (min/max/relu/clip need not
+  propagate NaN in every runtime).
+* ``select`` (any table): segment index = number of breakpoints <= x (a bucketize), slope and
+  intercept by gather, ``y = s·x + c``; x is replaced by 0 at an infinity whose outer slope is 0 so
+  0·inf never happens.
+* ``where`` (any table): a chain of `where(x >= tₖ, lineₖ, …)`; flat segments are constants (no
+  multiply, so ±inf gives the intercept) and the chain's default branch is a segment with a nonzero
+  slope, which all comparisons route NaN to.
+* ``minmax`` (convex / concave continuous tables): max / min of the segment lines; the last max is a
+  `where` whose false branch is a sloped line, for NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..table import Table, evaluate
+
+LOWERINGS = ("relu-sum", "select", "where", "minmax")
+CHOICES = ("auto", *LOWERINGS)
+
+# ops and their arity (None = n-ary >= 2); comparison ops and isnan give booleans, bucket an index
+ARITY: dict[str, int | None] = {
+    "add": 2, "sub": 2, "mul": 2, "relu": 1, "abs": 1, "clip": 3,
+    "less": 2, "greater": 2, "greater_equal": 2, "equal": 2, "isnan": 1, "where": 3,
+    "sum": None, "max": None, "min": None, "bucket": 2, "gather": 2,
+}
+
+
+@dataclass(frozen=True)
+class Const:
+    """A float constant (scalar, or a 1-D vector for `bucket` / `gather`), kept in float64 here and
+    rounded to the graph's element type by each back end."""
+
+    value: np.ndarray
+
+    @staticmethod
+    def of(v: float | np.ndarray) -> Const:
+        return Const(np.asarray(v, dtype=np.float64))
+
+
+Arg = int | Const
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A lowering of one table: `ops` in order; the last op's result is y."""
+
+    lowering: str
+    ops: tuple[Op, ...]
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    def __call__(self, kind: str, *args: Arg | float) -> int:
+        n = ARITY[kind]
+        assert (len(args) >= 2) if n is None else (len(args) == n), (kind, args)
+        self.ops.append(Op(kind, tuple(a if isinstance(a, int | Const) else Const.of(a) for a in args)))
+        return len(self.ops)
+
+    def line(self, x: int, s: float, c: float) -> Arg:
+        """s·x + c, with no multiply for a flat line (so ±inf gives c, not NaN)."""
+        if s == 0.0:
+            return Const.of(c)
+        y = x if s == 1.0 else self("mul", x, s)
+        return self("add", y, c) if c != 0.0 else y
+
+    def nan_passthrough(self, x: int, y: Arg) -> int:
+        """y, but NaN where x is NaN (for graphs with no multiply by x to carry it)."""
+        return self("where", self("isnan", x), x, y)
+
+
+X = 0  # reference to the input
+
+
+# -- feasibility and the automatic choice ------------------------------------------------------------
+def feasible(table: Table) -> tuple[str, ...]:
+    """The lowerings that compute `table` exactly."""
+    out = ["select", "where"]
+    if table.continuous:
+        out.insert(0, "relu-sum")
+        if table.is_convex() or table.is_concave():
+            out.append("minmax")
+    return tuple(out)
+
+
+# Measured on OpenVINO CPU, f32 (eval/results/bench_lowering.md): see `choose` for the rule.
+def choose(table: Table, n_elements: int | None = None) -> str:
+    """The fastest exact lowering for `table` on `n_elements` elements (None: a typical activation)."""
+    if table.continuous:
+        return "relu-sum"
+    return "where"
+
+
+def resolve(table: Table, lowering: str = "auto", n_elements: int | None = None) -> str:
+    """`lowering` checked against the table: "auto" becomes `choose`; an infeasible one is an InputError."""
+    if lowering not in CHOICES:
+        raise InputError(f"unknown lowering {lowering!r}; choose one of {', '.join(CHOICES)}")
+    if lowering == "auto":
+        return choose(table, n_elements)
+    if lowering not in feasible(table):
+        why = ("the table is discontinuous" if not table.continuous
+               else "the table is neither convex nor concave")
+        raise InputError(f"lowering {lowering!r} cannot compute this table exactly: {why}; "
+                         f"feasible: {', '.join(feasible(table))}")
+    return lowering
+
+
+# -- plans ------------------------------------------------------------------------------------------
+def make_plan(table: Table, lowering: str = "auto", n_elements: int | None = None) -> Plan:
+    """The op list computing `table` by `lowering` (resolved and checked first)."""
+    name = resolve(table, lowering, n_elements)
+    t, s, c = table.breakpoints, table.slopes, table.intercepts
+    b = _Builder()
+    if s.size == 1:  # one line: every lowering is the same
+        y = b.line(X, float(s[0]), float(c[0]))
+    else:
+        build = {"relu-sum": _relu_sum, "select": _select, "where": _where, "minmax": _minmax}[name]
+        y = build(b, t, s, c)
+    if isinstance(y, Const):  # a constant: still NaN for NaN, and shaped like x
+        b.nan_passthrough(X, y)
+    elif y != len(b.ops):  # y is x itself (or not the last op): make it the last op
+        b("add", y, 0.0)
+    return Plan(name, tuple(b.ops))
+
+
+def _relu_sum(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
+    knots = s[1:] * t + c[1:]  # table values at the breakpoints (right limits)
+    if t.size == 1:
+        u: Arg = Const.of(t[0])
+        g: Arg = Const.of(knots[0])
+    else:
+        u = b("clip", X, t[0], t[-1])
+        # on [t0, t_last]: g(u) = v0 + s1·(u - t0) + Σ_{i>=1} (s[i+1] - s[i])·relu(u - t[i])
+        terms: list[Arg] = [b("mul", u, s[1]) if s[1] != 0.0 else Const.of(0.0)]
+        for i in range(1, t.size - 1):
+            di = s[i + 1] - s[i]
+            if di != 0.0:
+                terms.append(b("mul", b("relu", b("sub", u, t[i])), di))
+        base = float(knots[0] - s[1] * t[0])
+        live = [a for a in terms if isinstance(a, int)]
+        if not live:
+            g = Const.of(base)
+        elif len(live) == 1 and base == 0.0:
+            g = live[0]
+        else:
+            g = b("sum", *live, *([base] if base != 0.0 else []))
+    d = b("sub", X, u)  # 0 inside, ±inf at ±inf, NaN at NaN
+    sl, sr = float(s[0]), float(s[-1])
+    if sl == sr != 0.0:
+        outer: int = b("mul", d, sl)
+    elif sl != 0.0 and sr != 0.0:
+        outer = b("mul", d, b("where", b("less", d, 0.0), sl, sr))
+    elif sr != 0.0:  # flat on the left: 0 for d < 0 (incl. -inf), sr·d otherwise (NaN carried)
+        outer = b("where", b("less", d, 0.0), 0.0, b("mul", d, sr))
+    elif sl != 0.0:
+        outer = b("where", b("greater", d, 0.0), 0.0, b("mul", d, sl))
+    else:  # both outer segments flat
+        return b.nan_passthrough(X, g)
+    if isinstance(g, Const) and float(g.value) == 0.0:
+        return outer
+    return b("add", outer, g)
+
+
+def _select(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
+    xs: int = X
+    flat_l, flat_r = s[0] == 0.0, s[-1] == 0.0
+    if flat_l and flat_r:
+        xs = b("where", b("equal", b("abs", X), np.inf), 0.0, X)
+    elif flat_l:
+        xs = b("where", b("equal", X, -np.inf), 0.0, X)
+    elif flat_r:
+        xs = b("where", b("equal", X, np.inf), 0.0, X)
+    idx = b("bucket", X, Const.of(t))
+    sk = b("gather", Const.of(s), idx)
+    ck = b("gather", Const.of(c), idx)
+    return b("add", b("mul", sk, xs), ck)
+
+
+def _where(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
+    sloped = np.flatnonzero(s != 0.0)
+    j = int(sloped[len(sloped) // 2]) if sloped.size else 0  # the default branch: NaN lands here
+    y: Arg = b.line(X, float(s[j]), float(c[j]))
+    for k in range(j + 1, s.size):
+        y = b("where", b("greater_equal", X, t[k - 1]), b.line(X, float(s[k]), float(c[k])), y)
+    for k in range(j - 1, -1, -1):
+        y = b("where", b("less", X, t[k]), b.line(X, float(s[k]), float(c[k])), y)
+    return b.nan_passthrough(X, y) if not sloped.size else y
+
+
+def _minmax(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
+    convex = bool(np.all(np.diff(s) >= 0))
+    lines = list(dict.fromkeys(zip(s.tolist(), c.tolist(), strict=True)))
+    sloped = [ln for ln in lines if ln[0] != 0.0]
+    if not sloped:  # all flat: a constant
+        return Const.of(max(ln[1] for ln in lines) if convex else min(ln[1] for ln in lines))
+    carrier = sloped[0]
+    rest = [b.line(X, *ln) for ln in lines if ln != carrier]
+    last = b.line(X, *carrier)
+    if not rest:
+        return last
+    if len(rest) == 1:
+        r = rest[0]
+    else:
+        consts = [a for a in rest if isinstance(a, Const)]
+        refs = [a for a in rest if isinstance(a, int)]
+        if consts:  # constants of flat lines fold into one
+            vals = [float(a.value) for a in consts]
+            refs.append(Const.of(max(vals) if convex else min(vals)))
+        r = b("max" if convex else "min", *refs) if len(refs) > 1 else refs[0]
+    # final max/min as a where whose false branch is the sloped `last`: NaN in x -> NaN out
+    return b("where", b("greater" if convex else "less", r, last), r, last)
+
+
+# -- numpy interpreter and the reference ---------------------------------------------------------------
+def run(plan: Plan, x: np.ndarray, dtype: str | np.dtype = "float32") -> np.ndarray:
+    """Interpret `plan` in numpy with every float rounded to `dtype` (a model of what back ends do)."""
+    dt = np.dtype(dtype)
+    vals: list[np.ndarray] = [np.asarray(x, dtype=dt)]
+
+    def get(a: Arg) -> np.ndarray:
+        return a.value.astype(dt) if isinstance(a, Const) else vals[a]
+
+    with np.errstate(all="ignore"):
+        for op in plan.ops:
+            a = [get(v) for v in op.args]
+            k = op.kind
+            if k == "bucket":
+                r = np.minimum(np.searchsorted(a[1], a[0], side="right"), a[1].size)
+            elif k == "gather":
+                r = a[0][a[1]]
+            elif k in ("sum", "max", "min"):
+                f = {"sum": np.add, "max": np.fmax, "min": np.fmin}[k]
+                r = a[0]
+                for v in a[1:]:
+                    r = f(r, v)
+            else:
+                r = {
+                    "add": lambda p, q: p + q, "sub": lambda p, q: p - q, "mul": lambda p, q: p * q,
+                    # fmax/fmin drop NaN: the pessimistic runtime the plans must survive
+                    "relu": lambda p: np.fmax(p, dt.type(0)), "abs": np.abs,
+                    "clip": lambda p, lo, hi: np.fmin(np.fmax(p, lo), hi),
+                    "less": np.less, "greater": np.greater, "greater_equal": np.greater_equal,
+                    "equal": np.equal, "isnan": np.isnan, "where": np.where,
+                }[k](*a)
+            vals.append(np.asarray(r).astype(dt) if np.asarray(r).dtype.kind == "f" else np.asarray(r))
+    return np.broadcast_to(vals[-1], vals[0].shape).astype(dt)
+
+
+def rounded(table: Table, dtype: str | np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Breakpoints, slopes, intercepts rounded to `dtype` (then held in float64)."""
+    dt = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        return tuple(np.asarray(v).astype(dt).astype(np.float64)  # type: ignore[return-value]
+                     for v in (table.breakpoints, table.slopes, table.intercepts))
+
+
+def reference(table: Table, x: np.ndarray, dtype: str | np.dtype = "float64") -> np.ndarray:
+    """What a lowering in `dtype` must compute, before its own arithmetic rounding.
+
+    The canonical rule evaluated in float64 on the table rounded to `dtype` and on x rounded to
+    `dtype`: the graph compares x with the *rounded* breakpoints, so at a breakpoint the segment is
+    decided exactly as here. Results are compared with `tolerance`, which allows the rounding of the
+    graph's own arithmetic (a few units of `dtype` epsilon times the magnitudes involved).
+    """
+    dt = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        xr = np.asarray(x, dtype=np.float64).astype(dt).astype(np.float64)
+    return evaluate(*rounded(table, dt), xr)
+
+
+def tolerance(table: Table, x: np.ndarray, dtype: str | np.dtype, lowering: str) -> np.ndarray:
+    """Allowed |y - reference| at each x for a lowering in `dtype`.
+
+    4·eps·(|s·x| + |c| + |y|) for the segment's own line (one multiply, one add, rounding of the
+    table's coefficients to `dtype`), plus for relu-sum (N+2)·eps times the largest intermediate of
+    its sum (|v0| + Σ|Δslope|·span), since the partial sums are rounded, too. Exact in float64 would be
+    a lie for any runtime, so float64 gets the same form.
+    """
+    dt = np.dtype(dtype)
+    eps = float(np.finfo(dt).eps)
+    t, s, c = rounded(table, dt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xr = np.asarray(x, dtype=np.float64).astype(dt).astype(np.float64)
+    i = np.minimum(np.searchsorted(t, xr, side="right"), s.size - 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        local = np.abs(s[i] * xr) + np.abs(c[i])
+        local = np.where(np.isfinite(local), local, 0.0)
+        yref = np.abs(evaluate(t, s, c, xr))
+        yref = np.where(np.isfinite(yref), yref, 0.0)
+    tol = 4 * eps * (local + yref + float(np.max(np.abs(c))) * 1e-3)
+    if lowering == "relu-sum" and t.size:
+        span = float(t[-1] - t[0])
+        inter = float(np.max(np.abs(s[1:] * t + c[1:])) + (abs(s[1]) + np.sum(np.abs(np.diff(s)))) * span)
+        tol = tol + (s.size + 2) * eps * inter
+    return tol
