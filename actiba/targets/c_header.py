@@ -49,7 +49,12 @@ def hexf(v: float) -> str:
 
 
 def hexf32(v: float) -> str:
-    return float(np.float32(v)).hex() + "f"
+    """The float32 rounding of v as a C literal (overflow to ±HUGE_VALF, as the IEEE conversion does)."""
+    with np.errstate(over="ignore"):
+        f = float(np.float32(v))
+    if np.isinf(f):
+        return "HUGE_VALF" if f > 0 else "(-HUGE_VALF)"
+    return f.hex() + "f"
 
 
 class CHeader(Target):
@@ -133,7 +138,6 @@ class CHeader(Target):
 
         dom = "none" if t.domain is None else f"[{t.domain[0]!r}, {t.domain[1]!r}]"
         err = (t.error or {}).get("max_abs")
-        f32 = np.float32
         return (f"/* actiba-pwl/1 table for {t.function} {t.params or ''}: {t.segments} segments, "
                 f"domain {dom}"
                 f"{'' if err is None else f', max-abs error {err:.6g}'}.\n"
@@ -144,7 +148,7 @@ class CHeader(Target):
                 f"#define {sym.upper()}_SEGMENTS {t.segments}\n#define {sym.upper()}_NB {nb}\n"
                 + arr("double", "breakpoints", bp, hexf) + arr("double", "slopes", t.slopes, hexf)
                 + arr("double", "intercepts", t.intercepts, hexf)
-                + arr("float", "breakpoints_f", bp.astype(f32), hexf32)
-                + arr("float", "slopes_f", t.slopes.astype(f32), hexf32)
-                + arr("float", "intercepts_f", t.intercepts.astype(f32), hexf32) + "\n"
+                + arr("float", "breakpoints_f", bp, hexf32)
+                + arr("float", "slopes_f", t.slopes, hexf32)
+                + arr("float", "intercepts_f", t.intercepts, hexf32) + "\n"
                 + func("double", "", "isinf") + "\n" + func("float", "_f", "isinf") + "\n#endif\n")
