@@ -10,11 +10,12 @@ Quick use::
 
 from __future__ import annotations
 
+from . import functions
 from .errors import InputError, TableError
 from .table import Table, evaluate, load
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "Table", "TableError", "__version__", "evaluate", "fit", "load"]
+__all__ = ["InputError", "functions", "Table", "TableError", "__version__", "evaluate", "fit", "load"]
 
 
 def fit(*args, **kwargs) -> Table:
