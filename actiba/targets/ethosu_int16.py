@@ -40,7 +40,7 @@ from ..functions import Activation
 from ..table import Table
 from .base import Param, c_rows, int_list, need_keys, parse_params, wrap_int16
 from .lut16 import FR, RANGE_PARAMS, Lut16Target, gen_lut, pwl_table, resolve_ranges, s_out, targets_lsb
-from .tflite_int16 import TfliteInt16Config, descend
+from .tflite_int16 import TfliteInt16Config, viterbi
 
 
 @dataclass
@@ -141,7 +141,7 @@ class EthosuInt16(Lut16Target):
         """`segments`/`tails` do not apply (512 intervals over the whole int16 grid)."""
         p = self.resolve(activation, lo, hi, params)
         t = targets_lsb(activation, p, 1)
-        e = descend(gen_lut(activation, p), t, "tflite")
+        e = viterbi(gen_lut(activation, p), t, "tflite")
         cands = [(e[:-1], e[1:] - e[:-1])]
         b0 = np.clip(np.rint(t[:, 0]), -32768, 32767).astype(np.int64)
         s0 = np.clip(np.rint((t[:, -1] - t[:, 0]) * 128 / 127), -32768, 32767).astype(np.int64)

@@ -8,10 +8,11 @@ Simulated semantics (all 65536 inputs, integer arithmetic), with u = q + 32768:
       out = (base << 7) + slope * fr                          y = out * s_out / 128
 The last interval (i = 511) interpolates towards lut[512] = f(input_max).
 
-Constrained fit: start from TFLite's own `gen_lut` entries, then integer coordinate descent on the 513
-entries against the simulator: entries of one parity move together (each touches two intervals, so the
-moves are independent), a move is kept if it lowers the max error of its two intervals (ties: lower
-squared error). The global max error never increases, and the result is never worse than gen_lut.
+Constrained fit: every interval's error depends only on its two entries, so the LUT is a chain and the
+best LUT within ±4 codes of TFLite's own `gen_lut` entries is found exactly by dynamic programming over
+the simulator's integer output: a min-max Viterbi pass gives the smallest achievable max error, a second
+pass the least squared error among LUTs reaching it; re-centred while entries sit on the window edge.
+gen_lut itself lies in the window, so the fit is never worse than gen_lut.
 
 Float table: 512 segments, the interpolant before output rounding. In "tosa" mode it equals the
 dequantized hardware output at every grid point up to float64 rounding (|diff| <= 1e-12 * scale); in
@@ -77,40 +78,49 @@ def interval_out(e: np.ndarray, mode: str) -> np.ndarray:
     return raw if mode == "tosa" else (raw + 64) >> 7
 
 
-def descend(e: np.ndarray, t: np.ndarray, mode: str, sweeps: int = 40) -> np.ndarray:
-    """Integer coordinate descent on the entries, minimising per-pair max error (see module docs)."""
-    e = e.copy()
+def viterbi(e0: np.ndarray, t: np.ndarray, mode: str, width: int = 4, rounds: int = 3) -> np.ndarray:
+    """Exact minimax over all LUTs within ±width of `e0` per entry (ties: least squared error).
 
-    def scores(ent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        err = np.abs(interval_out(ent, mode) - t)
-        bad = np.abs(ent[1:] - ent[:-1]) > 32767
-        mx, sq = err.max(1), (err * err).sum(1)
-        mx[bad] = np.inf
-        return mx, sq
-
-    def local(mx: np.ndarray, sq: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lm = np.where(j > 0, mx[np.maximum(j - 1, 0)], -np.inf)
-        rm = np.where(j < 512, mx[np.minimum(j, 511)], -np.inf)
-        ls = np.where(j > 0, sq[np.maximum(j - 1, 0)], 0.0)
-        rs = np.where(j < 512, sq[np.minimum(j, 511)], 0.0)
-        return np.maximum(lm, rm), ls + rs
-
-    for _ in range(sweeps):
-        moved = 0
-        for parity in (0, 1):
-            j = np.arange(parity, 513, 2)
-            best_m, best_s = local(*scores(e), j)
-            best_d = np.zeros(j.size, dtype=np.int64)
-            for d in (-1, 1, -2, 2, -4, 4):
-                e2 = e.copy()
-                e2[j] = np.clip(e[j] + d, -32768, 32767)
-                m, s = local(*scores(e2), j)
-                better = (m < best_m - 1e-9) | ((m <= best_m + 1e-9) & (s < best_s - 1e-9))
-                best_m, best_s = np.where(better, m, best_m), np.where(better, s, best_s)
-                best_d = np.where(better, d, best_d)
-            moved += int(np.count_nonzero(best_d))
-            e[j] = np.clip(e[j] + best_d, -32768, 32767)
-        if moved == 0:
+    Interval i depends only on (e_i, e_{i+1}), so the LUT is a chain: a min-max Viterbi pass finds the
+    smallest achievable max error, a second (sum of squares, intervals above that max forbidden) picks
+    the best such LUT. Re-centred and repeated while entries end on the window edge.
+    """
+    e = e0.copy()
+    d = np.arange(-width, width + 1)
+    for _ in range(rounds):
+        c = np.clip(e[:, None] + d[None, :], -32768, 32767)  # (513, K) candidates
+        K = d.size
+        cmax, csq = np.empty((512, K, K)), np.empty((512, K, K))
+        for s0 in range(0, 512, 64):  # chunks keep the (64, K, K, 128) temporaries small
+            base = c[s0:s0 + 64, :, None, None]
+            slope = c[s0 + 1:s0 + 65, None, :, None] - base
+            raw = interp_raw(base, slope, FR[None, None])
+            out = raw if mode == "tosa" else (raw + 64) >> 7
+            err = np.abs(out - t[s0:s0 + 64, None, None, :])
+            cmax[s0:s0 + 64] = np.where(np.abs(slope[..., 0]) > 32767, np.inf, err.max(3))
+            csq[s0:s0 + 64] = (err * err).sum(3)
+        # pass 1: min over paths of the max interval error
+        V = np.zeros(K)
+        for i in range(512):
+            V = np.min(np.maximum(V[:, None], cmax[i]), axis=0)
+        tau = float(V.min()) * (1 + 1e-12) + 1e-12
+        # pass 2: least squared error among paths whose every interval is <= tau
+        W = np.zeros(K)
+        arg = np.zeros((512, K), dtype=np.int64)
+        for i in range(512):
+            tot = W[:, None] + np.where(cmax[i] <= tau, csq[i], np.inf)
+            arg[i] = np.argmin(tot, axis=0)
+            W = tot[arg[i], np.arange(K)]
+        k = int(np.argmin(W))
+        path = [k]
+        for i in range(511, -1, -1):
+            k = int(arg[i, k])
+            path.append(k)
+        path.reverse()
+        new = c[np.arange(513), path]
+        edge = np.any((np.array(path) == 0) | (np.array(path) == K - 1))
+        e = new
+        if not edge:
             break
     return e
 
@@ -140,8 +150,8 @@ class TfliteInt16(Lut16Target):
         p = self.resolve(activation, lo, hi, params)
         e0 = gen_lut(activation, p)
         t = targets_lsb(activation, p, 128 if p["mode"] == "tosa" else 1)
-        cfg = self.make(p, descend(e0, t, p["mode"]))
-        return self.to_table(cfg, activation, "gen_lut start + integer coordinate descent on max error")
+        cfg = self.make(p, viterbi(e0, t, p["mode"]))
+        return self.to_table(cfg, activation, "gen_lut start + exact minimax DP over entries within ±4 codes")
 
     def naive(self, activation: Activation, segments: int = 512, lo: float = -8.0, hi: float = 8.0,
               tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
