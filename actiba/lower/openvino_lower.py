@@ -1,0 +1,143 @@
+"""OpenVINO lowering, built directly from opset13 nodes (no ONNX round trip).
+
+`plan.make_plan` translated op by op; "bucket" is OpenVINO's own Bucketize (a binary search), n-ary
+sums and max/min become chains of binary nodes. Run on CPU with an explicit inference precision
+(`{"INFERENCE_PRECISION_HINT": "f32"}`): OpenVINO CPU otherwise defaults to bf16 where it can.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+from ..errors import InputError
+from ..table import Table
+from .plan import Const, make_plan
+
+ELEMENT_TYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64}
+_BINARY = {"add": ops.add, "sub": ops.subtract, "mul": ops.multiply, "less": ops.less,
+           "greater": ops.greater, "greater_equal": ops.greater_equal, "equal": ops.equal}
+_NARY = {"sum": ops.add, "max": ops.maximum, "min": ops.minimum}
+
+
+def _np_type(x: ov.Output) -> type:
+    et = x.get_element_type()
+    for t in ELEMENT_TYPES.values():
+        if et == ov.Type(t):
+            return t
+    raise InputError(f"OpenVINO lowering needs an f32, f16 or f64 input, got {et} ({sorted(ELEMENT_TYPES)})")
+
+
+def table_subgraph(table: Table, x: ov.Output, lowering: str = "auto") -> ov.Output:
+    """The output of a subgraph computing `table(x)` elementwise, in x's element type."""
+    dt = _np_type(x)
+    plan = make_plan(table, lowering)
+    vals: list[ov.Output] = [x]
+    consts: dict[tuple, ov.Output] = {}
+
+    def const(v: np.ndarray) -> ov.Output:
+        arr = np.asarray(v).astype(dt)
+        key = (arr.shape, arr.tobytes())
+        if key not in consts:
+            consts[key] = ops.constant(arr).output(0)
+        return consts[key]
+
+    def arg(a: int | Const) -> ov.Output:
+        return const(a.value) if isinstance(a, Const) else vals[a]
+
+    for op in plan.ops:
+        k, a = op.kind, op.args
+        if k in _BINARY:
+            node = _BINARY[k](arg(a[0]), arg(a[1]))
+        elif k in _NARY:
+            node = _NARY[k](arg(a[0]), arg(a[1]))
+            for extra in a[2:]:
+                node = _NARY[k](node, arg(extra))
+        elif k == "relu":
+            node = ops.relu(arg(a[0]))
+        elif k == "abs":
+            node = ops.abs(arg(a[0]))
+        elif k == "isnan":
+            node = ops.is_nan(arg(a[0]))
+        elif k == "clip":
+            lo, hi = (float(np.asarray(c.value).astype(dt)) for c in a[1:])  # type: ignore[union-attr]
+            node = ops.clamp(arg(a[0]), lo, hi)
+        elif k == "where":
+            node = ops.select(arg(a[0]), arg(a[1]), arg(a[2]))
+        elif k == "bucket":
+            node = ops.bucketize(arg(a[0]), const(a[1].value), "i32", with_right_bound=False)  # type: ignore[union-attr]
+        elif k == "gather":
+            node = ops.gather(const(a[0].value), arg(a[1]), ops.constant(np.int32(0)))  # type: ignore[union-attr]
+        else:  # pragma: no cover - plan and emitter are kept in step by the tests
+            raise AssertionError(f"no OpenVINO translation for plan op {k!r}")
+        vals.append(node.output(0))
+    return vals[-1]
+
+
+def table_model(table: Table, element_type: str = "f32", lowering: str = "auto",
+                shape: Sequence[int] | None = None) -> ov.Model:
+    """A model `y = table(x)`; x has `shape` (-1 = dynamic dimension; default [-1]).
+
+    The CPU plug-in needs a known rank, hence one here; `model.reshape(...)` changes it later, the
+    graph is elementwise.
+    """
+    if element_type not in ELEMENT_TYPES:
+        raise InputError(f"element_type must be one of {', '.join(ELEMENT_TYPES)}, got {element_type!r}")
+    pshape = ov.PartialShape([-1] if shape is None else [int(d) for d in shape])
+    x = ops.parameter(pshape, ov.Type(ELEMENT_TYPES[element_type]), name="x")
+    y = table_subgraph(table, x.output(0), lowering)
+    model = ov.Model([ops.result(y)], [x], f"actiba_pwl_{table.function}_{table.segments}")
+    model.outputs[0].get_tensor().set_names({"y"})
+    model.set_rt_info(make_plan(table, lowering).lowering, ["actiba", "lowering"])
+    return model
+
+
+def save_model(model: ov.Model, xml_path: str | os.PathLike) -> None:
+    """Save IR .xml + .bin atomically: both go to temp names in the target folder, then the .bin and
+    then the .xml are renamed into place (a reader that sees the new .xml finds its .bin)."""
+    xml = Path(xml_path)
+    if xml.suffix != ".xml":
+        raise InputError(f"OpenVINO IR output must end in .xml, got {xml}")
+    folder = xml.parent if str(xml.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {xml}: folder {folder} does not exist")
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{xml.name}.", dir=folder))
+    except OSError as exc:
+        raise InputError(f"cannot write {xml}: {exc.strerror}") from None
+    try:
+        tmp_xml = tmpdir / xml.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
+        os.replace(tmp_xml, xml)
+    finally:
+        for p in tmpdir.iterdir():
+            p.unlink()
+        tmpdir.rmdir()
+
+
+def export_cli(table: Table, out_path: str, params: dict[str, str]) -> str:
+    """`actiba export T.json --to openvino -o OUT.xml [--param lowering=..|dtype=f32|f16|rank=..]`."""
+    unknown = set(params) - {"lowering", "dtype", "rank"}
+    if unknown:
+        raise InputError(f"unknown openvino export parameter(s) {', '.join(sorted(unknown))}; "
+                         "known: lowering, dtype, rank")
+    dtype = {"float32": "f32", "float16": "f16", "float64": "f64"}.get(params.get("dtype", "f32"),
+                                                                        params.get("dtype", "f32"))
+    try:
+        rank = int(params.get("rank", "1"))
+    except ValueError:
+        raise InputError(f"rank must be an integer, got {params['rank']!r}") from None
+    if not 0 <= rank <= 8:
+        raise InputError(f"rank must be between 0 and 8, got {rank}")
+    model = table_model(table, dtype, params.get("lowering", "auto"), [-1] * rank)
+    save_model(model, out_path)
+    lowering = model.get_rt_info(["actiba", "lowering"]).astype(str)
+    return (f"wrote {out_path} (+ .bin): OpenVINO IR, {dtype}, lowering {lowering}, "
+            f"{len(model.get_ops())} nodes, {table.segments} segments")
