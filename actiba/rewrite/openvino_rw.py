@@ -218,7 +218,7 @@ def _actiba_sites(model: Any, tables: dict[str, Any], site_tables: list[tuple[st
                 x = op.input_value(xi)
                 site = _base("actiba", op, x)
                 site.op = "Multiply(x,Sigmoid(x))"
-                site.detail.update(x=x, function="silu", beta=1.0)
+                site.detail.update(x_index=xi, function="silu", beta=1.0)
                 sites.append(site)
                 claimed.add(s.get_friendly_name())
                 break
@@ -239,7 +239,7 @@ def _actiba_sites(model: Any, tables: dict[str, Any], site_tables: list[tuple[st
             continue
         x = op.input_value(0)
         site = _base("actiba", op, x)
-        site.detail.update(x=x, function=fn, beta=beta)
+        site.detail.update(x_index=0, function=fn, beta=beta)
         sites.append(site)
         if t == "Swish" and beta is None:
             site.skip("Swish beta is not a constant")
@@ -321,10 +321,10 @@ def _build_reduba(site: Site, x: Any) -> Any:
     return out
 
 
-def _build_actiba(site: Site, lowering: str) -> Any:
+def _build_actiba(site: Site, x: Any, lowering: str) -> Any:
     from ..lower.openvino_lower import table_subgraph
 
-    return table_subgraph(site.detail["table"], site.detail["x"], lowering=lowering)
+    return table_subgraph(site.detail["table"], x, lowering=lowering)
 
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
@@ -348,10 +348,10 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
             if not s.ok:
                 continue
             op = s.detail["op"]
-            x = op.input_value(0) if rw != "actiba" else s.detail["x"]
+            x = op.input_value(s.detail.get("x_index", 0))  # now, after earlier replacements
             try:
                 new = (_build_cumba(s, x) if rw == "cumba" else _build_reduba(s, x) if rw == "reduba"
-                       else _build_actiba(s, lowering))
+                       else _build_actiba(s, x, lowering))
             except ImportError as exc:
                 s.skip(f"lowering unavailable ({exc})")
                 continue
@@ -367,10 +367,21 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
 # --- verification ---------------------------------------------------------------------------------------------------
 
 def compile_f32(model: Any, threads: int = 1) -> Any:
+    """Compile for CPU in f32; retry without snippets if the CPU plugin cannot fuse a long
+    elementwise chain ("Can't allocate registers for a snippet", seen with many-segment tables)."""
     import openvino as ov
 
-    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                  "INFERENCE_NUM_THREADS": threads})
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
+    try:
+        return ov.Core().compile_model(model, "CPU", config)
+    except RuntimeError as exc:
+        if "snippet" not in str(exc):
+            raise
+        import sys
+
+        print("actiba: OpenVINO CPU could not compile a fused elementwise chain; verifying with "
+              "SNIPPETS_MODE=DISABLE (deploy with that setting too)", file=sys.stderr)
+        return ov.Core().compile_model(model, "CPU", {**config, "SNIPPETS_MODE": "DISABLE"})
 
 
 def random_inputs(model: Any, seed: int = 0) -> list[np.ndarray]:
