@@ -23,7 +23,8 @@ from actiba import functions, targets  # noqa: E402
 
 FUNCS = [("silu", -8.0, 8.0), ("softplus", -8.0, 8.0), ("gelu", -8.0, 8.0), ("sigmoid", -8.0, 8.0),
          ("tanh", -4.0, 4.0), ("exp", -16.0, 0.0)]
-RUNS = [("npu-ppe", {}, "8 segments, int8 out"), ("tflite-int16", {}, "int16 out"),
+RUNS = [("npu-ppe", {}, "8 segments, int8 out"), ("npu-ppe", {"monotone": "auto"}, "same, monotone=auto"),
+        ("tflite-int16", {}, "int16 out"),
         ("tflite-int16", {"mode": "tosa"}, "TOSA int32 out"), ("ethosu-int16", {}, "nearest, vela words"),
         ("int8-lut", {}, "int8 in/out")]
 

@@ -177,3 +177,11 @@ def test_serializer_round_trip():
     cfg = P.check(t)
     assert P.config_from_json(P.serialize_json(cfg)) == cfg
     assert P.check(Table.from_json(t.to_json())) == cfg
+
+
+def test_monotone_option_keeps_output_monotone():
+    act = functions.get("tanh")
+    t = P.fit(act, 8, -4, 4, "asymptote", {"monotone": "auto"})
+    out = P.simulate(P.check(t), GRID)
+    assert np.all(np.diff(out) >= 0)
+    assert "monotone" not in t.target  # a fitter option, not a hardware register

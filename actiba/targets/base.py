@@ -159,6 +159,16 @@ def sample_range(act: Activation, x: np.ndarray) -> tuple[float, float]:
     return float(np.min(y)), float(np.max(y))
 
 
+def monotone_sign(y: np.ndarray) -> int:
+    """+1 if the samples never decrease, -1 if they never increase, else 0 (what a fit must preserve)."""
+    d = np.diff(np.asarray(y, dtype=np.float64))
+    if np.all(d >= 0):
+        return 1
+    if np.all(d <= 0):
+        return -1
+    return 0
+
+
 def check_range(lo: float, hi: float) -> None:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise InputError(f"range must be finite with lo < hi, got [{lo}, {hi}]")

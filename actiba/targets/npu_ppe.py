@@ -19,6 +19,9 @@ Constrained fit (against this integer model, over all 8192 inputs):
   3. per segment, the best few slopes with integer biases searched around the minimax centre, scored by
      the simulator itself (output rounding and saturation included);
   4. boundaries nudged again with the exact simulated error, biases re-searched.
+`monotone=auto` (opt-in) keeps the output monotone where f is monotone on the grid: slopes of one
+sign, and step 3 becomes a min-max Viterbi over the segments' (slope, bias) candidates that forbids any
+step back at a boundary (the boundaries still come from the unconstrained DP, hence the cost).
 `tails`: "clamp" forces slope 0 on the outer segments, "asymptote" forces the asymptote's slope there
 when it is representable (0 or ±2^k); either way the hardware saturates its input outside the grid.
 
@@ -52,6 +55,7 @@ from .base import (
     derive_affine,
     grid_error,
     int_list,
+    monotone_sign,
     need_keys,
     parse_params,
     round_shift,
@@ -63,6 +67,7 @@ MAX_SEGMENTS = 8
 OUT = {"int8": (-128, 127), "uint8": (0, 255)}
 Q = np.arange(QMIN, QMAX + 1, dtype=np.int64)
 BLOCK = 32
+FIT_ONLY = ("monotone",)  # options of the fitter, not registers of the hardware
 
 
 @dataclass
@@ -132,6 +137,7 @@ def requantize(cfg: PpeConfig, acc: np.ndarray) -> np.ndarray:
 
 class NpuPpe(Target):
     name = "npu-ppe"
+    _mono = 0  # monotone direction of the fit in progress (set by `fit`)
     summary = "PPE-style <= 8-segment table, power-of-two slopes, integer biases, int8/uint8 output"
     params = (
         Param("input_scale", "pos", "real value of one 13-bit input step (default: fit range / 8191)"),
@@ -145,6 +151,9 @@ class NpuPpe(Target):
         Param("bias_bits", "int", "signed bias width", 32, lo=2, hi=32),
         Param("multiplier_bits", "int", "requantization multiplier width", 15, lo=2, hi=31),
         Param("rounding", "choice", "requantization rounding", "half-up", choices=("half-up", "half-away")),
+        Param("monotone", "choice", "auto: keep the output monotone where f is monotone on the grid "
+              "(no step back at any boundary; costs accuracy with 8 power-of-two segments)",
+              "off", choices=("auto", "off")),
     )
 
     # -- parameters -------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ class NpuPpe(Target):
         return p
 
     def make(self, p: Mapping[str, Any], boundaries, signs, shifts, biases) -> PpeConfig:
-        keys = [f.name for f in self.params] + ["multiplier", "post_shift"]
+        keys = [f.name for f in self.params if f.name not in FIT_ONLY] + ["multiplier", "post_shift"]
         return PpeConfig(**{k: p[k] for k in keys}, boundaries=[int(v) for v in boundaries],
                          signs=[int(v) for v in signs], shifts=[int(v) for v in shifts],
                          biases=[int(v) for v in biases])
@@ -221,16 +230,18 @@ class NpuPpe(Target):
         allow_l = self._allowed(activation, tails, "left", sign, shift)
         allow_r = self._allowed(activation, tails, "right", sign, shift)
         allow_all = np.ones(sigma.size, dtype=bool)
+        mono = monotone_sign(y) if p["monotone"] == "auto" else 0
+        if mono:
+            allow_l, allow_r, allow_all = (a & (mono * sign >= 0) for a in (allow_l, allow_r, allow_all))
         allow = [allow_l if j == 0 else allow_r if j == S - 1 else allow_all for j in range(S)]
         if S == 1:
             allow = [allow_l & allow_r if (allow_l & allow_r).any() else allow_l]
+        self._mono = mono
 
         bounds = self._dp(R, S, allow)
         bounds = self._refine_continuous(R, bounds, allow)
-        params_seg = [self._best_segment(base, R, A, y, sigma, sign, shift, bounds, j, allow[j])
-                      for j in range(S)]
-        cfg = self.make(p, bounds, [s[0] for s in params_seg], [s[1] for s in params_seg],
-                        [s[2] for s in params_seg])
+        cfg = self.make(p, bounds, [0] * S, [0] * S, [0] * S)
+        cfg = self._reseg(cfg, bounds, list(range(S)), R, A, y, sigma, sign, shift, allow)
         cfg = self._nudge(cfg, R, A, y, sigma, sign, shift, allow)
         return self.to_table(cfg, activation, "boundary DP + power-of-two slopes + integer bias search "
                                               "against the simulator")
@@ -296,38 +307,87 @@ class NpuPpe(Target):
                 bounds[j] = best[1]
         return bounds
 
-    def _best_segment(self, cfg: PpeConfig, R, A, y, sigma, sign, shift, bounds: list[int], j: int,
-                      al: np.ndarray, keep: int = 4) -> tuple[int, int, int, float]:
-        """(sign, shift, bias, max error) for segment j, scored by the exact integer output."""
+    def _candidates(self, cfg: PpeConfig, R, y, sigma, sign, shift, bounds: list[int], j: int,
+                    al: np.ndarray, keep: int = 4) -> dict[str, np.ndarray]:
+        """(sign, shift, bias) candidates for segment j with their exact simulated error.
+
+        The best `keep` slopes by continuous minimax cost, biases around each one's minimax centre
+        (wider when monotone, so neighbours can meet without a step back).
+        """
         sl = self._seg_slice(bounds, j)
         q, yy = Q[sl], y[sl]
         r = R[:, sl]
         half = (r.max(1) - r.min(1)) / 2
         half[~al] = np.inf
-        order = np.argsort(half)[:keep]
+        order = [i for i in np.argsort(half)[:keep] if np.isfinite(half[i])]
         lsb = 2.0 ** cfg.post_shift / cfg.multiplier  # accumulator units per output step
         bmin, bmax = -(2 ** (cfg.bias_bits - 1)), 2 ** (cfg.bias_bits - 1) - 1
-        best = (math.inf, math.inf, 0, 0, 0)
+        spread = np.linspace(-1.5, 1.5, 31) if self._mono else np.linspace(-0.6, 0.6, 13)
+        cols: dict[str, list] = {k: [] for k in ("sign", "shift", "bias", "mx", "sq", "first", "last")}
         for i in order:
-            if not np.isfinite(half[i]):
-                continue
             centre = (r[i].max() + r[i].min()) / 2
-            cands = np.unique(np.clip(np.rint(centre + lsb * np.linspace(-0.6, 0.6, 13)), bmin, bmax))
-            acc = sigma[i] * q[None, :] + cands[:, None].astype(np.int64)
+            cands = np.unique(np.clip(np.rint(centre + lsb * spread), bmin, bmax)).astype(np.int64)
+            acc = sigma[i] * q[None, :] + cands[:, None]
             if np.abs(acc).max() > INT32_MAX:
                 continue
             out = requantize(cfg, acc)
             err = np.abs(cfg.output_scale * (out - cfg.output_zero_point) - yy[None, :])
-            mx, sq = err.max(1), (err * err).sum(1)
-            k = int(np.lexsort((sq, mx))[0])
-            if (mx[k], sq[k]) < best[:2]:
-                best = (float(mx[k]), float(sq[k]), int(sign[i]), int(shift[i]), int(cands[k]))
-        if not np.isfinite(best[0]):
+            n = cands.size
+            cols["sign"].append(np.full(n, sign[i]))
+            cols["shift"].append(np.full(n, shift[i]))
+            cols["bias"].append(cands)
+            cols["mx"].append(err.max(1))
+            cols["sq"].append((err * err).sum(1))
+            cols["first"].append(out[:, 0])
+            cols["last"].append(out[:, -1])
+        if not cols["bias"]:
             raise InputError(f"npu-ppe: no representable slope/bias for segment {j} (bias_bits too small?)")
-        return best[2], best[3], best[4], best[0]
+        return {k: np.concatenate(v) for k, v in cols.items()}
+
+    def _chain(self, cfg: PpeConfig, R, y, sigma, sign, shift, allow, bounds: list[int], segs: list[int],
+               floor: int | None, ceil: int | None) -> list[tuple[int, int, int]]:
+        """Jointly best (sign, shift, bias) for consecutive segments `segs` (min-max Viterbi, ties by
+        squared error). When monotone, no output may step back at a boundary, including against the
+        fixed neighbours' outputs `floor` (before) and `ceil` (after)."""
+        m = self._mono
+        C = [self._candidates(cfg, R, y, sigma, sign, shift, bounds, j, allow[j]) for j in segs]
+
+        def mask_ends(k: int) -> np.ndarray:
+            ok = np.ones(C[k]["bias"].size, dtype=bool)
+            if m and k == 0 and floor is not None:
+                ok &= m * (C[k]["first"] - floor) >= 0
+            if m and k == len(C) - 1 and ceil is not None:
+                ok &= m * (ceil - C[k]["last"]) >= 0
+            return ok
+
+        def trans(k: int) -> np.ndarray:
+            if not m:
+                return np.ones((C[k - 1]["bias"].size, C[k]["bias"].size), dtype=bool)
+            return m * (C[k]["first"][None, :] - C[k - 1]["last"][:, None]) >= 0
+
+        V = np.where(mask_ends(0), C[0]["mx"], np.inf)
+        for k in range(1, len(C)):
+            tot = np.where(trans(k), np.maximum(V[:, None], C[k]["mx"][None, :]), np.inf)
+            V = np.where(mask_ends(k), tot.min(0), np.inf)
+        tau = float(V.min())
+        if not np.isfinite(tau):
+            raise InputError("npu-ppe: no monotone choice of biases; pass --param monotone=off")
+        tau = tau * (1 + 1e-12) + 1e-15
+        W = np.where(mask_ends(0) & (C[0]["mx"] <= tau), C[0]["sq"], np.inf)
+        args = []
+        for k in range(1, len(C)):
+            ok = trans(k) & (C[k]["mx"] <= tau)[None, :] & mask_ends(k)[None, :]
+            tot = np.where(ok, W[:, None] + C[k]["sq"][None, :], np.inf)
+            args.append(np.argmin(tot, axis=0))
+            W = tot[args[-1], np.arange(tot.shape[1])]
+        pick = [int(np.argmin(W))]
+        for arg in reversed(args):
+            pick.append(int(arg[pick[-1]]))
+        pick.reverse()
+        return [(int(c["sign"][i]), int(c["shift"][i]), int(c["bias"][i])) for c, i in zip(C, pick, strict=True)]
 
     def _nudge(self, cfg: PpeConfig, R, A, y, sigma, sign, shift, allow) -> PpeConfig:
-        """Exact-error boundary moves (±1..±16 codes), re-searching the two touched segments."""
+        """Exact-error boundary moves (±1..±16 codes), re-choosing the two touched segments."""
         def seg_err(c: PpeConfig, j: int) -> float:
             sl = self._seg_slice(c.boundaries, j)
             out = requantize(c, accumulate(c, Q[sl]))
@@ -343,20 +403,30 @@ class NpuPpe(Target):
                         continue
                     b = list(cfg.boundaries)
                     b[j] = pos
-                    trial = self._reseg(cfg, b, [j - 1, j], R, A, y, sigma, sign, shift, allow)
+                    try:
+                        trial = self._reseg(cfg, b, [j - 1, j], R, A, y, sigma, sign, shift, allow)
+                    except InputError:
+                        continue
                     e = max(seg_err(trial, j - 1), seg_err(trial, j))
                     if e < cur - 1e-15:
                         cfg, cur = trial, e
         return cfg
 
     def _reseg(self, cfg: PpeConfig, bounds, segs, R, A, y, sigma, sign, shift, allow) -> PpeConfig:
-        signs, shifts, biases = list(cfg.signs), list(cfg.shifts), list(cfg.biases)
-        for j in segs:
-            signs[j], shifts[j], biases[j], _ = self._best_segment(cfg, R, A, y, sigma, sign, shift, bounds,
-                                                                  j, allow[j])
+        """Re-choose consecutive segments `segs` on `bounds`, the others fixed."""
         d = cfg.to_dict()
-        d.update(boundaries=list(bounds), signs=signs, shifts=shifts, biases=biases)
         d.pop("name")
+        d["boundaries"] = list(bounds)
+        fixed = PpeConfig(**d)
+        lo, hi = segs[0], segs[-1]
+        floor = ceil = None
+        if lo > 0:
+            floor = int(requantize(fixed, accumulate(fixed, np.array([bounds[lo] - 1])))[0])
+        if hi < cfg.segments - 1:
+            ceil = int(requantize(fixed, accumulate(fixed, np.array([bounds[hi + 1]])))[0])
+        picks = self._chain(fixed, R, y, sigma, sign, shift, allow, bounds, segs, floor, ceil)
+        for j, (sg, k, b) in zip(segs, picks, strict=True):
+            d["signs"][j], d["shifts"][j], d["biases"][j] = sg, k, b
         return PpeConfig(**d)
 
     def naive(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
@@ -413,7 +483,7 @@ class NpuPpe(Target):
 
     # -- config / simulation ----------------------------------------------------------------------
     def config_from_dict(self, d: Mapping[str, Any]) -> PpeConfig:
-        pkeys = tuple(f.name for f in self.params)
+        pkeys = tuple(f.name for f in self.params if f.name not in FIT_ONLY)
         need_keys(self.name, d, (*pkeys, "multiplier", "post_shift", "boundaries", "signs", "shifts",
                                  "biases"))
         p = parse_params(self.name, self.params, {k: d[k] for k in pkeys})
