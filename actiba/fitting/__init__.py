@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..functions import Activation, get
 from ..table import Table
 from .greedy import Greedy
-from .init import initial_knots
+from .init import estimate_error, initial_knots
 from .param import layout, to_table
 from .problem import MAX_SEGMENTS, Problem
 from .refine import refine
@@ -53,7 +53,7 @@ class FitReport:
                f"tails {self.tails}, fitted for {self.metric} on [{self.range[0]:g}, {self.range[1]:g}] "
                f"in {self.seconds:.3f} s of fitting. Max-abs error {e['max_abs']:.4g} over {over}, "
                f"worst at x = {e['where']:.6g}; rms {e['rms']:.4g}")
-        if e.get("max_rel") is not None:
+        if e.get("max_rel") is not None and self.metric == "max-rel":
             txt += f", max-rel {e['max_rel']:.4g}"
         if e.get("half_line"):
             hl = e["half_line"]
@@ -74,7 +74,7 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None]:
     lower = None
     if prob.metric == "max-abs" or prob.metric == "rms":
         g = Greedy(prob, points=max(2001, 60 * n))
-        eps, plan = g.solve(rtol=2e-3)
+        eps, plan = g.solve(hint=estimate_error(prob), rtol=2e-3)
         lower = g.infeasible if prob.metric == "max-abs" else None
         p0, _, _ = g.lines(plan)
         if len(plan) < n:  # the function needs fewer segments than asked: split the longest ones

@@ -145,8 +145,13 @@ class Greedy:
         hi = hint if hint else max(float(np.ptp(self.f)), 1e-300)
         while self.plan(hi, n) is None:
             hi *= 2
-        lo = 0.0
         plan = self.plan(hi, n)
+        lo = 0.0
+        if hint:  # bracket from below near the hint instead of bisecting down from zero
+            probe = hi / 3
+            while probe > 1e-300 and (got := self.plan(probe, n)) is not None:
+                hi, plan, probe = probe, got, probe / 3
+            lo = probe
         while hi - lo > rtol * hi:
             mid = 0.5 * (lo + hi) if lo > 0 or hi < 1e-300 else hi / 8
             got = self.plan(mid, n)

@@ -68,3 +68,10 @@ def initial_knots(prob: Problem) -> np.ndarray:
     for i in range(1, p.size):
         p[i] = max(p[i], p[i - 1] + 1e-6 * span / n)
     return p
+
+
+def estimate_error(prob: Problem) -> float:
+    """Asymptotic max-abs error of the best N-segment table, (∫√|f''|)² / (16 N²): a bisection hint."""
+    xs = np.linspace(prob.lo, prob.hi, 4001)
+    integral = float(np.trapezoid(np.sqrt(np.abs(prob.act.d2f(xs))), xs))
+    return max(integral**2 / (16 * prob.segments**2), 1e-12)
