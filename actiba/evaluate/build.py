@@ -1,0 +1,158 @@
+"""Turn (model, configuration, sequence length) into the OpenVINO model that is measured.
+
+Why through ONNX with a fixed length: CumBA / ReduBA need static lengths to build their constants, and
+exporting is the slow step (~10 s), so one export per (model, SSD variant, length) is cached and every
+configuration is a cheap graph rewrite (`actiba.rewrite.onnx_rw.apply`) of it.
+
+Also here: `load_model`, which adds ``random:<arch>`` names (random-weight models with the layer sizes
+of Mamba-130M / Mamba-2-130M, or tiny ones for tests) to `actiba.models.load`. Their accuracy means
+nothing; they exist for latency and for tests, and every report labels them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .configs import Config, tables_for
+
+# random-weight architectures (sizes of the public checkpoints' configs; no weights are downloaded)
+RANDOM_ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mamba-130m": ("mamba", dict(vocab_size=50280, hidden_size=768, num_hidden_layers=24, state_size=16,
+                                 expand=2, conv_kernel=4)),
+    "mamba2-130m": ("mamba2", dict(vocab_size=50288, hidden_size=768, num_hidden_layers=24, state_size=128,
+                                   expand=2, conv_kernel=4, head_dim=64, num_heads=24, n_groups=1,
+                                   chunk_size=256)),
+    "tiny-mamba": ("mamba", dict(vocab_size=258, hidden_size=32, num_hidden_layers=1, state_size=8, expand=2)),
+    "tiny-mamba2": ("mamba2", dict(vocab_size=258, hidden_size=32, num_hidden_layers=1, state_size=16, expand=2,
+                                   head_dim=16, num_heads=4, n_groups=1, chunk_size=16)),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A torch model plus what the reports need to say about it."""
+
+    name: str
+    model: Any
+    model_type: str
+    random_weights: bool
+    vocab_size: int
+    onnx_cache: dict[tuple, Any] = field(default_factory=dict)
+
+
+def load_model(name: str) -> LoadedModel:
+    """Load `name`: ``random:<arch>`` (see RANDOM_ARCHS), ``embedded:*``, a folder or a cached hub id."""
+    if name.startswith("random:"):
+        arch = name.split(":", 1)[1]
+        if arch not in RANDOM_ARCHS:
+            raise InputError(f"unknown random architecture {arch!r}; known: {', '.join(RANDOM_ARCHS)}")
+        import torch
+        from transformers import Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM
+
+        kind, kw = RANDOM_ARCHS[arch]
+        torch.manual_seed(0)
+        if kind == "mamba2":
+            model = Mamba2ForCausalLM(Mamba2Config(use_cache=False, **kw))
+        else:
+            model = MambaForCausalLM(MambaConfig(use_cache=False, **kw))
+        return LoadedModel(name, model.eval(), kind, True, kw["vocab_size"])
+    from ..models import load
+
+    model = load(name)
+    return LoadedModel(name, model, model.config.model_type, False, int(model.config.vocab_size))
+
+
+def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, cache_dir: Path | None) -> Any:
+    """The exported ONNX graph of `lm` with the config's SSD variant, at [1, seq_len] (memoized + on disk)."""
+    import onnx
+
+    d1, d2 = config.ssd
+    if (d1 or d2) and lm.model_type != "mamba2":
+        raise InputError(f"SSD rewrites d1/d2 apply to Mamba-2 only, not {lm.model_type}")
+    key = (d1, d2, seq_len, precision if d1 else "any")
+    if key in lm.onnx_cache:
+        return lm.onnx_cache[key]
+    tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / "onnx" / f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}.onnx"
+        if path.is_file():
+            lm.onnx_cache[key] = onnx.load(str(path))
+            return lm.onnx_cache[key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    from ..models.export import export_onnx
+    from ..rewrite.torch_rw import ssd_rewrites
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = path or Path(tmp) / "model.onnx"
+        if d1 or d2:
+            with ssd_rewrites(lm.model, d1=d1, d2=d2, precision=precision) as sites:
+                if not any(s.ok for s in sites):
+                    why = "; ".join(sorted({s.reason for s in sites})) or "no Mamba2Mixer"
+                    raise InputError(f"SSD rewrite not applicable: {why}")
+                export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len)
+        else:
+            export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len)
+        lm.onnx_cache[key] = onnx.load(str(out))
+    return lm.onnx_cache[key]
+
+
+def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str = "f32",
+                   cache_dir: Path | None = None) -> tuple[Any, dict[str, int]]:
+    """(ONNX model for `config` at [1, seq_len], {rewrite: number of sites rewritten})."""
+    from ..rewrite import onnx_rw
+
+    base = _onnx_base(lm, config, seq_len, precision, cache_dir)
+    rewrites = [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba),
+                                ("actiba", bool(config.activations))) if on]
+    if not rewrites:
+        return base, {}
+    wanted = None
+    if config.sites or config.cumba_min_n:
+        wanted = []
+        for rw in rewrites:
+            found = onnx_rw.find_sites(base, rw, tables_for(config) if rw == "actiba" else None)
+            globs = config.sites.get(rw)
+            for s in found:
+                if not s.ok:
+                    continue
+                if globs is not None and not any(_glob(s.name, g) for g in globs):
+                    continue
+                if rw == "cumba" and config.cumba_min_n and int(s.detail.get("n", 0)) < config.cumba_min_n:
+                    continue
+                wanted.append(s.name)
+    model, sites = onnx_rw.apply(base, rewrites, sites=wanted, tables=tables_for(config))
+    done: dict[str, int] = {}
+    for s in sites:
+        if s.ok:
+            done[s.rewrite] = done.get(s.rewrite, 0) + 1
+    for rw in rewrites:
+        if not done.get(rw):
+            raise InputError(f"{rw}: no site was rewritten in {lm.name} (nothing to measure)")
+    return model, done
+
+
+def _glob(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def to_openvino(onnx_model: Any) -> Any:
+    """Convert an in-memory ONNX model to an `openvino.Model` (via a temporary file)."""
+    import tempfile
+
+    import onnx
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "m.onnx")
+        onnx.save_model(onnx_model, p)
+        return ov.convert_model(p)

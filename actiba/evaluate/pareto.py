@@ -1,0 +1,67 @@
+"""The Pareto set of (metric loss, speed-up) and the device-aware choice within a loss budget.
+
+Why explicit tie rules: sweeps produce duplicates (a rewrite that finds no site measures like the
+baseline) and equal losses (exact rewrites); a point is dominated only by one that is at least as good
+in both and strictly better in one, so identical points are all kept, and the choice breaks ties
+by smaller loss, then by name, so the same results always give the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def _ok(row: dict[str, Any]) -> bool:
+    loss, speed = row.get("metric_delta_rel"), row.get("speedup")
+    return (not row.get("error") and isinstance(loss, (int, float)) and isinstance(speed, (int, float))
+            and math.isfinite(loss) and math.isfinite(speed))
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """(loss, speed-up) `a` dominates `b`: no worse in both, strictly better in at least one."""
+    return a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])
+
+
+def pareto_flags(points: Sequence[tuple[float, float] | None]) -> list[bool]:
+    """For each (loss, speed-up) point (None = failed), whether it is on the Pareto front. O(n²), n is small."""
+    out = []
+    for p in points:
+        out.append(p is not None and not any(q is not None and dominates(q, p) for q in points))
+    return out
+
+
+def mark_pareto(rows: list[dict[str, Any]]) -> None:
+    """Set row["pareto"] in place (failed rows are never on the front)."""
+    pts = [(float(r["metric_delta_rel"]), float(r["speedup"])) if _ok(r) else None for r in rows]
+    for r, flag in zip(rows, pareto_flags(pts), strict=True):
+        r["pareto"] = flag
+
+
+def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline") -> dict[str, Any] | None:
+    """The fastest row with metric_delta_rel <= max_loss that is faster than the baseline, else the baseline.
+
+    Speed-ups are relative to the baseline measured in the same run (same model, device, precision), so
+    "never slower than the baseline" is `speedup > 1`; the baseline itself is returned when nothing beats it.
+    """
+    ok = [r for r in rows if _ok(r) and r["metric_delta_rel"] <= max_loss and r["speedup"] > 1.0
+          and r.get("name") != baseline_name]
+    if ok:
+        return sorted(ok, key=lambda r: (-r["speedup"], r["metric_delta_rel"], r.get("name", "")))[0]
+    base = [r for r in rows if r.get("name") == baseline_name and not r.get("error")]
+    return base[0] if base else None
+
+
+def parse_loss(text: str) -> float:
+    """'1%' -> 0.01, '0.5' -> 0.005 if written with %, a bare number is a fraction ('0.01')."""
+    from ..errors import InputError
+
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise InputError(f"--max-loss {text!r} is not a number or percentage (e.g. 1%)") from None
+    if not math.isfinite(v) or v < 0:
+        raise InputError(f"--max-loss must be a non-negative finite value, got {text!r}")
+    return v

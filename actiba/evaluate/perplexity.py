@@ -1,0 +1,121 @@
+"""Bits per byte on the fixed held-out split: torch (tables via the ActiBA scope) and OpenVINO paths.
+
+Why two paths: torch with scoped tables says what the *approximation* costs; OpenVINO scores the very
+graph whose latency is measured, at the chosen inference precision, so rewrite and precision effects
+count too. Why `rolling_bits_per_byte`: it reproduces lm-eval's `loglikelihood_rolling` windowing (first
+window after the prefix token, later windows conditioned on the one byte before them) so the native
+number can be checked against lm-eval's `bits_per_byte` on the same text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+MIXER_SCOPE = ("backbone.layers.*.mixer",)  # where Mamba's SiLU / Softplus live (HF module paths)
+LogitsFn = Callable[[Any], Any]  # LongTensor|ndarray [b, t] -> logits [b, t, vocab]
+
+
+def heldout(n_bytes: int | None) -> bytes:
+    """The first `n_bytes` of the held-out split (a prefix, so every run scores the same text)."""
+    from ..data import heldout_bytes
+
+    return heldout_bytes(n_bytes)
+
+
+@contextlib.contextmanager
+def tables_applied(model: Any, tables: dict[str, Any], include: Iterable[str] = MIXER_SCOPE) -> Iterator[Any]:
+    """Within the block the model's mixer activations run as tables (no-op without tables)."""
+    if not tables:
+        yield None
+        return
+    from ..rewrite.torch_rw import actiba_scope
+
+    with actiba_scope(model, tables, include=list(include)) as mode:
+        yield mode
+
+
+def torch_logits_fn(model: Any) -> LogitsFn:
+    def fn(ids: Any) -> Any:
+        return model(input_ids=ids, use_cache=False).logits
+
+    return fn
+
+
+def openvino_logits_fn(compiled: Any) -> LogitsFn:
+    """Logits from a compiled OpenVINO model with a fixed [1, L] input, window by window."""
+    import torch
+
+    req = compiled.create_infer_request()
+
+    def fn(ids: Any) -> Any:
+        arr = np.asarray(ids, dtype=np.int64)
+        outs = [np.array(req.infer({0: arr[i:i + 1]})[compiled.output(0)]) for i in range(arr.shape[0])]
+        return torch.from_numpy(np.concatenate(outs, axis=0))
+
+    return fn
+
+
+def windows_bits_per_byte(logits_fn: LogitsFn, data: bytes, seq_len: int, start_id: int = 256,
+                          progress: Callable[[int, int], None] | None = None) -> float:
+    """actiba's convention (as in training): disjoint windows of `seq_len` bytes, each after `start_id`.
+
+    Only whole windows are scored (the tail is dropped) so a fixed-length exported graph can score it.
+    """
+    from ..models import score_bits_per_byte
+
+    usable = len(data) - len(data) % seq_len
+    if usable == 0:
+        raise InputError(f"need at least {seq_len} bytes to score, got {len(data)}")
+    del start_id  # score_bits_per_byte uses the tokenizer's EOS (256), the same id
+    return score_bits_per_byte(None, data[:usable], seq_len, batch_size=1, logits_fn=logits_fn, progress=progress)
+
+
+def rolling_windows(tokens: list[int], prefix_id: int, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's rolling windows (context_len=1) as (model input, targets of its last len(targets) positions).
+
+    The first window is the prefix token then the first max_len-1 tokens; each later window predicts the
+    next (up to) max_len tokens from the max_len tokens just before them, with no state carried over.
+    """
+    out: list[tuple[list[int], list[int]]] = []
+    if not tokens:
+        return out
+    first = min(max_len, len(tokens))
+    out.append(([prefix_id] + tokens[:first - 1], tokens[:first]))
+    done = first
+    while done < len(tokens):
+        n = min(len(tokens) - done, max_len)
+        end = done + n
+        out.append((tokens[max(0, end - max_len - 1):end - 1], tokens[end - n:end]))
+        done = end
+    return out
+
+
+def rolling_bits_per_byte(logits_fn: LogitsFn, docs: list[bytes], seq_len: int, prefix_id: int = 256) -> float:
+    """Bits per byte over `docs` with lm-eval's `loglikelihood_rolling` windowing (one token per byte)."""
+    import torch
+
+    nats, n_bytes = 0.0, 0
+    with torch.inference_mode():
+        for doc in docs:
+            n_bytes += len(doc)
+            for inp, tgt in rolling_windows(list(doc), prefix_id, seq_len):
+                logits = torch.as_tensor(logits_fn(torch.tensor([inp], dtype=torch.long))).float()
+                logp = torch.log_softmax(logits[0, -len(tgt):], dim=-1)
+                nats -= logp.gather(-1, torch.tensor(tgt)[:, None]).sum().item()
+    if n_bytes == 0:
+        raise InputError("no bytes to score")
+    return nats / math.log(2) / n_bytes
+
+
+def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: dict[str, Any] | None = None,
+                        include: Iterable[str] = MIXER_SCOPE) -> float:
+    """Native path: bits/byte of `data` with the mixer activations replaced by `tables`."""
+    with tables_applied(model, tables or {}, include):
+        return windows_bits_per_byte(torch_logits_fn(model), data, seq_len)
