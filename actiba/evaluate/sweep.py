@@ -127,7 +127,13 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
             r["metric_delta_rel"] = None
         if r.get("latency_ms") and base.get("latency_ms"):
             r["speedup"] = base["latency_ms"]["median"] / r["latency_ms"]["median"]
-    mark_pareto(rows)
+    if ok_base and base.get("metric") is None:  # latency only: the front is the fastest rows
+        tmp = [dict(r, metric_delta_rel=0.0 if r["speedup"] is not None else None) for r in rows]
+        mark_pareto(tmp)
+        for r, t in zip(rows, tmp, strict=True):
+            r["pareto"] = t["pareto"]
+    else:
+        mark_pareto(rows)
     return base
 
 

@@ -1,0 +1,98 @@
+"""`actiba eval MODEL [--config FILE]`: accuracy and latency of one configuration against the baseline.
+
+Accuracy is bits/byte on the held-out split scored by the measured OpenVINO graph (or by torch with
+scoped tables, `--backend torch`); `--task NAME` runs an offline lm-eval task from eval/tasks instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy + latency of one configuration (vs the unmodified baseline)")
+    p.add_argument("model", metavar="MODEL", help="model folder, embedded:mamba2|embedded:mamba, random:<arch>")
+    p.add_argument("--config", metavar="FILE", help="configuration(s) (JSON/YAML); default: baseline only")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--precision", default="f32", help="inference precision hint: f32 or bf16 (if supported)")
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--prefill-lens", default="", metavar="N,N", help="extra prefill lengths to time")
+    p.add_argument("--eval-bytes", type=int, default=16384)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backend", choices=["openvino", "torch"], default="openvino",
+                   help="accuracy from the OpenVINO graph (default) or also from torch with scoped tables")
+    p.add_argument("--task", metavar="NAME", help="an lm-eval task from eval/tasks (e.g. actiba_heldout)")
+    p.add_argument("--latency-only", action="store_true")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..evaluate import configs as cfgs
+    from ..evaluate import latency, sweep
+    from ..evaluate.build import load_model
+
+    device = latency.check_device(args.device)
+    precision = latency.check_precision(args.precision, device)
+    for n in ("seq_len", "eval_bytes", "repeats", "threads"):
+        if getattr(args, n) < 1:
+            raise InputError(f"--{n.replace('_', '-')} must be positive")
+    try:
+        extra = [int(x) for x in args.prefill_lens.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--prefill-lens {args.prefill_lens!r} is not a comma-separated list of integers") from None
+    if args.task:
+        from ..evaluate.lm_eval_model import check_task
+
+        check_task(args.task)
+    configs = cfgs.read_file(args.config) if args.config else []
+    lm = load_model(args.model)
+    settings = sweep.Settings(device=device, seq_len=args.seq_len, eval_bytes=args.eval_bytes, repeats=args.repeats,
+                              threads=args.threads, latency_only=args.latency_only or lm.random_weights,
+                              torch_metric=args.backend == "torch", extra_seq_lens=extra)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="actiba-eval-") as tmp:
+        run_ = sweep.run_one(lm, [cfgs.baseline(), *configs], settings, precision, Path(tmp))
+    failed = [r for r in run_["configs"] if r.get("error")]
+    for r in run_["configs"]:
+        print(_line(r, run_))
+    if args.task:
+        from ..evaluate.lm_eval_model import run_task
+
+        for c in [cfgs.baseline(), *configs]:
+            res = run_task(args.model, args.task, cfgs.tables_for(c), seq_len=args.seq_len)
+            print(f"lm-eval {args.task} [{c.name}]: " + ", ".join(f"{k}={v:.6g}" for k, v in res.items()))
+    if args.json:
+        from .._atomic import write_text
+
+        write_text(args.json, json.dumps(run_, indent=1, default=str) + "\n")
+    if failed:
+        raise InputError(f"configuration {failed[0]['name']} failed: {failed[0]['error']}")
+    if run_.get("random_weights"):
+        print("note: random weights: latency only", file=sys.stderr)
+    return 0
+
+
+def _line(r: dict, run: dict) -> str:
+    if r.get("error"):
+        return f"{r['name']}: FAILED {r['error']}"
+    lat = r["latency_ms"]
+    parts = [f"{r['name']}:"]
+    if r.get("metric") is not None:
+        parts.append(f"bits/byte {r['metric']:.6f}")
+        if r.get("metric_delta_rel") is not None:
+            parts.append(f"({100 * r['metric_delta_rel']:+.3f}%)")
+    if r.get("metric_torch") is not None:
+        parts.append(f"torch {r['metric_torch']:.6f}")
+    parts.append(f"latency {lat['median']:.3f} ms [p10 {lat['p10']:.3f}, p90 {lat['p90']:.3f}] at {lat['seq_len']}")
+    if r.get("speedup") is not None:
+        parts.append(f"speed-up {r['speedup']:.3f}x")
+    for n, st in (r.get("latency_by_seq_len") or {}).items():
+        parts.append(f"| L={n}: {st['median']:.3f} ms")
+    parts.append(f"[{run['device']} {run['precision']}, used {r.get('compile', {}).get('precision_used')}]")
+    return " ".join(parts)

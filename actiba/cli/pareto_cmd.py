@@ -1,0 +1,120 @@
+"""`actiba pareto [MODEL ...] --out DIR`: sweep configurations, find the Pareto set, write the report.
+
+With no model, the embedded Mamba-2 and Mamba models are measured; `--full-size` instead profiles
+random-weight Mamba-2-130M / Mamba-130M architectures for latency only (slow; labelled as random).
+"""
+
+from __future__ import annotations
+
+import sys
+
+FULL_SIZE = ("random:mamba2-130m", "random:mamba-130m")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pareto", help="sweep rewrite/table configurations; Pareto set and report")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model folder, embedded:mamba2|embedded:mamba, random:<arch> (default: both embedded)")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; cache in DIR/cache)")
+    p.add_argument("--sweep", metavar="FILE", help="configurations (JSON/YAML); default: the built-in sweep")
+    p.add_argument("--quick", action="store_true", help="a few configurations at tiny lengths (CI)")
+    p.add_argument("--full-size", action="store_true",
+                   help="latency of random-weight Mamba-2-130M / Mamba-130M architectures (slow)")
+    p.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU, NPU if present)")
+    p.add_argument("--precision", default="auto", help="f32, bf16, or auto = every one the device supports")
+    p.add_argument("--seq-len", type=int, help="prefill length for accuracy windows and latency")
+    p.add_argument("--eval-bytes", type=int, help="held-out bytes scored (a fixed prefix)")
+    p.add_argument("--repeats", type=int, help="timed inferences per configuration")
+    p.add_argument("--threads", type=int, default=1, help="OpenVINO CPU threads (default 1: shared machine)")
+    p.add_argument("--max-loss", default="1%", help="loss budget for the recommended configuration")
+    p.add_argument("--latency-only", action="store_true", help="skip accuracy")
+    p.set_defaults(run=run)
+
+
+def _check_out(path: str):
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..evaluate import configs as cfgs
+    from ..evaluate import latency, sweep
+    from ..evaluate.build import load_model
+    from ..evaluate.pareto import choose, parse_loss
+    from ..evaluate.report import write_report
+
+    max_loss = parse_loss(args.max_loss)
+    device = latency.check_device(args.device)
+    if args.precision == "auto":
+        precisions = latency.supported_precisions(device)
+    else:
+        precisions = [latency.check_precision(p.strip(), device) for p in args.precision.split(",")]
+    fixed = cfgs.read_file(args.sweep) if args.sweep else None
+    models = list(args.models) or list(FULL_SIZE if args.full_size else ("embedded:mamba2", "embedded:mamba"))
+    for n in ("seq_len", "eval_bytes", "repeats", "threads"):
+        v = getattr(args, n)
+        if v is not None and v < 1:
+            raise InputError(f"--{n.replace('_', '-')} must be positive, got {v}")
+    out = _check_out(args.out)
+    quick = args.quick
+    settings = sweep.Settings(
+        device=device, seq_len=args.seq_len or (64 if quick else 512 if args.full_size else 256),
+        eval_bytes=args.eval_bytes or (4096 if quick else 16384), repeats=args.repeats or (5 if quick else 20),
+        warmup=2 if quick else 3, threads=args.threads, latency_only=args.latency_only or args.full_size)
+    loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
+    plans = []
+    for lm in loaded:
+        configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick)
+        for prec in precisions:
+            plans.append((lm, configs, prec))
+    total = sum(len(c) + (0 if any(x.is_baseline for x in c) else 1) for _, c, _ in plans)
+    bar = sweep.progress_bar(total)
+    runs = []
+    try:
+        for lm, configs, prec in plans:
+            s = settings
+            if lm.random_weights and not s.latency_only:
+                s = sweep.Settings(**{**s.__dict__, "latency_only": True})
+            run_ = sweep.run_one(lm, configs, s, prec, out, step=lambda d: (bar.set_description(d), bar.update(1)))
+            ok = [c for c in run_["configs"] if c.get("speedup") is not None]
+            best = (max(ok, key=lambda c: c["speedup"], default=None) if run_["metric"] is None
+                    else choose(run_["configs"], max_loss))
+            if best is not None:
+                run_["choice"] = _describe(best, max_loss, run_)
+            runs.append(run_)
+    finally:
+        bar.close()
+    doc = write_report(out, runs, {"max_loss": max_loss})
+    for r in runs:
+        failed = sum(1 for c in r["configs"] if c.get("error"))
+        tag = " [random weights]" if r.get("random_weights") else ""
+        print(f"{r['model']}{tag} {r['device']} {r['precision']}: {len(r['configs'])} configurations"
+              f"{f', {failed} failed' if failed else ''}; {r.get('choice', 'no baseline')}")
+    del doc
+    print(f"report: {out / 'report.html'}")
+    if any(not r.get("baseline") or r["baseline"].get("error") for r in runs):
+        print("actiba: warning: a baseline failed; see the report", file=sys.stderr)
+    return 0
+
+
+def _describe(row: dict, max_loss: float, run: dict) -> str:
+    if run.get("metric") is None:
+        return f"fastest: {row['name']} ({row['speedup']:.3g}x, latency only)"
+    if row["name"] == "baseline" or row.get("speedup", 0) <= 1.0:
+        return f"within {100 * max_loss:g}% loss nothing beats the baseline on {run['device']}: keep baseline"
+    return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row['name']}: "
+            f"{row['speedup']:.3g}x, bits/byte {100 * row['metric_delta_rel']:+.3f}%")
