@@ -8,6 +8,7 @@ bits/byte = sum of -log2 p(byte) / number of bytes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -30,14 +31,21 @@ def score_bits_per_byte(model: object, data: bytes, seq_len: int = 1024, batch_s
         raise ValueError("no bytes to score")
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
+    scan = contextlib.nullcontext()
     if logits_fn is None:
         def logits_fn(ids: torch.Tensor) -> torch.Tensor:
             return model(input_ids=ids, use_cache=False).logits  # type: ignore[operator]
 
+        already = any("_actiba_original_forward" in vars(m) for m in model.modules())  # type: ignore[attr-defined]
+        if getattr(getattr(model, "config", None), "model_type", None) == "mamba" and not already:
+            from .mamba_scan import chunked_scan  # exact, and linear in memory unlike the chunked form
+
+            scan = chunked_scan(model, mode="recurrent")  # type: ignore[arg-type]
+
     arr = torch.tensor(list(data), dtype=torch.long)
     windows = [arr[i:i + seq_len] for i in range(0, len(arr), seq_len)]
     total_nats = 0.0
-    with torch.inference_mode():
+    with torch.inference_mode(), scan:
         # equal lengths batch together; the one short tail window goes alone
         groups: dict[int, list[torch.Tensor]] = {}
         for w in windows:
