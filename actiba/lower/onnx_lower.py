@@ -77,7 +77,8 @@ def table_nodes(table: Table, x_name: str, y_name: str, prefix: str,
     if elem_type not in DTYPES.values():
         raise InputError(f"element type {helper.tensor_dtype_to_string(elem_type)} is not supported; "
                          "use FLOAT, FLOAT16 or DOUBLE")
-    e = _emit(make_plan(table, lowering), x_name, y_name, prefix, elem_type)
+    plan = make_plan(table, lowering, dtype=helper.tensor_dtype_to_np_dtype(elem_type))
+    e = _emit(plan, x_name, y_name, prefix, elem_type)
     return e.nodes, e.inits
 
 
@@ -110,7 +111,7 @@ def table_model(table: Table, dtype: str = "float32", lowering: str = "auto", op
     if not 0 <= rank <= 8:
         raise InputError(f"rank must be between 0 and 8, got {rank}")
     elem = DTYPES[dtype]
-    plan = make_plan(table, lowering)
+    plan = make_plan(table, lowering, dtype=dtype)
     e = _emit(plan, "x", "y", "pwl_", elem)
     dims = [f"d{i}" for i in range(rank)]
     graph = helper.make_graph(e.nodes, f"actiba_{plan.lowering.replace('-', '_')}",

@@ -133,10 +133,15 @@ def resolve(table: Table, lowering: str = "auto", n_elements: int | None = None)
 
 
 # -- plans ------------------------------------------------------------------------------------------
-def make_plan(table: Table, lowering: str = "auto", n_elements: int | None = None) -> Plan:
-    """The op list computing `table` by `lowering` (resolved and checked first)."""
+def make_plan(table: Table, lowering: str = "auto", n_elements: int | None = None,
+              dtype: str | np.dtype = "float64") -> Plan:
+    """The op list computing `table` by `lowering` (resolved and checked first) in `dtype`.
+
+    The plan is built from the table rounded to `dtype`, so "this slope is 0" (no multiply, hence no
+    0·inf) is decided on the value the graph will hold, e.g. a slope of 1e-10 is flat in float16.
+    """
     name = resolve(table, lowering, n_elements)
-    t, s, c = table.breakpoints, table.slopes, table.intercepts
+    t, s, c = rounded(table, dtype)
     b = _Builder()
     if s.size == 1:  # one line: every lowering is the same
         y = b.line(X, float(s[0]), float(c[0]))
@@ -299,9 +304,11 @@ def tolerance(table: Table, x: np.ndarray, dtype: str | np.dtype, lowering: str)
     """Allowed |y - reference| at each x for a lowering in `dtype`.
 
     4·eps·(|s·x| + |c| + |y|) for the segment's own line (one multiply, one add, rounding of the
-    table's coefficients to `dtype`), plus for relu-sum (N+2)·eps times the largest intermediate of
-    its sum (|v0| + Σ|Δslope|·span), since the partial sums are rounded, too. Exact in float64 would be
-    a lie for any runtime, so float64 gets the same form.
+    table's coefficients to `dtype`), plus the smallest normal number of `dtype` (results may
+    underflow or be flushed to zero). relu-sum and minmax compute the continuous version of a table:
+    plus its largest jump (a "continuous" table may jump by 1e-12 of its scale). relu-sum's partial
+    sums are rounded too: plus (N+2)·eps·(|v0| + Σ|Δslope|·span). float64 gets the same form (no
+    runtime promises bit-exact float64 either).
     """
     dt = np.dtype(dtype)
     eps = float(np.finfo(dt).eps)
@@ -314,7 +321,10 @@ def tolerance(table: Table, x: np.ndarray, dtype: str | np.dtype, lowering: str)
         local = np.where(np.isfinite(local), local, 0.0)
         yref = np.abs(evaluate(t, s, c, xr))
         yref = np.where(np.isfinite(yref), yref, 0.0)
-    tol = 4 * eps * (local + yref + float(np.max(np.abs(c))) * 1e-3)
+    with np.errstate(over="ignore"):
+        tol = 4 * eps * (local + yref + float(np.max(np.abs(c))) * 1e-3) + float(np.finfo(dt).tiny)
+    if lowering in ("relu-sum", "minmax") and t.size:  # they compute the continuous version of the
+        tol = tol + Table(t, s, c).max_jump()      # table: its jumps (<= 1e-12 scale) are allowed
     if lowering == "relu-sum" and t.size:
         span = float(t[-1] - t[0])
         inter = float(np.max(np.abs(s[1:] * t + c[1:])) + (abs(s[1]) + np.sum(np.abs(np.diff(s)))) * span)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .. import _atomic
 from ..errors import InputError
 from ..table import Table
-from .plan import Const, Plan, make_plan
+from .plan import Const, Plan, make_plan, resolve
 
 _BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "less": torch.lt, "greater": torch.gt,
            "greater_equal": torch.ge, "equal": torch.eq}
@@ -78,24 +78,35 @@ def _plan_consts(plan: Plan) -> list[np.ndarray]:
     return [a.value for op in plan.ops for a in op.args if isinstance(a, Const)]
 
 
+# plans are built per dtype (a slope may round to 0 in float16); bfloat16 uses the float32 plan
+_PLAN_DTYPES = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
+                torch.bfloat16: "float32"}
+
+
 class PWL(nn.Module):
-    """`y = table(x)` elementwise, as the lowering chosen for the table (buffers hold the constants)."""
+    """`y = table(x)` elementwise, as the lowering chosen for the table (buffers hold the constants
+    of the plan for each float dtype, so `.to(device)` moves them and `state_dict` saves them)."""
 
     def __init__(self, table: Table, lowering: str = "auto") -> None:
         super().__init__()
-        self.plan = make_plan(table, lowering)
-        self.lowering = self.plan.lowering
+        self.lowering = resolve(table, lowering)
         self.segments = table.segments
-        self._names: list[str] = []
-        for i, v in enumerate(_plan_consts(self.plan)):
-            name = f"c{i}"
-            self.register_buffer(name, torch.as_tensor(np.asarray(v, dtype=np.float64)))
-            self._names.append(name)
+        self._plans: dict[str, Plan] = {}
+        self._names: dict[str, list[str]] = {}
+        for key in dict.fromkeys(_PLAN_DTYPES.values()):
+            plan = make_plan(table, self.lowering, dtype=key)
+            self._plans[key] = plan
+            self._names[key] = []
+            for i, v in enumerate(_plan_consts(plan)):
+                name = f"{key}_c{i}"
+                self.register_buffer(name, torch.as_tensor(np.asarray(v, dtype=np.float64)))
+                self._names[key].append(name)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not x.is_floating_point():
+        key = _PLAN_DTYPES.get(x.dtype)
+        if key is None:
             raise TypeError(f"PWL needs a floating-point input, got {x.dtype}")
-        return _execute(self.plan, [getattr(self, n) for n in self._names], x)
+        return _execute(self._plans[key], [getattr(self, n) for n in self._names[key]], x)
 
     def extra_repr(self) -> str:
         return f"segments={self.segments}, lowering={self.lowering!r}"
@@ -103,7 +114,10 @@ class PWL(nn.Module):
 
 def pwl(x: Tensor, table: Table, lowering: str = "auto") -> Tensor:
     """Functional form of `PWL` (builds the plan on every call; keep a `PWL` in hot loops)."""
-    plan = make_plan(table, lowering)
+    key = _PLAN_DTYPES.get(x.dtype)
+    if key is None:
+        raise TypeError(f"pwl needs a floating-point input, got {x.dtype}")
+    plan = make_plan(table, lowering, dtype=key)
     consts = [torch.as_tensor(np.asarray(v, dtype=np.float64), device=x.device) for v in _plan_consts(plan)]
     return _execute(plan, consts, x)
 
@@ -148,6 +162,6 @@ def export_cli(table: Table, out_path: str, params: dict[str, str]) -> str:
     prog = export_program(table, params.get("lowering", "auto"), _DTYPES[dtype], rank)
     with _atomic.atomic_path(out_path, suffix=".pt2") as tmp:
         torch.export.save(prog, str(tmp))
-    lowering = make_plan(table, params.get("lowering", "auto")).lowering
+    lowering = resolve(table, params.get("lowering", "auto"))
     return (f"wrote {out_path}: torch.export program ({dtype}, lowering {lowering}, {table.segments} "
             "segments); load with torch.export.load(path).module()")
