@@ -63,7 +63,7 @@ class _ScopedActiba(TorchFunctionMode):
         super().__init__()
         self.tables = tables
         self.pwl = pwl
-        self.stack: list[tuple[str, bool]] = []
+        self.stack: list[tuple[str, bool, bool]] = []
         self.record = record
         self.calls = 0
 
@@ -90,16 +90,18 @@ class _ScopedActiba(TorchFunctionMode):
 
 
 def _hooks(model: torch.nn.Module, mode: _ScopedActiba, include: list[str], exclude: list[str]) -> list[Any]:
+    """Push (path, active, excluded) on entry to every matched module; an excluded ancestor wins."""
     handles = []
     for path, mod in model.named_modules():
         inside = spec.matches_any(path, include) if include else path == ""
         outside = bool(exclude) and spec.matches_any(path, exclude)
         if not (inside or outside):
             continue
-        state = (path, inside and not outside)
 
-        def pre(_m, _a, state=state):
-            mode.stack.append(state)
+        def pre(_m, _a, path=path, inside=inside, outside=outside):
+            _, active, excluded = mode.stack[-1] if mode.stack else ("", False, False)
+            excluded = excluded or outside
+            mode.stack.append((path, (inside or active) and not excluded, excluded))
 
         def post(_m, _a, _o):
             mode.stack.pop()
