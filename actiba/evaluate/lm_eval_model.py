@@ -1,0 +1,131 @@
+"""lm-eval integration: the ``actiba`` model (HFLM with activation tables applied) and offline tasks.
+
+Why a subclass of HFLM and not a new LM: lm-eval's windowing, batching and metrics stay exactly
+lm-eval's; only the forward call runs inside `tables_applied`, so `bits_per_byte` of a table
+configuration is comparable with every other lm-eval number.
+
+    lm_eval --model actiba --model_args pretrained=embedded:mamba2,act_silu=16,act_softplus=relu \\
+            --tasks actiba_heldout --include_path eval/tasks    # after task_config() wrote the JSONL
+
+Model args: `pretrained` (an actiba model name), `act_silu` / `act_softplus` = segments, "relu" or a
+table file, `max_length` (window length).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from ..errors import InputError
+from .perplexity import MIXER_SCOPE, tables_applied
+
+TASK_DIR = Path(__file__).resolve().parents[2] / "eval" / "tasks"
+PLACEHOLDER = "ACTIBA_HELDOUT_JSONL"
+
+
+def parse_tables(act_silu: Any = None, act_softplus: Any = None) -> dict[str, Any]:
+    """Tables from model-arg values (segments, "relu", or a table file)."""
+    from .configs import from_dict, tables_for
+
+    acts = {}
+    for fn, v in (("silu", act_silu), ("softplus", act_softplus)):
+        if v in (None, "", "exact"):
+            continue
+        s = str(v)
+        acts[fn] = {"segments": int(s)} if s.isdigit() else {"table": s}
+    return tables_for(from_dict({"name": "lm-eval", "activations": acts}))
+
+
+@register_model("actiba")
+class ActibaLM(HFLM):
+    """HFLM over an actiba-loaded Mamba model whose mixer activations run as tables."""
+
+    def __init__(self, pretrained: Any = "embedded:mamba2", act_silu: Any = None, act_softplus: Any = None,
+                 tables: dict[str, Any] | None = None, max_length: int = 1024, tokenizer: Any = None,
+                 **kwargs: Any) -> None:
+        from ..models import load
+        from ..models import tokenizer as load_tokenizer
+
+        model = load(pretrained) if isinstance(pretrained, str) else pretrained
+        if tokenizer is None:
+            if not isinstance(pretrained, str):
+                raise InputError("pass tokenizer= with a model instance")
+            tokenizer = load_tokenizer(pretrained)
+        kwargs.setdefault("batch_size", 1)
+        super().__init__(pretrained=model, tokenizer=tokenizer, max_length=int(max_length), device="cpu", **kwargs)
+        self.actiba_tables = dict(tables or {}) or parse_tables(act_silu, act_softplus)
+
+    def _model_call(self, inps: Any, attn_mask: Any = None, labels: Any = None) -> Any:
+        with tables_applied(self.model, self.actiba_tables, MIXER_SCOPE):
+            return super()._model_call(inps, attn_mask, labels)
+
+
+def known_tasks() -> list[str]:
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+def check_task(name: str) -> str:
+    if name not in known_tasks():
+        raise InputError(f"unknown task {name!r}; offline tasks in {TASK_DIR}: {', '.join(known_tasks())}")
+    return name
+
+
+def write_jsonl(docs: list[bytes], name: str) -> Path:
+    """Write documents as JSONL into actiba's cache (never the repo) and return the path."""
+    from ..data import cache_root
+
+    folder = cache_root() / "lm_eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.jsonl"
+    lines = [json.dumps({"text": d.decode("utf-8")}) for d in docs]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def heldout_docs(max_doc_bytes: int | None = None) -> list[bytes]:
+    """One document per held-out file (fixed order), optionally truncated at a line end."""
+    from ..data import split_files
+
+    docs = []
+    for p in split_files("heldout"):
+        b = p.read_bytes()
+        if max_doc_bytes and len(b) > max_doc_bytes:
+            cut = b.rfind(b"\n", 0, max_doc_bytes)
+            b = b[:cut + 1 if cut > 0 else max_doc_bytes]
+        docs.append(b)
+    return docs
+
+
+def task_config(name: str, docs: list[bytes] | None = None) -> dict[str, Any]:
+    """The task YAML as a dict with its JSONL written and substituted (`docs` overrides the held-out split)."""
+    import yaml
+
+    check_task(name)
+    cfg = yaml.safe_load((TASK_DIR / f"{name}.yaml").read_text())
+    if docs is None:
+        docs = heldout_docs((cfg.get("metadata") or {}).get("max_doc_bytes"))
+    path = write_jsonl(docs, name)
+    cfg["dataset_kwargs"] = {"data_files": {"test": str(path)}}
+    return cfg
+
+
+def run_task(model: Any, task: str, tables: dict[str, Any] | None = None, seq_len: int = 1024,
+             docs: list[bytes] | None = None, tokenizer: Any = None, limit: int | None = None) -> dict[str, float]:
+    """Run one offline task with lm-eval; returns {metric: value} (bits_per_byte, byte_perplexity, ...)."""
+    import logging
+
+    from lm_eval import simple_evaluate
+
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    lm = ActibaLM(pretrained=model, tables=tables, max_length=seq_len, tokenizer=tokenizer)
+    out = simple_evaluate(model=lm, tasks=[task_config(task, docs)], limit=limit, bootstrap_iters=0,
+                          log_samples=False, verbosity="WARNING")
+    res = out["results"][task]
+    return {k.split(",")[0]: float(v) for k, v in res.items() if "," in k and "stderr" not in k
+            and isinstance(v, (int, float))}
