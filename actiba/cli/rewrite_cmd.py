@@ -90,6 +90,15 @@ def _selected(sites, args, rewrite: str) -> list[str]:
     return [s.name for s in sites if s.ok]
 
 
+def _with_reasons(done: list, found: list) -> list:
+    """Sites from `apply`, with the selection's reason for the ones it was told to leave."""
+    why = {s.name: s.reason for s in found if not s.ok}
+    for s in done:
+        if not s.ok and s.reason == "not selected" and s.name in why:
+            s.reason = why[s.name]
+    return done
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -120,13 +129,14 @@ def run(args) -> int:
         found = backend.find_sites(stage1, rw)
         names = _selected(found, args, rw)
         stage1, done = backend.apply(stage1, [rw], sites=names)
-        sites += [d for d in done if d.rewrite == rw]
+        sites += _with_reasons([d for d in done if d.rewrite == rw], found)
     final, act_sites = stage1, []
     if tables or site_tables:
         found = backend.find_sites(stage1, "actiba", tables, site_tables)
         names = _selected(found, args, "actiba")
         final, act_sites = backend.apply(stage1, ["actiba"], sites=names, tables=tables,
                                          site_tables=site_tables, lowering=args.lowering)
+        act_sites = _with_reasons(act_sites, found)
     everything = sites + act_sites
     for s in everything:
         _log("  " + s.line())
