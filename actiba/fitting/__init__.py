@@ -60,7 +60,7 @@ class FitReport:
             txt += f"; bound {hl['max_abs']:.4g} holds for {hl['holds_for']}"
         txt += (f". After rounding the table to float32: {e['float32_max_abs']:.4g}, "
                 f"float16: {e['float16_max_abs']:.4g}.")
-        if self.lower_bound is not None:
+        if self.lower_bound is not None and self.lower_bound > 1e-15:
             txt += (f" No {self.segments}-segment table with these tails can beat {self.lower_bound:.4g} "
                     "(sampled discontinuous optimum).")
         if self.message:

@@ -49,8 +49,17 @@ class Problem:
         if pinned and self.segments < pinned + 1:
             raise InputError(f"{self.segments} segment(s) are too few for {self.tails} tails: the "
                              f"pinned outer segments take {pinned}, at least one more must fit the range")
+        xs = np.linspace(self.lo, self.hi, 20001)
+        with np.errstate(all="ignore"):
+            fx = self.act.f(xs)
+        bad = np.nonzero(~np.isfinite(fx))[0]
+        if bad.size:
+            raise InputError(f"{self.act.to_json()['function']} is not finite at x = {xs[bad[0]]:.6g} "
+                             f"on [{self.lo:g}, {self.hi:g}]; choose a range where it is defined")
+        if not np.all(np.isfinite(self.act.df(xs))):
+            raise InputError(f"{self.act.to_json()['function']} is not differentiable everywhere on "
+                             f"[{self.lo:g}, {self.hi:g}]")
         if self.metric == "max-rel":
-            fx = self.act.f(np.linspace(self.lo, self.hi, 20001))
             if np.any(fx == 0) or np.any(np.sign(fx[1:]) != np.sign(fx[:-1])):
                 raise InputError(f"max-rel needs f without a zero on [{self.lo}, {self.hi}]; "
                                  "use max-abs or a range where f keeps its sign")
