@@ -217,3 +217,14 @@ def test_site_selection_and_names():
     assert [s.decision for s in done] == ["skip", "rewrite"]
     assert onnx_rw.inventory(new) == {"CumSum": 1, "MatMul": 1}
     assert onnx_rw.compare(m, new) < 1e-5
+
+
+def test_dispatching_api():
+    from actiba import rewrite
+
+    m = cumsum_model([4, 4], -2, 0, 0)
+    (site,) = rewrite.find_sites(m, "cumba")
+    new, done = rewrite.apply(m, ["cumba"], sites=[site])
+    assert done[0].ok and onnx_rw.inventory(new) == {"MatMul": 1}
+    with pytest.raises(Exception, match="cannot rewrite"):
+        rewrite.find_sites(object(), "cumba")

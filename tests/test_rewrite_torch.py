@@ -153,3 +153,16 @@ def test_actiba_on_small_mamba2_within_table_error():
     assert mode.calls == 2  # the conv activation of each of the two mixers; the gated norm is excluded
     diff = (got - ref).abs().max().item()
     assert 0 < diff < 50 * SILU.error["max_abs"]
+
+
+def test_dispatching_api_on_torch():
+    from actiba import rewrite
+
+    model = _mamba2(1, layers=1)
+    sites = rewrite.find_sites(model, "ssd-d1", precision="f16")
+    assert len(sites) == 1 and not sites[0].ok
+    _, done = rewrite.apply(model, ["ssd-d2"], sites=[])
+    assert not any(s.ok for s in done) and "_actiba_ssd" not in vars(model.backbone.layers[0].mixer)
+    _, done = rewrite.apply(model, ["ssd-d2"])
+    assert all(s.ok for s in done) and "_actiba_ssd" in vars(model.backbone.layers[0].mixer)
+    torch_rw.unpatch_ssd(model)

@@ -1,9 +1,86 @@
 """Model graph rewrites for state-space models on NPUs: CumBA, ReduBA, ActiBA (XAMBA), plus SSD-aware ones.
 
 One description per rewrite lives in `spec`; `onnx_rw`, `openvino_rw` and `torch_rw` implement it at
-the three levels. Heavy dependencies (onnx, openvino, torch) are imported by those modules only.
+the three levels. `find_sites` / `apply` here dispatch on the model's type, so a caller that measures
+per site (CumSum on axis −2 is faster as MatMul on CPU, on the last axis slower) can pick sites:
+
+    sites = find_sites(model, "cumba")                       # onnx.ModelProto or openvino.Model
+    new, done = apply(model, ["cumba"], sites=[s for s in sites if s.ok and s.axis == -2])
+
+For a torch `nn.Module`, the rewrites are "ssd-d1" / "ssd-d2" (patched in place; undo with
+`torch_rw.unpatch_ssd`); torch ActiBA is the `torch_rw.actiba_scope` context manager.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InputError
 from .spec import SPECS, Site
 
-__all__ = ["SPECS", "Site"]
+__all__ = ["SPECS", "Site", "apply", "find_sites"]
+
+
+def _level(model: Any) -> str:
+    kind = type(model).__module__ + "." + type(model).__name__
+    if kind.startswith("onnx") and type(model).__name__ == "ModelProto":
+        return "onnx"
+    if type(model).__name__ == "Model" and "openvino" in kind:
+        return "openvino"
+    try:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            return "torch"
+    except ImportError:
+        pass
+    raise InputError(f"cannot rewrite a {kind}; expected onnx.ModelProto, openvino.Model or torch.nn.Module")
+
+
+def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
+               site_tables: list[tuple[str, Any]] | None = None, precision: str = "f32") -> list[Site]:
+    """Every place `rewrite` could apply in `model`, each with decision ('rewrite'/'skip') and reason."""
+    level = _level(model)
+    if level == "onnx":
+        from . import onnx_rw
+
+        return onnx_rw.find_sites(model, rewrite, tables, site_tables)
+    if level == "openvino":
+        from . import openvino_rw
+
+        return openvino_rw.find_sites(model, rewrite, tables, site_tables)
+    from . import torch_rw
+
+    return torch_rw.find_ssd_sites(model, rewrite, precision)
+
+
+def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
+          tables: dict[str, Any] | None = None, site_tables: list[tuple[str, Any]] | None = None,
+          lowering: str = "auto", precision: str = "f32") -> tuple[Any, list[Site]]:
+    """Apply `rewrites` at `sites` (all eligible if None); returns (model, every site considered).
+
+    ONNX / OpenVINO: a rewritten copy. torch: the same module, patched in place.
+    """
+    level = _level(model)
+    rewrites = list(rewrites)
+    if level == "onnx":
+        from . import onnx_rw
+
+        return onnx_rw.apply(model, rewrites, sites, tables, site_tables, lowering)
+    if level == "openvino":
+        from . import openvino_rw
+
+        return openvino_rw.apply(model, rewrites, sites, tables, site_tables, lowering)
+    from . import torch_rw
+
+    bad = set(rewrites) - {"ssd-d1", "ssd-d2"}
+    if bad:
+        raise InputError(f"torch models take ssd-d1 / ssd-d2 here (ActiBA: torch_rw.actiba_scope), not {bad}")
+    include = None if sites is None else [s.name if isinstance(s, Site) else s for s in sites]
+    if include == []:  # nothing selected: report the sites, patch nothing
+        done = [s.skip("not selected") if s.ok else s for rw in rewrites
+                for s in torch_rw.find_ssd_sites(model, rw, precision)]
+        return model, done
+    return model, torch_rw.patch_ssd(model, "ssd-d1" in rewrites, "ssd-d2" in rewrites, precision,
+                                     include or ())
