@@ -114,6 +114,18 @@ def test_corrupt_safetensors(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_weights_missing_a_tensor(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(models.embedded_path("mamba"), folder)
+    tensors = load_file(folder / "model.safetensors")
+    del tensors[sorted(tensors)[0]]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(InputError, match="missing"):
+        models.load(str(folder))
+
+
 def test_wrong_model_type(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(InputError, match="supports"):

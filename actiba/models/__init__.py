@@ -76,10 +76,16 @@ def load(name: str, dtype: str = "float32") -> Any:
         raise InputError(f"cannot read the config of {name}: {_first_line(exc)}") from None
     _check_type(config, name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, config=config, local_files_only=True,
-                                                     dtype=getattr(torch, dtype))
+        model, info = AutoModelForCausalLM.from_pretrained(where, config=config, local_files_only=True,
+                                                           dtype=getattr(torch, dtype), output_loading_info=True)
     except Exception as exc:  # safetensors / torch raise many types for broken files
         raise InputError(f"cannot load the weights of {name}: {_first_line(exc)}") from None
+    # transformers fills missing or mis-shaped tensors with random values and only warns: refuse that
+    bad = sorted(set(info.get("missing_keys") or ()) | {str(k[0]) if isinstance(k, tuple) else str(k)
+                                                         for k in info.get("mismatched_keys") or ()})
+    if bad:
+        raise InputError(f"weights of {name} do not fit its config: {len(bad)} tensors missing or mis-shaped "
+                         f"(first: {bad[0]})")
     return model.eval()
 
 
