@@ -72,6 +72,29 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def write_report(args, rows) -> None:
+    cmd = "python eval/bench_fit.py " + " ".join(["--functions", *args.functions, "--segments",
+                                                  *map(str, args.segments), "--pwlf-points", str(args.pwlf_points)])
+    lines = ["# Fitter benchmark", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
+             f"Date: {time.strftime('%Y-%m-%d')}; numpy {np.__version__}", "",
+             "Max-abs error on [-8, 8] (dense grid incl. breakpoints) and wall time of the fit call "
+             "(actiba: whole call incl. its own dense-grid verification; `fit s`: the fitting alone). "
+             "Ratios: other method ÷ actiba, from this run. `bound`: no table with N segments can do better "
+             "(sampled exact discontinuous optimum).", "",
+             "| function | N | actiba error | actiba s | fit s | bound | pwlf fitfast error | pwlf s | "
+             "pwlf error ratio | "
+             "pwlf time ratio | uniform-knot error | uniform error ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['function']} | {r['N']} | {r['ours_err']:.3e} | {r['ours_s']:.3f} | "
+                     f"{r['ours_fit_s']:.3f} | "
+                     f"{r['lower_bound']:.3e} | {r['pwlf_err']:.3e} | {r['pwlf_s']:.2f} | {r['pwlf_err_ratio']:.1f}× | "
+                     f"{r['pwlf_time_ratio']:.0f}× | {r['uniform_err']:.3e} | {r['uniform_err_ratio']:.1f}× |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"command": cmd, "machine": machine(), "rows": rows},
+                                                              indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="eval/results/bench_fit.md")
@@ -96,26 +119,7 @@ def main() -> None:
                   f"| pwlf {e_p:.3e} in {s_p:.2f}s "
                   f"({e_p / e_o:.1f}x error, {s_p / s_o:.0f}x time) | uniform {e_u:.3e} ({e_u / e_o:.1f}x)",
                   flush=True)
-    cmd = "python eval/bench_fit.py " + " ".join(["--functions", *args.functions, "--segments",
-                                                  *map(str, args.segments), "--pwlf-points", str(args.pwlf_points)])
-    lines = ["# Fitter benchmark", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-             f"Date: {time.strftime('%Y-%m-%d')}; numpy {np.__version__}", "",
-             "Max-abs error on [-8, 8] (dense grid incl. breakpoints) and wall time of the fit call "
-             "(actiba: whole call incl. its own dense-grid verification; `fit s`: the fitting alone). "
-             "Ratios: other method ÷ actiba, from this run. `bound`: no table with N segments can do better "
-             "(sampled exact discontinuous optimum).", "",
-             "| function | N | actiba error | actiba s | fit s | bound | pwlf fitfast error | pwlf s | "
-             "pwlf error ratio | "
-             "pwlf time ratio | uniform-knot error | uniform error ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['function']} | {r['N']} | {r['ours_err']:.3e} | {r['ours_s']:.3f} | "
-                     f"{r['ours_fit_s']:.3f} | "
-                     f"{r['lower_bound']:.3e} | {r['pwlf_err']:.3e} | {r['pwlf_s']:.2f} | {r['pwlf_err_ratio']:.1f}× | "
-                     f"{r['pwlf_time_ratio']:.0f}× | {r['uniform_err']:.3e} | {r['uniform_err_ratio']:.1f}× |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"command": cmd, "machine": machine(), "rows": rows},
-                                                              indent=2) + "\n")
+            write_report(args, rows)  # partial results survive an interrupted run
     print(f"wrote {args.out}")
 
 
