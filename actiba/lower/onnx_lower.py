@@ -1,8 +1,7 @@
 """ONNX lowering: nodes to splice into any graph, a FunctionProto, or a standalone model.
 
 The graph is `plan.make_plan` translated op by op (see `actiba.lower.plan` for why each lowering is
-exact at NaN / ±inf). Constants are rounded to the graph's element type; "bucket" (segment index)
-becomes one GreaterOrEqual per breakpoint summed as floats, since ONNX has no bucketize.
+exact at NaN / ±inf). Constants are rounded to the graph's element type.
 """
 
 from __future__ import annotations
@@ -46,13 +45,6 @@ class _Emitter:
                                            **attrs))
         return out
 
-    def bucket(self, x: str, t: np.ndarray, out: str | None) -> str:
-        """Number of breakpoints <= x, as int64 (a valid index even for NaN: 0)."""
-        hits = [self.node("Cast", [self.node("GreaterOrEqual", [x, self.const(ti)])], to=self.elem_type)
-                for ti in t]
-        total = hits[0] if len(hits) == 1 else self.node("Sum", hits)
-        return self.node("Cast", [total], out, to=TensorProto.INT64)
-
 
 def _emit(plan: Plan, x_name: str, y_name: str, prefix: str, elem_type: int) -> _Emitter:
     e = _Emitter(prefix, elem_type)
@@ -60,12 +52,8 @@ def _emit(plan: Plan, x_name: str, y_name: str, prefix: str, elem_type: int) -> 
     last = len(plan.ops) - 1
     for k, op in enumerate(plan.ops):
         out = y_name if k == last else None
-        args = [a if isinstance(a, Const) else names[a] for a in op.args]
-        if op.kind == "bucket":
-            names.append(e.bucket(args[0], op.args[1].value, out))  # type: ignore[union-attr]
-            continue
-        ins = [e.const(a.value) if isinstance(a, Const) else a for a in args]
-        names.append(e.node("Gather" if op.kind == "gather" else _SIMPLE[op.kind], ins, out))
+        ins = [e.const(a.value) if isinstance(a, Const) else names[a] for a in op.args]
+        names.append(e.node(_SIMPLE[op.kind], ins, out))
     return e
 
 

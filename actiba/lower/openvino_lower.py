@@ -1,7 +1,6 @@
 """OpenVINO lowering, built directly from opset13 nodes (no ONNX round trip).
 
-`plan.make_plan` translated op by op; "bucket" is a sum of comparisons (OpenVINO's Bucketize is
-~5x slower on CPU: it does not fuse), n-ary sums and max/min become chains of binary nodes. Run on
+`plan.make_plan` translated op by op; n-ary sums and max/min become chains of binary nodes. Run on
 CPU with an explicit inference precision (`{"INFERENCE_PRECISION_HINT": "f32"}`): OpenVINO CPU
 otherwise defaults to bf16 where it can. Give the input static dimensions where you can: the CPU
 plug-in fuses the elementwise chain into one JIT kernel only then (dynamic: one kernel per op).
@@ -55,8 +54,6 @@ def _last_uses(plan_ops) -> dict[int, int]:
 
 
 def _scalars(op) -> set[bytes]:
-    if op.kind == "bucket":  # one scalar per breakpoint, plus the 1.0 of each converted comparison
-        return {np.float64(t).tobytes() for t in op.args[1].value} | {b"one"}
     return {np.float64(a.value).tobytes() for a in op.args if isinstance(a, Const) and a.value.size == 1}
 
 
@@ -112,14 +109,6 @@ def table_subgraph(table: Table, x: ov.Output, lowering: str = "auto") -> ov.Out
             node = ops.clamp(arg(a[0]), lo, hi)
         elif kind == "where":
             node = ops.select(arg(a[0]), arg(a[1]), arg(a[2]))
-        elif kind == "bucket":  # Σ (x >= t_i): fuses into snippets, ~5x faster than Bucketize on CPU
-            v, total = arg(a[0]), None
-            for ti in a[1].value:  # type: ignore[union-attr]
-                hit = ops.convert(ops.greater_equal(v, const(ti)), "f32")
-                total = hit if total is None else ops.add(total, hit)
-            node = ops.convert(total, "i32")
-        elif kind == "gather":
-            node = ops.gather(const(a[0].value), arg(a[1]), ops.constant(np.int32(0)))  # type: ignore[union-attr]
         else:  # pragma: no cover - plan and emitter are kept in step by the tests
             raise AssertionError(f"no OpenVINO translation for plan op {kind!r}")
         vals.append(node.output(0))
