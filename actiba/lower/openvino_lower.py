@@ -36,11 +36,14 @@ def _np_type(x: ov.Output) -> type:
 
 
 # OpenVINO CPU fuses elementwise chains into JIT "snippets" and keeps every scalar constant of one
-# snippet in a vector register; past ~25 of them (fewer with Select) compilation fails with "Can't
-# allocate registers for a snippet" (2026.4, AVX2). So every SCALAR_BUDGET distinct scalars the
-# emitter moves the live values through an Unsqueeze(0)/Squeeze(0), which snippets do not fuse and
-# the CPU plug-in executes in place: the chain is split into several snippets at ~no cost.
-SCALAR_BUDGET = 14
+# snippet in a vector register; with too many, compilation fails with "Can't allocate registers for
+# a snippet" (2026.4, AVX2: ~27 scalars in a relu chain, ~16 in a Select chain, whose blends need
+# registers too). So the emitter counts a region's cost (distinct scalars + WHERE_COST per Select)
+# and, past REGION_BUDGET, moves the live values through an Unsqueeze(0)/Squeeze(0): snippets do
+# not fuse those, so the chain is split there. Each split costs a pass over memory: the budget is
+# as large as compiles (eval/bench_lowering.py checks N up to 32 for every lowering).
+REGION_BUDGET = 25
+WHERE_COST = 2
 _AXIS0 = np.int64(0)
 
 
@@ -66,6 +69,7 @@ def table_subgraph(table: Table, x: ov.Output, lowering: str = "auto") -> ov.Out
     last_use = _last_uses(plan.ops)
     lifted = False  # True while values carry an extra leading axis (between barriers)
     region: set[bytes] = set()
+    wheres = 0
 
     def const(v: np.ndarray) -> ov.Output:
         arr = np.asarray(v).astype(dt)
@@ -87,10 +91,12 @@ def table_subgraph(table: Table, x: ov.Output, lowering: str = "auto") -> ov.Out
 
     for k, op in enumerate(plan.ops):
         need = _scalars(op) | ({b"clip-lo", b"clip-hi"} if op.kind == "clip" else set())
-        if len(region | need) > SCALAR_BUDGET:
+        w = int(op.kind == "where")
+        if len(region | need) + WHERE_COST * (wheres + w) > REGION_BUDGET:
             barrier(k)
-            region = set()
+            region, wheres = set(), 0
         region |= need
+        wheres += w
         kind, a = op.kind, op.args
         if kind in _BINARY:
             node = _BINARY[kind](arg(a[0]), arg(a[1]))

@@ -111,12 +111,14 @@ def feasible(table: Table) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Measured on OpenVINO CPU, f32 (eval/results/bench_lowering.md): see `choose` for the rule.
+# Measured on OpenVINO CPU, f32 (eval/results/bench_lowering.md): relu-sum has the fewest ops and
+# constants per breakpoint and was the fastest or tied for continuous tables at every size and N
+# measured (64 Ki - 16 Mi, N 4 - 32); for discontinuous tables the where chain beat select. The
+# ranking did not change with the element count, so `n_elements` is accepted (callers pass it, a
+# future back end may need it) but unused. Past N ~ 8 no lowering beats the exact op on CPU.
 def choose(table: Table, n_elements: int | None = None) -> str:
-    """The fastest exact lowering for `table` on `n_elements` elements (None: a typical activation)."""
-    if table.continuous:
-        return "relu-sum"
-    return "where"
+    """The fastest exact lowering for `table` (on `n_elements` elements; see the note above)."""
+    return "relu-sum" if table.continuous else "where"
 
 
 def resolve(table: Table, lowering: str = "auto", n_elements: int | None = None) -> str:
@@ -163,20 +165,14 @@ def _relu_sum(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
         g: Arg = Const.of(knots[0])
     else:
         u = b("clip", X, t[0], t[-1])
-        # on [t0, t_last]: g(u) = v0 + s1·(u - t0) + Σ_{i>=1} (s[i+1] - s[i])·relu(u - t[i])
-        terms: list[Arg] = [b("mul", u, s[1]) if s[1] != 0.0 else Const.of(0.0)]
+        # on [t0, t_last]: g(u) = v0 + s1·(u - t0) + Σ_{i>=1} (s[i+1] - s[i])·relu(u - t[i]),
+        # accumulated term by term so only u and the running sum are live (register pressure)
+        g = b.line(u, float(s[1]), float(knots[0] - s[1] * t[0]))
         for i in range(1, t.size - 1):
             di = s[i + 1] - s[i]
             if di != 0.0:
-                terms.append(b("mul", b("relu", b("sub", u, t[i])), di))
-        base = float(knots[0] - s[1] * t[0])
-        live = [a for a in terms if isinstance(a, int)]
-        if not live:
-            g = Const.of(base)
-        elif len(live) == 1 and base == 0.0:
-            g = live[0]
-        else:
-            g = b("sum", *live, *([base] if base != 0.0 else []))
+                term = b("mul", b("relu", b("sub", u, t[i])), di)
+                g = term if isinstance(g, Const) and float(g.value) == 0.0 else b("add", g, term)
     d = b("sub", X, u)  # 0 inside, ±inf at ±inf, NaN at NaN
     sl, sr = float(s[0]), float(s[-1])
     if sl == sr != 0.0:
@@ -235,19 +231,15 @@ def _minmax(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
     if not sloped:  # all flat: a constant
         return Const.of(max(ln[1] for ln in lines) if convex else min(ln[1] for ln in lines))
     carrier = sloped[0]
-    rest = [b.line(X, *ln) for ln in lines if ln != carrier]
+    flat = [ln[1] for ln in lines if ln[0] == 0.0]
+    r: Arg | None = Const.of(max(flat) if convex else min(flat)) if flat else None  # flat lines: one
+    for ln in lines:  # a running max/min, so only x and the running value are live
+        if ln != carrier and ln[0] != 0.0:
+            line = b.line(X, *ln)
+            r = line if r is None else b("max" if convex else "min", r, line)
     last = b.line(X, *carrier)
-    if not rest:
+    if r is None:
         return last
-    if len(rest) == 1:
-        r = rest[0]
-    else:
-        consts = [a for a in rest if isinstance(a, Const)]
-        refs = [a for a in rest if isinstance(a, int)]
-        if consts:  # constants of flat lines fold into one
-            vals = [float(a.value) for a in consts]
-            refs.append(Const.of(max(vals) if convex else min(vals)))
-        r = b("max" if convex else "min", *refs) if len(refs) > 1 else refs[0]
     # final max/min as a where whose false branch is the sloped `last`: NaN in x -> NaN out
     return b("where", b("greater" if convex else "less", r, last), r, last)
 
@@ -311,7 +303,8 @@ def tolerance(table: Table, x: np.ndarray, dtype: str | np.dtype, lowering: str)
     4·eps·(|s·x| + |c| + |y|) for the segment's own line (one multiply, one add, rounding of the
     table's coefficients to `dtype`), plus the smallest normal number of `dtype` (results may
     underflow or be flushed to zero). relu-sum and minmax compute the continuous version of a table:
-    plus its largest jump (a "continuous" table may jump by 1e-12 of its scale). relu-sum's partial
+    plus its largest jump (a "continuous" table may jump by 1e-12 of its scale) and 2·eps·|Δslope|·|t|
+    (their kinks are where the rounded lines cross, not at the rounded breakpoints). relu-sum's partial
     sums are rounded too: plus (N+2)·eps·(|v0| + Σ|Δslope|·span). float64 gets the same form (no
     runtime promises bit-exact float64 either).
     """
@@ -328,8 +321,11 @@ def tolerance(table: Table, x: np.ndarray, dtype: str | np.dtype, lowering: str)
         yref = np.where(np.isfinite(yref), yref, 0.0)
     with np.errstate(over="ignore"):
         tol = 4 * eps * (local + yref + float(np.max(np.abs(c))) * 1e-3) + float(np.finfo(dt).tiny)
-    if lowering in ("relu-sum", "minmax") and t.size:  # they compute the continuous version of the
-        tol = tol + Table(t, s, c).max_jump()      # table: its jumps (<= 1e-12 scale) are allowed
+    if lowering in ("relu-sum", "minmax") and t.size:
+        # they compute the continuous version of the table (its jumps, <= 1e-12 scale, are allowed)
+        # whose kinks sit where the rounded lines cross, not exactly at the rounded breakpoints
+        kink = eps * float(np.max(np.abs(np.diff(s)) * (np.abs(t) + 1)))
+        tol = tol + Table(t, s, c).max_jump() + 2 * kink
     if lowering == "relu-sum" and t.size:
         span = float(t[-1] - t[0])
         inter = float(np.max(np.abs(s[1:] * t + c[1:])) + (abs(s[1]) + np.sum(np.abs(np.diff(s)))) * span)
