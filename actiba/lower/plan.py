@@ -111,14 +111,19 @@ def feasible(table: Table) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Measured on OpenVINO CPU, f32 (eval/results/bench_lowering.md): relu-sum has the fewest ops and
-# constants per breakpoint and was the fastest or tied for continuous tables at every size and N
-# measured (64 Ki - 16 Mi, N 4 - 32); for discontinuous tables the where chain beat select. The
-# ranking did not change with the element count, so `n_elements` is accepted (callers pass it, a
-# future back end may need it) but unused. Past N ~ 8 no lowering beats the exact op on CPU.
+# Measured on OpenVINO CPU, f32 (eval/results/bench_lowering.md, 64 Ki - 16 Mi elements, N 4 - 32):
+# for continuous tables relu-sum (fewest ops and constants per breakpoint) was fastest, except on
+# convex/concave ones, where minmax tied at N = 4 and won from N = 8 (up to 1.6x at N = 16-32); for
+# discontinuous tables the where chain beat select. The ranking did not change with the element
+# count, so `n_elements` is accepted (callers pass it; another back end may need it) but unused.
+# Past N ~ 8-16 no lowering beats the exact op on CPU, and none beats Exp at any N.
 def choose(table: Table, n_elements: int | None = None) -> str:
     """The fastest exact lowering for `table` (on `n_elements` elements; see the note above)."""
-    return "relu-sum" if table.continuous else "where"
+    if not table.continuous:
+        return "where"
+    if table.segments > 1 and (table.is_convex() or table.is_concave()):
+        return "minmax"
+    return "relu-sum"
 
 
 def resolve(table: Table, lowering: str = "auto", n_elements: int | None = None) -> str:
