@@ -45,3 +45,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write `text` (UTF-8) to `path`."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early (InputError) if `path` could not be written, without creating or touching it."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)

@@ -150,16 +150,6 @@ BAD_FIT = {
     "unknown-option": ["fit", "silu", "--segments", "4", "--frobnicate"],
 }
 
-# failures detected after `fit_cmd.run` has already "checked" the output path: that check renames an
-# empty temp file onto the target, so these leave an empty output file behind (see the xfail below)
-AFTER_PREFLIGHT = {"unknown-function", "n-zero", "n-negative", "n-too-large", "lo-eq-hi", "lo-gt-hi",
-                   "range-nan", "range-inf", "eps-zero", "eps-nan", "eps-inf", "beta-nan",
-                   "beta-inf", "beta-zero", "beta-on-gelu", "max-rel-with-zero",
-                   "asymptote-too-few", "asymptote-none", "expr-import", "expr-attribute", "expr-lambda",
-                   "expr-subscript", "expr-name", "expr-syntax", "expr-empty", "expr-long", "expr-not-finite"}
-EMPTY_FILE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG actiba/cli/fit_cmd.py: `with _atomic.atomic_path(args.output): pass` renames an empty temp file "
-    "onto -o before fitting, so a later failure leaves an empty output file (and truncates an existing one)"))
 
 
 @pytest.mark.parametrize("name", list(BAD_FIT))
@@ -170,15 +160,13 @@ def test_bad_fit_input_exits_2_with_one_line(capsys, name):
     assert err.startswith("actiba: error:")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=EMPTY_FILE_BUG) if n in AFTER_PREFLIGHT else n
-                                  for n in BAD_FIT])
+@pytest.mark.parametrize("name", list(BAD_FIT))
 def test_bad_fit_input_leaves_no_output_file(capsys, tmp_path, name):
     rc, _, err = run(capsys, *BAD_FIT[name], "-o", tmp_path / "out.json")
     assert_one_line_error(rc, err)
     assert listing(tmp_path) == []
 
 
-@EMPTY_FILE_BUG
 def test_failed_fit_does_not_touch_an_existing_output(capsys, tmp_path):
     out = tmp_path / "keep.json"
     out.write_text("precious")
@@ -194,8 +182,6 @@ def test_unsafe_expression_is_not_executed(capsys, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actiba/expr.py: wrong ufunc arity raises TypeError at compile "
-                   "time, reported as an internal error (exit 1) instead of bad input (exit 2)")
 def test_expression_with_wrong_arity_is_bad_input(capsys):
     rc, _, err = run(capsys, "fit", "expr:sin(x, 1, 2, 3)", "--segments", "4")
     assert_one_line_error(rc, err, 2)

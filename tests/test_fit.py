@@ -310,14 +310,9 @@ def best_two_segment_continuous(x: np.ndarray, f: np.ndarray, knots: np.ndarray)
     return best
 
 
-ONE_SEGMENT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: with N=1 there are no knots, so refine() never iterates (`while ... and p.size`); the values "
-    "come from one LP on ~9 uniform points + peaks of |f| and miss the best line (tanh: 0.5315 vs 0.5302)"))
-
-
 @pytest.mark.parametrize("name,continuous", [
-    ("silu", True), ("silu", False), pytest.param("sigmoid", True, marks=ONE_SEGMENT_BUG),
-    pytest.param("tanh", True, marks=ONE_SEGMENT_BUG), pytest.param("tanh", False, marks=ONE_SEGMENT_BUG),
+    ("silu", True), ("silu", False), ("sigmoid", True),
+    ("tanh", True), ("tanh", False),
 ])
 def test_one_segment_is_the_best_line(name, continuous):
     lo, hi = functions.get(name).default_range

@@ -308,8 +308,6 @@ def test_nonfinite_json_token_is_rejected(tmp_path, token):
     assert token in msg or "finite" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NaN/Infinity JSON tokens are rejected by parse_constant before "
-                   "validation, so the message does not name the key (DESIGN §2 requires it)")
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_nonfinite_json_token_error_names_the_key(tmp_path, token):
     d = table_dict()

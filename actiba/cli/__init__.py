@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 
@@ -28,7 +29,14 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as InputError (one line, exit 2)."""
+    """argparse that reports usage errors as InputError (one line, exit 2).
+
+    It also reads -inf, -1e-3 and -nan as numbers, not options, so they reach the validators.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
 
     def error(self, message: str):  # type: ignore[override]
         raise InputError(f"{self.prog}: {message}")

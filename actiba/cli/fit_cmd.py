@@ -33,8 +33,7 @@ def run(args) -> int:
 
     weight = compile_expr(args.weight) if args.weight else None
     if args.output:  # fail on an unwritable path before spending time fitting
-        with _atomic.atomic_path(args.output):
-            pass
+        _atomic.check_writable(args.output)
     if args.target is None and args.param:
         raise InputError("--param applies to --target fits only")
     table = fit(args.func, args.segments, max_error=args.max_error,

@@ -206,10 +206,12 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
         probe = Problem(act, lo, hi, MAX_SEGMENTS, False, tails, metric)
         plan = Greedy(probe, points=max(20001, min(400_000, int(60 * (hi - lo) / math.sqrt(eps) + 1)))).plan(
             eps, MAX_SEGMENTS)
-        if plan is None:
-            best = attempt(MAX_SEGMENTS)
+        if plan is None:  # quote the exact discontinuous optimum at the cap: a bound no table beats
+            cap = Greedy(Problem(act, lo, hi, MAX_SEGMENTS, False, tails, metric),
+                         points=max(20001, min(400_000, 60 * MAX_SEGMENTS)))
+            best, _ = cap.solve(hint=estimate_error(cap.prob), rtol=1e-5)
             raise InputError(f"max error {eps:g} is not reachable within {MAX_SEGMENTS} segments on "
-                             f"[{lo:g}, {hi:g}]; the best achievable is {_metric_value(best, metric):.4g}")
+                             f"[{lo:g}, {hi:g}]; the best achievable is {best:.4g}")
         start = max(start, len(plan))
     n = start
     table = attempt(n)

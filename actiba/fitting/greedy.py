@@ -25,6 +25,7 @@ class Greedy:
         infl = prob.act.inflections(prob.lo, prob.hi)
         self.region = np.searchsorted(np.asarray(infl), self.x)  # convexity region of each sample
         self._memo: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._last = 1  # length of the previous segment: where the next reach search starts
 
     def line(self, i: int, j: int) -> tuple[float, float, float]:
         """Minimax line (slope, intercept, error) through samples i..j inclusive (memoized)."""
@@ -75,20 +76,30 @@ class Greedy:
         return np.zeros_like(self.x)
 
     def reach(self, i: int, eps: float, stop: int) -> int:
-        """Last sample index a single minimax line starting at i can cover within eps."""
-        if self.line(i, stop)[2] <= eps:
-            return stop
-        lo, hi = i, stop  # line(i, lo) ok, line(i, hi) not
-        step = 1
-        while lo + step < hi and self.line(i, lo + step)[2] <= eps:
-            lo, step = lo + step, step * 2
-        hi = min(hi, lo + step)
+        """Last sample index a single minimax line starting at i can cover within eps.
+
+        Galloping search from the previous segment's length, then bisection: never evaluates a
+        line over far more samples than the answer (a full-range line costs O(samples) per call).
+        """
+        lo, step = i, max(1, self._last // 2)
+        while True:
+            cand = min(lo + step, stop)
+            if self.line(i, cand)[2] <= eps:
+                lo = cand
+                if cand == stop:
+                    self._last = stop - i
+                    return stop
+                step *= 2
+            else:
+                hi = cand
+                break
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.line(i, mid)[2] <= eps:
                 lo = mid
             else:
                 hi = mid
+        self._last = max(1, lo - i)
         return lo
 
     def _clamp_reach(self, eps: float, side: str) -> int:

@@ -118,7 +118,7 @@ def refine(prob: Problem, lay: Layout, p0: np.ndarray, max_iter: int = 80, rtol:
         z = z + first[0][: lay.nz]
     obj = _objective(prob, lay, z, p)
     r, it, accepted, stall = 0.25, 0, 0, 0
-    while it < max_iter and p.size:
+    while it < max_iter:  # with no knots this still exchanges sample points (Remez-like)
         it += 1
         step = _step(prob, lay, z, p, r)
         if step is None:
