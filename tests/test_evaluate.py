@@ -230,3 +230,33 @@ def test_native_bpb_equals_lm_eval():
     native = rolling_bits_per_byte(torch_logits_fn(lm.model), docs, 64)
     assert got["bits_per_byte"] == pytest.approx(native, rel=1e-5)
     assert {"word_perplexity", "byte_perplexity"} <= set(got)
+
+
+def test_speedup_uses_the_interleaved_baseline_when_present():
+    """A row timed next to the baseline is compared with that window's baseline, not the baseline row's
+    (which was timed at another moment and another load)."""
+    from actiba.evaluate.sweep import finish_run
+
+    def lat(ms):
+        return {"median": ms, "p10": ms, "p90": ms, "seq_len": 8}
+
+    rows = [{"name": "baseline", "metric": 2.0, "latency_ms": lat(10.0), "error": None},
+            {"name": "paired", "metric": 2.0, "latency_ms": lat(4.0), "baseline_latency_ms": lat(6.0),
+             "error": None},
+            {"name": "unpaired", "metric": 2.0, "latency_ms": lat(5.0), "error": None}]
+    finish_run(rows)
+    assert rows[1]["speedup"] == 6.0 / 4.0
+    assert rows[2]["speedup"] == 10.0 / 5.0
+
+
+def test_time_paired_alternates_and_counts():
+    ov = pytest.importorskip("openvino")
+    import numpy as np
+
+    from actiba.evaluate import latency
+
+    p = ov.opset13.parameter([1, 8], ov.Type.f32)
+    compiled = ov.Core().compile_model(ov.Model([ov.opset13.relu(p)], [p]), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    a, b = latency.time_paired(compiled, compiled, np.zeros((1, 8), np.float32), warmup=1, repeats=6)
+    assert a.repeats == b.repeats == 6 and a.median > 0 and b.median > 0

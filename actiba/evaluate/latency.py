@@ -125,6 +125,28 @@ def time_compiled(compiled: Any, feed: np.ndarray, warmup: int = 3, repeats: int
     return stats(times, feed.shape[-1])
 
 
+def time_paired(compiled: Any, reference: Any, feed: np.ndarray, warmup: int = 3,
+                repeats: int = 20) -> tuple[LatencyStats, LatencyStats]:
+    """Time `compiled` and `reference` in alternating single inferences (ABBA order).
+
+    On a shared machine the load changes between configurations; timing each one next to the
+    baseline, interleaved, makes their ratio insensitive to that drift.
+    """
+    a, b = compiled.create_infer_request(), reference.create_infer_request()
+    for _ in range(max(0, warmup)):
+        a.infer({0: feed})
+        b.infer({0: feed})
+    ta: list[float] = []
+    tb: list[float] = []
+    for i in range(max(1, repeats)):
+        pairs = ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta))
+        for req, sink in pairs:
+            t0 = time.perf_counter()
+            req.infer({0: feed})
+            sink.append((time.perf_counter() - t0) * 1e3)
+    return stats(ta, feed.shape[-1]), stats(tb, feed.shape[-1])
+
+
 def profile_by_type(compiled: Any, feed: np.ndarray, runs: int = 3) -> dict[str, float]:
     """Mean real time in ms per node type (from PERF_COUNT; compile with profile=True), largest first."""
     req = compiled.create_infer_request()

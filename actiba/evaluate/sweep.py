@@ -23,7 +23,7 @@ from .build import LoadedModel, rewritten_onnx, to_openvino
 from .configs import Config, describe_activations, tables_for
 from .pareto import mark_pareto
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: latency timed interleaved with the baseline
 
 
 @dataclass
@@ -52,8 +52,13 @@ def _slug(text: str) -> str:
 
 
 def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precision: str,
-                    data: bytes | None, cache_dir: Path | None = None, profile: bool = False) -> dict[str, Any]:
-    """One row: metric (bits/byte, OpenVINO at `precision`), latency, sites rewritten, compile notes."""
+                    data: bytes | None, cache_dir: Path | None = None, profile: bool = False,
+                    reference: Any = None) -> dict[str, Any]:
+    """One row: metric (bits/byte, OpenVINO at `precision`), latency, sites rewritten, compile notes.
+
+    With `reference` (the compiled baseline), latency is timed interleaved with it and the row keeps
+    the baseline's latency from the same window, so the speed-up does not depend on load drift.
+    """
     t0 = time.perf_counter()
     onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir)
     t1 = time.perf_counter()
@@ -69,7 +74,11 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         metric = windows_bits_per_byte(openvino_logits_fn(compiled), data, settings.seq_len)
     t3 = time.perf_counter()
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
-    lat = latency.time_compiled(compiled, feed, settings.warmup, settings.repeats)
+    ref = None
+    if reference is not None:
+        lat, ref = latency.time_paired(compiled, reference, feed, settings.warmup, settings.repeats)
+    else:
+        lat = latency.time_compiled(compiled, feed, settings.warmup, settings.repeats)
     del compiled
     row: dict[str, Any] = {
         "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
@@ -78,6 +87,8 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         "latency_ms": {k: v for k, v in lat.as_dict().items() if k != "repeats"} | {"repeats": lat.repeats},
         "sites_rewritten": done, "compile": notes, "error": None,
     }
+    if ref is not None:
+        row["baseline_latency_ms"] = {k: v for k, v in ref.as_dict().items() if k != "repeats"}
     if settings.torch_metric and not settings.latency_only and data is not None:
         from .perplexity import torch_bits_per_byte
 
@@ -125,7 +136,9 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
             r["metric_delta_rel"] = (r["metric"] - base["metric"]) / base["metric"]
         elif r.get("metric") is None and base.get("metric") is None:
             r["metric_delta_rel"] = None
-        if r.get("latency_ms") and base.get("latency_ms"):
+        if r.get("latency_ms") and r.get("baseline_latency_ms"):  # timed interleaved with the baseline
+            r["speedup"] = r["baseline_latency_ms"]["median"] / r["latency_ms"]["median"]
+        elif r.get("latency_ms") and base.get("latency_ms"):
             r["speedup"] = base["latency_ms"]["median"] / r["latency_ms"]["median"]
     if ok_base and base.get("metric") is None:  # latency only: the front is the fastest rows
         tmp = [dict(r, metric_delta_rel=0.0 if r["speedup"] is not None else None) for r in rows]
@@ -151,6 +164,16 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
 
         data = heldout(settings.eval_bytes)
     rows, resumed = [], 0
+    reference: list[Any] = []  # the compiled baseline, built on first need
+
+    def baseline_compiled() -> Any:
+        if not reference:
+            base_cfg = next(c for c in configs if c.is_baseline)
+            m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache)
+            reference.append(latency.compile_model(to_openvino(m), settings.device, precision,
+                                                   settings.threads)[0])
+        return reference[0]
+
     for c in configs:
         path = row_dir / f"{_slug(c.name)}-{c.key()}-{settings.key()}.json"
         if step:
@@ -163,7 +186,8 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
             except (OSError, ValueError):
                 pass
         try:
-            row = evaluate_config(lm, c, settings, precision, data, cache, profile=c.is_baseline)
+            row = evaluate_config(lm, c, settings, precision, data, cache, profile=c.is_baseline,
+                                  reference=None if c.is_baseline else baseline_compiled())
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing configuration is a row; the sweep goes on
