@@ -8,6 +8,7 @@ plug-in fuses the elementwise chain into one JIT kernel only then (dynamic: one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -160,8 +161,10 @@ def save_model(model: ov.Model, xml_path: str | os.PathLike) -> None:
         os.replace(tmp_xml, xml)
     finally:
         for p in tmpdir.iterdir():
-            p.unlink()
-        tmpdir.rmdir()
+            with contextlib.suppress(OSError):
+                p.unlink()
+        with contextlib.suppress(OSError):
+            tmpdir.rmdir()
 
 
 def export_cli(table: Table, out_path: str, params: dict[str, str]) -> str:

@@ -238,14 +238,9 @@ def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = No
             ov_model = ov.convert_model(str(onnx_path))
     if seq_len is not None:
         ov_model.reshape({0: [1, seq_len]})
-    bin_target = out.with_suffix(".bin")
-    with atomic_path(out, suffix=".xml") as tmp_xml:
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
-        try:
-            os.replace(tmp_xml.with_suffix(".bin"), bin_target)
-        except OSError as exc:
-            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
-            raise InputError(f"cannot write {bin_target}: {exc.strerror}") from None
+    from ..lower.openvino_lower import save_model as save_ir
+
+    save_ir(ov_model, out)
     check_len = seq_len or check_seq_len
     diff = check_openvino(model, out, check_len, "f32")
     used = actual_precision(compile_openvino(out, precision, threads=1))

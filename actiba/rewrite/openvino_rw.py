@@ -9,13 +9,10 @@ where it can).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,27 +51,10 @@ def load_model(path: str | os.PathLike) -> Any:
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
-    """Write `path` (.xml) and its .bin under temporary names in the same folder, then rename both."""
-    import openvino as ov
+    """Write `path` (.xml) and its .bin atomically (the one IR writer, in `actiba.lower`)."""
+    from ..lower.openvino_lower import save_model as save_ir
 
-    target = Path(path)
-    if target.suffix != ".xml":
-        raise InputError(f"OpenVINO output must end in .xml, got {target}")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {target}: folder {folder} does not exist")
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.stem}.", dir=folder))
-    try:
-        tmp_xml = tmpdir / target.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), target.with_suffix(".bin"))
-        os.replace(tmp_xml, target)
-    finally:
-        for f in tmpdir.glob("*"):
-            with contextlib.suppress(OSError):
-                f.unlink()
-        with contextlib.suppress(OSError):
-            tmpdir.rmdir()
+    save_ir(model, path)
 
 
 def inventory(model: Any) -> dict[str, int]:

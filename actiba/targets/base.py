@@ -205,11 +205,15 @@ class Target(ABC):
     def grid(self, config: Any) -> np.ndarray:
         """Every integer input the hardware can see, ascending (int64)."""
 
-    @abstractmethod
-    def dequant_in(self, config: Any, q: np.ndarray) -> np.ndarray: ...
+    def dequant_in(self, config: Any, q: np.ndarray) -> np.ndarray:
+        """Real input of integer `q` (affine: input_scale, input_zero_point; override otherwise)."""
+        q = np.asarray(q, dtype=np.int64)
+        return config.input_scale * (q - config.input_zero_point).astype(np.float64)
 
-    @abstractmethod
-    def dequant_out(self, config: Any, out: np.ndarray) -> np.ndarray: ...
+    def dequant_out(self, config: Any, out: np.ndarray) -> np.ndarray:
+        """Real value of integer output `out` (affine: output_scale, output_zero_point)."""
+        return config.output_scale * (np.asarray(out, dtype=np.int64)
+                                      - config.output_zero_point).astype(np.float64)
 
     @abstractmethod
     def simulate(self, config: Any, q_input: np.ndarray) -> np.ndarray:

@@ -126,14 +126,6 @@ class Int8Lut(Target):
         qmin, qmax = DTYPES[config.input_dtype]
         return np.arange(qmin, qmax + 1, dtype=np.int64)
 
-    def dequant_in(self, config: Int8LutConfig, q: np.ndarray) -> np.ndarray:
-        q = np.asarray(q, dtype=np.int64)
-        return config.input_scale * (q - config.input_zero_point).astype(np.float64)
-
-    def dequant_out(self, config: Int8LutConfig, out: np.ndarray) -> np.ndarray:
-        return config.output_scale * (np.asarray(out, dtype=np.int64)
-                                      - config.output_zero_point).astype(np.float64)
-
     def simulate(self, config: Int8LutConfig, q_input: np.ndarray) -> np.ndarray:
         qmin, qmax = DTYPES[config.input_dtype]
         q = np.asarray(q_input, dtype=np.int64)

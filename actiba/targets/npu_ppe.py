@@ -514,14 +514,6 @@ class NpuPpe(Target):
     def grid(self, config: PpeConfig) -> np.ndarray:
         return Q.copy()
 
-    def dequant_in(self, config: PpeConfig, q: np.ndarray) -> np.ndarray:
-        q = np.asarray(q, dtype=np.int64)
-        return config.input_scale * (q - config.input_zero_point).astype(np.float64)
-
-    def dequant_out(self, config: PpeConfig, out: np.ndarray) -> np.ndarray:
-        return config.output_scale * (np.asarray(out, dtype=np.int64)
-                                      - config.output_zero_point).astype(np.float64)
-
     def simulate(self, config: PpeConfig, q_input: np.ndarray) -> np.ndarray:
         q = np.asarray(q_input, dtype=np.int64)
         if q.size and (q.min() < QMIN or q.max() > QMAX):
