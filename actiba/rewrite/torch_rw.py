@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
-from . import spec
+from . import site_ids, spec
 from .spec import Site
 
 # --- ActiBA ------------------------------------------------------------------------------------------------
@@ -144,6 +144,89 @@ def find_actiba_sites(model: torch.nn.Module, tables: dict[str, Any], example: A
     with torch.inference_mode(), actiba_scope(model, tables, include, exclude, pwl=pwl, record=sites):
         model(example) if not isinstance(example, dict) else model(**example)
     return sites
+
+
+# --- site ids (see site_ids.py) ------------------------------------------------------------------------
+
+
+def _folded(mod: torch.nn.Module) -> bool:
+    cls = type(mod)
+    return site_ids.is_folded_class(f"{cls.__module__}.{cls.__qualname__}")
+
+
+class SiteTracker:
+    """Gives every activation call its site id ``path:function#k`` while hooks are installed.
+
+    A stack of (module path, per-function call counters) follows module entry/exit; folded activation
+    wrappers push nothing, so their calls count for the parent (as in the exported ONNX graph).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.stack: list[tuple[str, dict[str, int]]] = []
+        self.handles: list[Any] = []
+        for path, mod in model.named_modules():
+            if path and _folded(mod):
+                continue
+
+            def pre(_m, _a, path=path):
+                self.stack.append((path, {}))
+
+            def post(_m, _a, _o):
+                self.stack.pop()
+
+            self.handles.append(mod.register_forward_pre_hook(pre))
+            self.handles.append(mod.register_forward_hook(post, always_call=True))
+
+    def site(self, function: str) -> str:
+        """The id of the next `function` call in the current module (outside any module: the root)."""
+        if not self.stack:
+            self.stack.append(("", {}))
+        path, counts = self.stack[-1]
+        k = counts.get(function, 0)
+        counts[function] = k + 1
+        return site_ids.format_site(path, function, k)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+OnCall = Any  # Callable[[str, str, float | None, torch.Tensor], torch.Tensor | None]
+
+
+class _Observer(TorchFunctionMode):
+    def __init__(self, tracker: SiteTracker, on_call: OnCall, functions: set[str] | None) -> None:
+        super().__init__()
+        self.tracker, self.on_call, self.functions = tracker, on_call, functions
+
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fn = _function_of(func, args, kwargs)
+        if fn is not None and isinstance(args[0], torch.Tensor) and (self.functions is None or fn[0] in self.functions):
+            site = self.tracker.site(fn[0])
+            out = self.on_call(site, fn[0], fn[1], args[0])
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def observe_activations(model: torch.nn.Module, on_call: OnCall,
+                        functions: Iterable[str] | None = None) -> Iterator[SiteTracker]:
+    """Within the block, call ``on_call(site_id, function, beta, x)`` for every activation call.
+
+    `on_call` returns a tensor to replace the call's result, or None to run the exact function.
+    `functions` limits which functions are observed (all ActiBA targets if None); calls of other
+    functions are not counted, so k is per function and does not depend on this filter.
+    """
+    tracker = SiteTracker(model)
+    mode = _Observer(tracker, on_call, None if functions is None else {spec.canonical_function(f) for f in functions})
+    try:
+        with mode:
+            yield tracker
+    finally:
+        tracker.remove()
 
 
 # --- SSD-aware Mamba-2 rewrites (d1, d2) ----------------------------------------------------------------------
