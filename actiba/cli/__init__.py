@@ -25,6 +25,7 @@ COMMANDS = {
     "eval": "actiba.cli.eval_cmd",
     "pareto": "actiba.cli.pareto_cmd",
     "calibrate": "actiba.cli.calibrate_cmd",
+    "finetune": "actiba.cli.finetune_cmd",
 }
 
 
