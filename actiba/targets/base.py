@@ -302,6 +302,26 @@ def derive_affine(lo: float, hi: float, qmin: int, qmax: int) -> tuple[float, in
     return scale, int(qmin - round_half_away(lo / scale))
 
 
+def default_affine(name: str, p: dict[str, Any], act: Activation | None, lo: float, hi: float,
+                   q_in: tuple[int, int], q_out: tuple[int, int]) -> dict[str, Any]:
+    """Fill missing input/output scale and zero point in `p`: the fit range onto the input type,
+    f's range over that integer grid onto the output type (what a converter would pick)."""
+    if "input_scale" not in p or "input_zero_point" not in p:
+        check_range(lo, hi)
+        s, z = derive_affine(lo, hi, *q_in)
+        p.setdefault("input_scale", s)
+        p.setdefault("input_zero_point", z)
+    if "output_scale" not in p or "output_zero_point" not in p:
+        if act is None:
+            raise InputError(f"{name} needs output_scale and output_zero_point")
+        q = np.arange(q_in[0], q_in[1] + 1)
+        ylo, yhi = sample_range(act, p["input_scale"] * (q - p["input_zero_point"]))
+        s, z = derive_affine(ylo, yhi, *q_out)
+        p.setdefault("output_scale", s)
+        p.setdefault("output_zero_point", z)
+    return p
+
+
 def staircase(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A constant-per-step table through (x[i], y[i]) (x ascending): equal neighbours merge,
     breakpoints sit half-way between grid points, so evaluate(x[i]) == y[i] exactly."""

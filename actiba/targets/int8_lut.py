@@ -24,14 +24,12 @@ from .base import (
     Param,
     Target,
     c_rows,
-    check_range,
-    derive_affine,
+    default_affine,
     grid_error,
     int_list,
     need_keys,
     parse_params,
     round_half_away,
-    sample_range,
     staircase,
 )
 
@@ -71,21 +69,7 @@ class Int8Lut(Target):
         p = parse_params(self.name, self.params, params)
         din = p.setdefault("input_dtype", "int8")
         dout = p.setdefault("output_dtype", "int8")
-        qmin, qmax = DTYPES[din]
-        if "input_scale" not in p or "input_zero_point" not in p:
-            check_range(lo, hi)
-            s, z = derive_affine(lo, hi, qmin, qmax)
-            p.setdefault("input_scale", s)
-            p.setdefault("input_zero_point", z)
-        if "output_scale" not in p or "output_zero_point" not in p:
-            if act is None:
-                raise InputError(f"{self.name} needs output_scale and output_zero_point")
-            q = np.arange(qmin, qmax + 1)
-            ylo, yhi = sample_range(act, p["input_scale"] * (q - p["input_zero_point"]))
-            s, z = derive_affine(ylo, yhi, *DTYPES[dout])
-            p.setdefault("output_scale", s)
-            p.setdefault("output_zero_point", z)
-        return p
+        return default_affine(self.name, p, act, lo, hi, DTYPES[din], DTYPES[dout])
 
     def quantize(self, f, p: Mapping[str, Any]) -> Int8LutConfig:
         """Round-to-nearest of f at every input code, saturated: optimal per entry."""

@@ -51,15 +51,13 @@ from .base import (
     Param,
     Target,
     c_rows,
-    check_range,
-    derive_affine,
+    default_affine,
     grid_error,
     int_list,
     monotone_sign,
     need_keys,
     parse_params,
     round_shift,
-    sample_range,
 )
 
 QMIN, QMAX = -4096, 4095
@@ -162,18 +160,7 @@ class NpuPpe(Target):
         for prm in self.params:
             if prm.default is not None:
                 p.setdefault(prm.name, prm.default)
-        if "input_scale" not in p or "input_zero_point" not in p:
-            check_range(lo, hi)
-            s, z = derive_affine(lo, hi, QMIN, QMAX)
-            p.setdefault("input_scale", s)
-            p.setdefault("input_zero_point", z)
-        if "output_scale" not in p or "output_zero_point" not in p:
-            if act is None:
-                raise InputError(f"{self.name} needs output_scale and output_zero_point")
-            ylo, yhi = sample_range(act, p["input_scale"] * (Q - p["input_zero_point"]))
-            s, z = derive_affine(ylo, yhi, *OUT[p["output_dtype"]])
-            p.setdefault("output_scale", s)
-            p.setdefault("output_zero_point", z)
+        default_affine(self.name, p, act, lo, hi, (QMIN, QMAX), OUT[p["output_dtype"]])
         p["multiplier"], p["post_shift"] = multiplier(p["input_scale"], p["output_scale"], p["frac_bits"],
                                                       p["multiplier_bits"])
         if p["frac_bits"] + p["max_shift"] + 12 > 31:
