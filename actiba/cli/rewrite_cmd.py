@@ -1,5 +1,7 @@
 """`actiba rewrite MODEL --cumba --reduba --act silu=FILE -o OUT` (ONNX `.onnx` or OpenVINO IR `.xml`).
 
+Per-site tables: `--act-set SET.json` (ONNX graphs exported by actiba, whose nodes carry site ids).
+
 Two verified stages: the exact rewrites (CumBA, ReduBA, contraction) must match the original within
 `--tolerance`; ActiBA is then checked against that result within `--act-tolerance`, because its
 difference is the tables' approximation error, not a bug. Nothing is written if a check fails
@@ -28,6 +30,10 @@ def add_parser(sub) -> None:
                    help="ActiBA table per function: silu, softplus, gelu, gelu-tanh, sigmoid, tanh, exp")
     p.add_argument("--act-site", action="append", default=[], metavar="PATTERN=FILE",
                    help="ActiBA table for the sites whose name matches the glob (wins over --act)")
+    p.add_argument("--act-set", metavar="SET.json",
+                   help="per-site tables (actiba-pwl-set/1, e.g. from `actiba fit --per-site`), picked by site "
+                        "id from the graph's namespace metadata (ONNX; OpenVINO IR takes only shared '*:FUNC#*' keys); "
+                        "--act-site wins, --act fills in")
     p.add_argument("--sites", action="append", default=[], metavar="GLOB",
                    help="rewrite only sites whose node name matches; repeatable")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never rewrite these sites")
@@ -64,6 +70,11 @@ def _load_tables(args) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
             raise InputError(f"--act {fn}: unknown function; known: {', '.join(spec.ACT_FUNCTIONS)}")
         tables[key] = load(path)
     site_tables = [(pat, load(path)) for pat, path in _pairs(args.act_site, "--act-site")]
+    if getattr(args, "act_set", None):
+        from ..tableset import load_set
+
+        # site keys (with ':') and function keys side by side: the set picks by site id, --act fills in
+        tables = {**load_set(args.act_set).tables, **tables}
     return tables, site_tables
 
 
@@ -115,7 +126,7 @@ def run(args) -> int:
         raise InputError("--contract is implemented for ONNX models only")
     tables, site_tables = _load_tables(args)
     if not exact and not tables and not site_tables:
-        raise InputError("nothing to do: give --cumba, --reduba, --contract, --act or --act-site")
+        raise InputError("nothing to do: give --cumba, --reduba, --contract, --act, --act-site or --act-set")
     if not args.dry_run:
         if not args.output:
             raise InputError("-o OUT is required (or use --dry-run)")

@@ -28,6 +28,54 @@ FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 _ACT_OPS = {"Softplus": "softplus", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp"}
 
 
+# --- per-site tables (shared with torch_rw / openvino_rw: pure Python, no heavy imports) ------------------
+
+def key_for(chooser: Any, site: str) -> str | None:
+    """The key of `chooser.tables` that picks `site`'s table (exact id, else first glob in order), as
+    `TableSet.table_for` does; kept here so dry runs can say which key chose a site's table."""
+    import fnmatch
+
+    if site in chooser.tables:
+        return site
+    return next((k for k in chooser.tables if fnmatch.fnmatchcase(site, k)), None)
+
+
+def split_tables(tables: Any) -> tuple[dict[str, Any], Any | None]:
+    """(function -> table, per-site chooser or None) from a {function: Table} mapping, a TableSet, or a
+    mapping whose keys are site ids / site globs (any key containing ':'); both kinds may be mixed, and
+    function keys then serve the sites the per-site keys do not cover."""
+    if tables is None:
+        return {}, None
+    if hasattr(tables, "table_for"):
+        return {}, tables
+    if not isinstance(tables, dict):
+        raise InputError(f"tables must be a mapping or a TableSet, not {type(tables).__name__}")
+    from ..tableset import TableSet
+
+    by_site = {k: v for k, v in tables.items() if ":" in k}
+    by_fn = {k: v for k, v in tables.items() if ":" not in k}
+    return by_fn, (TableSet(by_site) if by_site else None)
+
+
+def unmatched_keys(chooser: Any, site_ids: Iterable[str]) -> list[str]:
+    """Keys of a per-site chooser that pick no site at all (a set for another model, or a typo)."""
+    import fnmatch
+
+    ids = list(site_ids)
+    return [k for k in chooser.tables if not any(s == k or fnmatch.fnmatchcase(s, k) for s in ids)]
+
+
+def check_unmatched(chooser: Any, site_ids: Iterable[str], where: str) -> None:
+    """InputError naming the keys of `chooser` that match no site of `where` (decided: an error, because
+    a set that silently rewrites nothing would report the exact model's accuracy as the table's)."""
+    ids = sorted(set(site_ids))
+    bad = unmatched_keys(chooser, ids)
+    if bad:
+        shown = ", ".join(ids[:6]) + (" ..." if len(ids) > 6 else "")
+        raise InputError(f"table set key(s) {bad[:4]} match no activation site in {where}; "
+                         f"its sites are: {shown or '(none)'}")
+
+
 # --- loading and inventory ---------------------------------------------------------------------------
 
 def load_model(path: str | os.PathLike) -> Any:
@@ -431,24 +479,54 @@ def _match_erf_gelu(g: _Graph, erf: Any) -> tuple[str, Any, list[Any]] | None:
 
 
 def _pick_table(site: Site, function: str, tables: dict[str, Any], site_tables: list[tuple[str, Any]],
-                beta: float | None = None) -> None:
+                beta: float | None = None, chooser: Any = None) -> None:
+    """Node-name globs (`site_tables`) first, then the per-site set by site id, then `tables[function]`."""
     table = next((t for pat, t in site_tables if spec.matches_any(site.name, [pat])), None)
     source = "by site pattern"
+    sid = site.detail.get("site_id")
+    if table is None and chooser is not None and sid is not None:
+        key = key_for(chooser, sid)
+        if key is not None:
+            table, source = chooser.table_for(sid), f"set key {key}"
     if table is None:
         table, source = tables.get(function), f"--act {function}"
     if table is None:
-        site.skip(f"no table for {function}")
+        site.skip(f"no table for {function}" if chooser is None or sid is not None
+                  else f"no table for {function} (no site id: node has no namespace metadata)")
         return
     if (why := spec.table_mismatch(table, function, beta)) is not None:
         site.skip(why)
         return
     site.detail["table"] = table
+    site.detail["table_source"] = source
     err = spec.table_error(table)
     site.reason = f"{function} table ({table.segments} segments, {source})" + (
-        f", max_abs {err:.3g}" if err is not None else "")
+        f", max_abs {err:.3g}" if err is not None else "") + (f"; site {sid}" if sid is not None else "")
 
 
-def _actiba_sites(g: _Graph, tables: dict[str, Any], site_tables: list[tuple[str, Any]]) -> list[Site]:
+def _namespace(node: Any) -> str:
+    return next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+
+
+def _assign_site_ids(g: _Graph, sites: list[Site]) -> None:
+    """detail["site_id"] = ``path:function#k`` from the root node's namespace metadata (see site_ids);
+    k counts that function's sites per module in graph order, which is execution order."""
+    from . import site_ids
+
+    order = {id(n): i for i, n in enumerate(g.model.graph.node)}
+    counts: dict[tuple[str, str], int] = {}
+    for site in sorted(sites, key=lambda s: min(order.get(id(n), 0) for n in s.detail["nodes"])):
+        path = site_ids.onnx_module_path(_namespace(site.detail["root"]))
+        if path is None:
+            continue
+        fn = site.detail["function"]
+        k = counts.get((path, fn), 0)
+        counts[(path, fn)] = k + 1
+        site.detail["site_id"] = site_ids.format_site(path, fn, k)
+
+
+def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
+    fn_tables, chooser = split_tables(tables)
     sites: list[Site] = []
     claimed: set[str] = set()  # first outputs of nodes consumed by a bigger pattern
     for node in g.model.graph.node:
@@ -488,17 +566,29 @@ def _actiba_sites(g: _Graph, tables: dict[str, Any], site_tables: list[tuple[str
         site = Site("actiba", _site_name(node), node.op_type, g.shape(x), dtype=_type_name(g.elem_type(x)))
         site.detail.update(x=x, root=node, nodes=[node], function=fn, beta=beta)
         sites.append(site)
+    _assign_site_ids(g, sites)
+    if chooser is not None:
+        ids = [s.detail["site_id"] for s in sites if "site_id" in s.detail]
+        if sites and not ids:
+            raise InputError("per-site tables need node namespace metadata (an ONNX graph exported by "
+                             "actiba.models.export / the torch dynamo exporter); this graph has none")
+        check_unmatched(chooser, ids, "this ONNX graph")
     for site in sites:
         if (why := _float_check(g, site.detail["x"])) is not None:
             site.skip(why)
             continue
-        _pick_table(site, site.detail["function"], tables, site_tables, site.detail.get("beta"))
+        _pick_table(site, site.detail["function"], fn_tables, site_tables, site.detail.get("beta"), chooser)
     return sites
 
 
-def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
+def find_sites(model: Any, rewrite: str, tables: Any = None,
                site_tables: list[tuple[str, Any]] | None = None, _g: _Graph | None = None) -> list[Site]:
-    """Every place `rewrite` ('cumba', 'reduba', 'contract', 'actiba') could apply, with its decision."""
+    """Every place `rewrite` ('cumba', 'reduba', 'contract', 'actiba') could apply, with its decision.
+
+    ActiBA `tables`: {function: Table}, a TableSet, or a mapping keyed by site ids / site globs (mixed
+    with function keys as fallback); every ActiBA site carries ``detail["site_id"]`` when the graph has
+    namespace metadata. A per-site key that matches no site is an InputError.
+    """
     g = _g or _Graph(model)
     if rewrite == "cumba":
         return _cumba_sites(g)
@@ -507,7 +597,7 @@ def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
     if rewrite == "contract":
         return _contract_sites(g)
     if rewrite == "actiba":
-        return _actiba_sites(g, tables or {}, site_tables or [])
+        return _actiba_sites(g, tables, site_tables or [])
     raise InputError(f"unknown rewrite {rewrite!r}; known: {', '.join(spec.GRAPH_REWRITES)}")
 
 
@@ -602,11 +692,12 @@ def _build_actiba(b: _Builder, site: Site, y: str, lowering: str) -> None:
 
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
-          tables: dict[str, Any] | None = None, site_tables: list[tuple[str, Any]] | None = None,
+          tables: Any = None, site_tables: list[tuple[str, Any]] | None = None,
           lowering: str = "auto") -> tuple[Any, list[Site]]:
     """Return (a rewritten copy of `model`, every site considered with its decision).
 
     `sites` restricts the rewrite to those site names (or Site objects); None means every eligible site.
+    `tables` as in `find_sites` (function tables, a TableSet or a site-keyed mapping).
     """
     import onnx
 

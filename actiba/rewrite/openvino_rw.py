@@ -186,7 +186,32 @@ def _reduba_sites(model: Any) -> list[Site]:
     return sites
 
 
-def _actiba_sites(model: Any, tables: dict[str, Any], site_tables: list[tuple[str, Any]]) -> list[Site]:
+def _function_tables(tables: Any) -> dict[str, Any]:
+    """{function: table} for the OpenVINO level, which cannot name sites.
+
+    Decided: OpenVINO IR keeps ONNX node names as friendly names but drops the module ``namespace``
+    metadata, so site ids cannot be recovered here. A set whose keys are all function-wide globs
+    (``*:silu#*``, i.e. shared tables) is taken as function tables; any real per-site key is an InputError.
+    """
+    import re
+
+    from .onnx_rw import split_tables
+
+    by_fn, chooser = split_tables(tables)
+    if chooser is None:
+        return by_fn
+    shared = {}
+    for key, table in chooser.tables.items():
+        m = re.fullmatch(r"\*:([a-z][a-z-]*)#\*", key)
+        if m is None:
+            raise InputError(f"per-site tables (key {key!r}) need the ONNX graph: OpenVINO IR does not keep "
+                             "the module names site ids are made of; rewrite the .onnx, then convert it")
+        shared[m.group(1)] = table
+    return {**by_fn, **shared}
+
+
+def _actiba_sites(model: Any, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
+    tables = _function_tables(tables)
     sites: list[Site] = []
     claimed: set[str] = set()
     for op in model.get_ordered_ops():
@@ -242,15 +267,18 @@ def _pick_table(site: Site, tables: dict[str, Any], site_tables: list[tuple[str,
     site.reason = f"{fn} table ({table.segments} segments)"
 
 
-def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
+def find_sites(model: Any, rewrite: str, tables: Any = None,
                site_tables: list[tuple[str, Any]] | None = None) -> list[Site]:
-    """Every place `rewrite` ('cumba', 'reduba', 'actiba') could apply, with its decision."""
+    """Every place `rewrite` ('cumba', 'reduba', 'actiba') could apply, with its decision.
+
+    ActiBA `tables`: {function: Table}; per-site sets only in the shared form (see `_function_tables`).
+    """
     if rewrite == "cumba":
         return _cumba_sites(model)
     if rewrite == "reduba":
         return _reduba_sites(model)
     if rewrite == "actiba":
-        return _actiba_sites(model, tables or {}, site_tables or [])
+        return _actiba_sites(model, tables, site_tables or [])
     if rewrite == "contract":
         return []  # the broadcast Mul→ReduceSum contraction is implemented at the ONNX level only
     raise InputError(f"unknown rewrite {rewrite!r}; known: {', '.join(spec.GRAPH_REWRITES)}")
@@ -308,7 +336,7 @@ def _build_actiba(site: Site, x: Any, lowering: str) -> Any:
 
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
-          tables: dict[str, Any] | None = None, site_tables: list[tuple[str, Any]] | None = None,
+          tables: Any = None, site_tables: list[tuple[str, Any]] | None = None,
           lowering: str = "auto") -> tuple[Any, list[Site]]:
     """Return (a rewritten clone of `model`, every site considered with its decision)."""
     rewrites = list(rewrites)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import types
+import warnings
 from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
@@ -57,35 +58,69 @@ def _default_pwl(x: torch.Tensor, table: Any) -> torch.Tensor:
 
 
 class _ScopedActiba(TorchFunctionMode):
-    """Swap activation calls for table lookups while the innermost scope on the stack is 'in'."""
+    """Swap activation calls for table lookups while the innermost scope on the stack is 'in'.
 
-    def __init__(self, tables: dict[str, Any], pwl: Any, record: list[Site] | None) -> None:
+    With a per-site `chooser` (TableSet or site-keyed mapping), each call's table is picked by its site
+    id from a `SiteTracker`, which counts every call (in scope or not) so ids match `observe_activations`
+    and the exported ONNX graph; a call whose site has no table keeps the exact function.
+    """
+
+    def __init__(self, tables: dict[str, Any], pwl: Any, record: list[Site] | None,
+                 chooser: Any = None, tracker: SiteTracker | None = None) -> None:
         super().__init__()
         self.tables = tables
         self.pwl = pwl
         self.stack: list[tuple[str, bool, bool]] = []
         self.record = record
         self.calls = 0
+        self.chooser = chooser
+        self.tracker = tracker
+        self.seen: set[str] = set()  # every site id met (for keys that match nothing)
+        self.set_functions = {spec.canonical_function(getattr(t, "function", "") or "")
+                              for t in (chooser.tables.values() if chooser is not None else ())}
+
+    def _choose(self, function: str, site_id: str | None) -> tuple[Any, str]:
+        if self.chooser is not None and site_id is not None:
+            from .onnx_rw import key_for
+
+            key = key_for(self.chooser, site_id)
+            if key is not None:
+                return self.chooser.table_for(site_id), f"set key {key}"
+        return self.tables.get(function), f"{function} table"
 
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         kwargs = kwargs or {}
+        fn = _function_of(func, args, kwargs)
+        if fn is None or not args or not isinstance(args[0], torch.Tensor):
+            return func(*args, **kwargs)
+        site_id = self.tracker.site(fn[0]) if self.tracker is not None else None
+        if site_id is not None:
+            self.seen.add(site_id)
         if self.stack and self.stack[-1][1]:
-            fn = _function_of(func, args, kwargs)
-            if fn is not None and fn[0] in self.tables and isinstance(args[0], torch.Tensor):
-                table = self.tables[fn[0]]
-                why = spec.table_mismatch(table, fn[0], fn[1] if fn[0] in ("silu", "softplus") else None)
-                if kwargs.get("inplace") or (len(args) > 1 and fn[0] == "silu" and args[1] is True):
-                    why = why or "in-place call"
-                if self.record is not None:
+            table, source = self._choose(fn[0], site_id)
+            if table is None:
+                if self.record is not None and fn[0] in self.set_functions:
                     site = Site("actiba", self.stack[-1][0], fn[0], tuple(args[0].shape),
-                                dtype=str(args[0].dtype).replace("torch.", ""))
-                    site.reason = why or f"{fn[0]} table ({table.segments} segments)"
-                    if why:
-                        site.skip(why)
-                    self.record.append(site)
-                if why is None:
-                    self.calls += 1
-                    return self.pwl(args[0], table).to(args[0].dtype)
+                                dtype=str(args[0].dtype).replace("torch.", ""), detail={"site_id": site_id})
+                    self.record.append(site.skip("no table for this site (exact function kept)"))
+                return func(*args, **kwargs)
+            why = spec.table_mismatch(table, fn[0], fn[1] if fn[0] in ("silu", "softplus") else None)
+            if kwargs.get("inplace") or (len(args) > 1 and fn[0] == "silu" and args[1] is True):
+                why = why or "in-place call"
+            if self.record is not None:
+                site = Site("actiba", self.stack[-1][0], fn[0], tuple(args[0].shape),
+                            dtype=str(args[0].dtype).replace("torch.", ""))
+                if site_id is not None:
+                    site.detail["site_id"] = site_id
+                    site.detail["table_source"] = source
+                site.reason = why or (f"{fn[0]} table ({table.segments} segments, {source})"
+                                      + (f"; site {site_id}" if site_id is not None else ""))
+                if why:
+                    site.skip(why)
+                self.record.append(site)
+            if why is None:
+                self.calls += 1
+                return self.pwl(args[0], table).to(args[0].dtype)
         return func(*args, **kwargs)
 
 
@@ -111,23 +146,48 @@ def _hooks(model: torch.nn.Module, mode: _ScopedActiba, include: list[str], excl
     return handles
 
 
+def check_set_model(chooser: Any, model: torch.nn.Module) -> None:
+    """InputError if a TableSet records a model fingerprint that is not `model`'s (tables calibrated on
+    another model's activations would be applied silently otherwise)."""
+    want = getattr(chooser, "model", None)
+    if not isinstance(want, dict) or not want.get("sha256"):
+        return
+    from ..calibrate import model_fingerprint
+
+    have = model_fingerprint(model)
+    if have.get("sha256") != want.get("sha256"):
+        raise InputError(f"table set is for model {want.get('name_or_path') or '?'} (sha256 "
+                         f"{str(want['sha256'])[:12]}), not this one ({have.get('name_or_path') or '?'}, "
+                         f"sha256 {str(have.get('sha256'))[:12]})")
+
+
 @contextlib.contextmanager
-def actiba_scope(model: torch.nn.Module, tables: dict[str, Any], include: Iterable[str] = (),
+def actiba_scope(model: torch.nn.Module, tables: Any, include: Iterable[str] = (),
                  exclude: Iterable[str] = (), pwl: Any = None, record: list[Site] | None = None
                  ) -> Iterator[_ScopedActiba]:
     """Within the block, activations inside `include` modules (all of `model` if empty) use the tables.
 
-    `tables` maps function names (silu, softplus, gelu, gelu-tanh, sigmoid, tanh, exp) to tables;
-    `record`, if given, collects one Site per intercepted call (for a dry run).
+    `tables` maps function names (silu, softplus, gelu, gelu-tanh, sigmoid, tanh, exp) to tables, or is
+    a TableSet / a mapping keyed by site ids or site globs (``backbone.layers.0.mixer:softplus#0``,
+    ``*:silu#*``; function keys may be mixed in as fallback): each call then gets its site's table and
+    calls without one stay exact. A set fingerprinted for another model is an InputError; set keys that
+    match no call of the forward passes run in the block are warned about on exit.
+    `record`, if given, collects one Site per intercepted call (for a dry run), with its site id.
     """
+    from .onnx_rw import split_tables, unmatched_keys
+
     include, exclude = list(include), list(exclude)
-    unknown = [k for k in tables if spec.canonical_function(k) not in spec.ACT_FUNCTIONS]
+    fn_tables, chooser = split_tables(tables)
+    unknown = [k for k in fn_tables if spec.canonical_function(k) not in spec.ACT_FUNCTIONS]
     if unknown:
         raise InputError(f"no torch ActiBA target for {unknown}; known: {', '.join(spec.ACT_FUNCTIONS)}")
     if include and not any(spec.matches_any(p, include) for p, _ in model.named_modules()):
         raise InputError(f"no module path matches {include}")
-    tables = {spec.canonical_function(k): v for k, v in tables.items()}
-    mode = _ScopedActiba(tables, pwl or _default_pwl, record)
+    if chooser is not None:
+        check_set_model(chooser, model)
+    fn_tables = {spec.canonical_function(k): v for k, v in fn_tables.items()}
+    tracker = SiteTracker(model) if (chooser is not None or record is not None) else None
+    mode = _ScopedActiba(fn_tables, pwl or _default_pwl, record, chooser, tracker)
     handles = _hooks(model, mode, include, exclude)
     try:
         with mode:
@@ -135,14 +195,30 @@ def actiba_scope(model: torch.nn.Module, tables: dict[str, Any], include: Iterab
     finally:
         for h in handles:
             h.remove()
+        if tracker is not None:
+            tracker.remove()
+    if chooser is not None and mode.seen and (bad := unmatched_keys(chooser, mode.seen)):
+        warnings.warn(f"actiba: table set key(s) {bad[:4]} matched no activation call of this model",
+                      stacklevel=3)
 
 
-def find_actiba_sites(model: torch.nn.Module, tables: dict[str, Any], example: Any,
+def find_actiba_sites(model: torch.nn.Module, tables: Any, example: Any,
                       include: Iterable[str] = (), exclude: Iterable[str] = (), pwl: Any = None) -> list[Site]:
-    """Run `model(example)` once and list every activation call the scope would replace."""
+    """Run `model(example)` once and list every activation call the scope would replace.
+
+    Each Site carries ``detail["site_id"]``; with per-site tables, keys matching no call are an
+    InputError here (the dry run sees every call), and calls without a table are listed as skipped.
+    """
+    from .onnx_rw import check_unmatched, split_tables
+
     sites: list[Site] = []
-    with torch.inference_mode(), actiba_scope(model, tables, include, exclude, pwl=pwl, record=sites):
-        model(example) if not isinstance(example, dict) else model(**example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.inference_mode(), actiba_scope(model, tables, include, exclude, pwl=pwl, record=sites) as mode:
+            model(example) if not isinstance(example, dict) else model(**example)
+    _, chooser = split_tables(tables)
+    if chooser is not None:
+        check_unmatched(chooser, mode.seen, "this model")
     return sites
 
 
