@@ -114,11 +114,12 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
                                 ("actiba", bool(config.activations))) if on]
     if not rewrites:
         return base, {}
+    tables = tables_for(config, lm) if config.activations else None  # per-site keys pick by site id
     wanted = None
     if config.sites or config.cumba_min_n:
         wanted = []
         for rw in rewrites:
-            found = onnx_rw.find_sites(base, rw, tables_for(config) if rw == "actiba" else None)
+            found = onnx_rw.find_sites(base, rw, tables if rw == "actiba" else None)
             globs = config.sites.get(rw)
             for s in found:
                 if not s.ok:
@@ -128,7 +129,7 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
                 if rw == "cumba" and config.cumba_min_n and int(s.detail.get("n", 0)) < config.cumba_min_n:
                     continue
                 wanted.append(s.name)
-    model, sites = onnx_rw.apply(base, rewrites, sites=wanted, tables=tables_for(config))
+    model, sites = onnx_rw.apply(base, rewrites, sites=wanted, tables=tables)
     done: dict[str, int] = {}
     for s in sites:
         if s.ok:

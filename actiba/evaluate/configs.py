@@ -11,8 +11,14 @@ A configuration file (JSON, or YAML when PyYAML is installed) is either one obje
      "activations": {"silu": {"segments": 16}, "softplus": {"table": "relu"}},
      "sites": {"cumba": ["node_cumsum_*"]}, "cumba_min_n": 32}
 
-An activation is given by `segments` (fitted with asymptote tails, cached), by `table` = a path to an
-`actiba-pwl/1` file, or by `table` = "relu" (XAMBA's ReLU in place of Softplus).
+An activation is given by `segments` (fitted with asymptote tails on the function's default range,
+cached), by `table` = a path to an `actiba-pwl/1` file or to an `actiba-pwl-set/1` table set (its tables
+of that function, per site), or by `table` = "relu" (XAMBA's ReLU in place of Softplus).
+
+Calibrated tables: ``{"segments": 8, "calibrated": "per-site"|"shared", "weighting": "range"|"density",
+"percentiles": [0.1, 99.9]}`` fits tables to the activation statistics the model shows on the TRAIN split
+(never the held-out text the metric is measured on); statistics and fitted sets are cached under
+``actiba.data.cache_root()/calibration`` keyed by the model's fingerprint and these settings.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,14 @@ from ..errors import InputError
 
 ACT_NAMES = ("silu", "softplus")
 SEGMENTS = (4, 8, 16, 32)
+CALIBRATED = ("shared", "per-site")
+WEIGHTINGS = ("range", "density")
+_SPEC_KEYS = {"segments", "table", "calibrated", "weighting", "percentiles"}
+# calibration data: CALIB_CHUNKS evenly spaced pieces of the train split, CALIB_BYTES in all (whole windows)
+CALIB_BYTES = 32768
+CALIB_CHUNKS = 16
+CALIB_SEQ_LEN = 256
+DEFAULT_PERCENTILES = (0.1, 99.9)
 _KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "activations", "sites", "cumba_min_n"}
 
 
@@ -63,6 +78,10 @@ class Config:
             t = spec.get("table")
             if t and t != "relu" and os.path.isfile(t):
                 spec["table_sha"] = hashlib.sha256(Path(t).read_bytes()).hexdigest()[:16]
+            if spec.get("calibrated"):  # calibration data and defaults change the tables
+                spec["calibration_data"] = [CALIB_BYTES, CALIB_CHUNKS, CALIB_SEQ_LEN]
+                spec.setdefault("weighting", "range")
+                spec.setdefault("percentiles", list(DEFAULT_PERCENTILES))
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,14 +112,7 @@ def from_dict(d: Any, where: str = "config") -> Config:
             spec = {"segments": spec}
         if not isinstance(spec, dict) or ("segments" in spec) == ("table" in spec):
             raise InputError(f"{where} {name}: activations.{fn} needs exactly one of 'segments' or 'table'")
-        if "segments" in spec and (not isinstance(spec["segments"], int) or spec["segments"] < 1):
-            raise InputError(f"{where} {name}: activations.{fn}.segments must be a positive integer")
-        if "table" in spec:
-            t = spec["table"]
-            if t == "relu" and fn != "softplus":
-                raise InputError(f"{where} {name}: the 'relu' table stands for softplus only")
-            if t != "relu" and not (isinstance(t, str) and os.path.isfile(t)):
-                raise InputError(f"{where} {name}: activations.{fn}.table {t!r} is not a file")
+        _check_spec(spec, f"{where} {name}: activations.{fn}", fn)
         clean[fn] = dict(spec)
     sites = d.get("sites") or {}
     if not isinstance(sites, dict) or not all(isinstance(v, list) for v in sites.values()):
@@ -110,6 +122,38 @@ def from_dict(d: Any, where: str = "config") -> Config:
         raise InputError(f"{where} {name}: 'cumba_min_n' must be a positive integer")
     return Config(name, bool(d.get("cumba", False)), bool(d.get("reduba", False)), bool(d.get("ssd_d1", False)),
                   bool(d.get("ssd_d2", False)), clean, {k: list(v) for k, v in sites.items()}, min_n)
+
+
+def _check_spec(spec: dict[str, Any], where: str, fn: str) -> None:
+    """Validate one activation spec (segments / table / calibration settings); InputError naming the key."""
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_SPEC_KEYS)}")
+    if "segments" in spec and (not isinstance(spec["segments"], int) or isinstance(spec["segments"], bool)
+                               or spec["segments"] < 1):
+        raise InputError(f"{where}.segments must be a positive integer")
+    if "table" in spec:
+        t = spec["table"]
+        if t == "relu" and fn != "softplus":
+            raise InputError(f"{where}: the 'relu' table stands for softplus only")
+        if t != "relu" and not (isinstance(t, str) and os.path.isfile(t)):
+            raise InputError(f"{where}.table {t!r} is not a file")
+    cal = spec.get("calibrated")
+    if cal is not None and cal not in CALIBRATED:
+        raise InputError(f"{where}.calibrated must be one of {', '.join(CALIBRATED)}, got {cal!r}")
+    if cal is not None and "segments" not in spec:
+        raise InputError(f"{where}: 'calibrated' needs 'segments' (the tables are fitted)")
+    for key in ("weighting", "percentiles"):
+        if key in spec and cal is None:
+            raise InputError(f"{where}.{key} applies to calibrated tables only (add \"calibrated\")")
+    if "weighting" in spec and spec["weighting"] not in WEIGHTINGS:
+        raise InputError(f"{where}.weighting must be one of {', '.join(WEIGHTINGS)}, got {spec['weighting']!r}")
+    if "percentiles" in spec:
+        p = spec["percentiles"]
+        ok = (isinstance(p, list | tuple) and len(p) == 2
+              and all(isinstance(v, int | float) and not isinstance(v, bool) for v in p))
+        if not ok or not 0 <= p[0] < p[1] <= 100:
+            raise InputError(f"{where}.percentiles must be [lo, hi] with 0 <= lo < hi <= 100, got {p!r}")
 
 
 def read_file(path: str | os.PathLike) -> list[Config]:
@@ -144,7 +188,8 @@ def default_sweep(model_type: str, quick: bool = False) -> list[Config]:
     """The sweep `actiba pareto` runs when given no --sweep file.
 
     Full: graph rewrites alone, every table size for both activations, each activation alone, XAMBA's
-    ReLU-for-Softplus, a per-site CumBA choice and the combined configurations. Quick: a handful.
+    ReLU-for-Softplus, a per-site CumBA choice, the combined configurations, and calibrated tables
+    (per-site and shared, N = 4 and 8) to set against the uniform-range tables of equal N. Quick: a handful.
     """
     mamba2 = model_type == "mamba2"
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
@@ -161,6 +206,11 @@ def default_sweep(model_type: str, quick: bool = False) -> list[Config]:
     out.append(Config("cumba-n>=32", cumba=True, cumba_min_n=32))
     for n in SEGMENTS:
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
+    for n in (4, 8):
+        for mode in CALIBRATED:
+            spec = {"segments": n, "calibrated": mode, "weighting": "range"}
+            out.append(Config(f"act-both-{n}-cal-{'site' if mode == 'per-site' else 'shared'}",
+                              activations={"silu": dict(spec), "softplus": dict(spec)}))
     out += [Config("act-silu-16", activations={"silu": {"segments": 16}}),
             Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
             Config("softplus-relu", activations={"softplus": {"table": "relu"}}),
@@ -210,31 +260,174 @@ def fitted_table(function: str, segments: int) -> Any:
     return table
 
 
-def tables_for(config: Config) -> dict[str, Any]:
-    """function -> Table for every approximated activation of `config`."""
+def _fingerprint(model: Any) -> dict[str, Any]:
+    """The model's fingerprint (memoized per module object: hashing every weight is not free)."""
+    from ..calibrate import model_fingerprint
+
+    hit = _FINGERPRINTS.get(model)
+    if hit is None:
+        hit = _FINGERPRINTS[model] = model_fingerprint(model)
+    return hit
+
+
+_FINGERPRINTS: Any = weakref.WeakKeyDictionary()
+_MEMO: dict[str, Any] = {}  # calibration stats and fitted sets of this process, by cache file name
+
+
+def calibration_data() -> bytes:
+    """CALIB_BYTES of the TRAIN split in CALIB_CHUNKS evenly spaced pieces (each a whole number of windows).
+
+    Why spread out: the split starts with one play's front matter; activations should come from text of
+    every kind the model sees. Never the held-out split, which the metric scores.
+    """
+    from ..data import load_split
+
+    train = load_split("train")
+    piece = CALIB_BYTES // CALIB_CHUNKS
+    if len(train) < CALIB_BYTES:
+        raise InputError(f"the train split has {len(train)} bytes, fewer than the {CALIB_BYTES} calibration needs")
+    step = (len(train) - piece) // max(1, CALIB_CHUNKS - 1)
+    return b"".join(train[i * step:i * step + piece] for i in range(CALIB_CHUNKS))
+
+
+def _calibration_dir() -> Path:
+    from ..data import cache_root
+
+    return cache_root() / "calibration"
+
+
+def calibration_stats(lm: Any) -> Any:
+    """Activation statistics of `lm` (a LoadedModel) on `calibration_data()`, cached by fingerprint."""
+    from ..calibrate import calibrate, load_stats
+
+    sha = _fingerprint(lm.model)["sha256"]
+    name = f"{sha[:16]}-train{CALIB_BYTES}x{CALIB_CHUNKS}-L{CALIB_SEQ_LEN}.stats.json"
+    if name in _MEMO:
+        return _MEMO[name]
+    path = _calibration_dir() / name
+    stats = None
+    if path.is_file():
+        try:
+            stats = load_stats(path)
+            stats.check_model(lm.model)
+        except InputError:
+            stats = None
+            path.unlink(missing_ok=True)
+    if stats is None:
+        stats = calibrate(lm.model, calibration_data(), seq_len=CALIB_SEQ_LEN, functions=ACT_NAMES,
+                          model_name=lm.name,
+                          data_name=f"train split: {CALIB_CHUNKS} evenly spaced pieces, {CALIB_BYTES} bytes")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(path)
+        except (OSError, InputError):
+            pass  # the cache is an optimization only
+    _MEMO[name] = stats
+    return stats
+
+
+def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = "range",
+                   percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Any:
+    """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared)."""
+    from ..fitting.calibrated import fit_sites
+    from ..tableset import load_set
+
+    sha = _fingerprint(lm.model)["sha256"]
+    lo, hi = (float(p) for p in percentiles)
+    name = (f"{sha[:16]}-train{CALIB_BYTES}x{CALIB_CHUNKS}-L{CALIB_SEQ_LEN}-{function}-{segments}-{mode}-"
+            f"{weighting}-p{lo:g}-{hi:g}.set.json")
+    if name in _MEMO:
+        return _MEMO[name]
+    path = _calibration_dir() / name
+    ts = None
+    if path.is_file():
+        try:
+            ts = load_set(path)
+        except InputError:
+            path.unlink(missing_ok=True)
+    if ts is None:
+        ts = fit_sites(calibration_stats(lm), function, int(segments), per_site=(mode == "per-site"),
+                       weighting=weighting, percentiles=(lo, hi))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ts.save(path)
+        except (OSError, InputError):
+            pass
+    _MEMO[name] = ts
+    return ts
+
+
+def _set_tables(path: str, function: str, lm: Any) -> dict[str, Any]:
+    """The per-site entries of a user table set that approximate `function` (checked against `lm`)."""
+    from ..rewrite.spec import canonical_function
+    from ..tableset import load_set
+
+    ts = load_set(path)
+    if lm is not None and isinstance(ts.model, dict) and ts.model.get("sha256"):
+        if _fingerprint(lm.model)["sha256"] != ts.model["sha256"]:
+            raise InputError(f"table set {path} is for model {ts.model.get('name_or_path') or '?'} (sha256 "
+                             f"{str(ts.model['sha256'])[:12]}), not {lm.name}")
+    out = {k: t for k, t in ts.tables.items() if canonical_function(t.function or "") == function}
+    if not out:
+        raise InputError(f"table set {path} has no {function} table (it has {sorted(ts.functions())})")
+    return out
+
+
+def tables_for(config: Config, lm: Any = None) -> dict[str, Any]:
+    """The tables of `config`: function -> Table, plus site id / site glob -> Table for per-site ones.
+
+    `lm` (the LoadedModel) is needed for calibrated tables (fitted to its statistics) and to check that a
+    user table set belongs to it; the mapping is what `actiba_scope` and `onnx_rw.apply` take.
+    """
     import actiba
 
-    out = {}
+    out: dict[str, Any] = {}
     for fn, spec in config.activations.items():
-        if "segments" in spec:
+        if spec.get("calibrated"):
+            if lm is None:
+                raise InputError(f"{config.name}: calibrated {fn} tables need the model (tables_for(config, lm))")
+            ts = calibrated_set(lm, fn, int(spec["segments"]), spec["calibrated"], spec.get("weighting", "range"),
+                                tuple(spec.get("percentiles", DEFAULT_PERCENTILES)))
+            out.update(ts.tables)
+        elif "segments" in spec:
             out[fn] = fitted_table(fn, int(spec["segments"]))
         elif spec["table"] == "relu":
             out[fn] = relu_table()
         else:
-            out[fn] = actiba.load(spec["table"])
+            from ..tableset import is_tableset_file
+
+            if is_tableset_file(spec["table"]):
+                out.update(_set_tables(spec["table"], fn, lm))
+            else:
+                out[fn] = actiba.load(spec["table"])
     return out
 
 
 def describe_activations(config: Config) -> dict[str, dict[str, Any]]:
-    """The report's `activations` field: {"silu": {"segments", "table"}} for each approximated one."""
+    """The report's `activations` field: {"silu": {"segments", "table"}} for each approximated one.
+
+    `table` says where the table came from: ``fit:silu/8/asymptote`` (uniform over the function's
+    default range), ``calibrated:per-site/range/p0.1-99.9`` or ``calibrated:shared/density/...`` (fitted to
+    train-split statistics), ``relu``, a file path, or ``set:PATH`` (per-site tables from a user set).
+    """
     out = {}
     for fn, spec in config.activations.items():
-        if "segments" in spec:
+        if spec.get("calibrated"):
+            lo, hi = spec.get("percentiles", DEFAULT_PERCENTILES)
+            out[fn] = {"segments": int(spec["segments"]),
+                       "table": f"calibrated:{spec['calibrated']}/{spec.get('weighting', 'range')}/p{lo:g}-{hi:g}"}
+        elif "segments" in spec:
             out[fn] = {"segments": int(spec["segments"]), "table": f"fit:{fn}/{spec['segments']}/asymptote"}
         elif spec["table"] == "relu":
             out[fn] = {"segments": 2, "table": "relu"}
         else:
-            import actiba
+            from ..tableset import is_tableset_file
 
-            out[fn] = {"segments": actiba.load(spec["table"]).segments, "table": str(spec["table"])}
+            if is_tableset_file(spec["table"]):
+                tabs = _set_tables(spec["table"], fn, None)
+                out[fn] = {"segments": max(t.segments for t in tabs.values()), "table": f"set:{spec['table']}"}
+            else:
+                import actiba
+
+                out[fn] = {"segments": actiba.load(spec["table"]).segments, "table": str(spec["table"])}
     return out

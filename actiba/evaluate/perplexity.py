@@ -30,8 +30,12 @@ def heldout(n_bytes: int | None) -> bytes:
 
 
 @contextlib.contextmanager
-def tables_applied(model: Any, tables: dict[str, Any], include: Iterable[str] = MIXER_SCOPE) -> Iterator[Any]:
-    """Within the block the model's mixer activations run as tables (no-op without tables)."""
+def tables_applied(model: Any, tables: Any, include: Iterable[str] = MIXER_SCOPE) -> Iterator[Any]:
+    """Within the block the model's mixer activations run as tables (no-op without tables).
+
+    `tables`: {function: Table}, a TableSet, or the mixed mapping `configs.tables_for(config, lm)` returns
+    (site ids / site globs pick per-site tables; see `torch_rw.actiba_scope`).
+    """
     if not tables:
         yield None
         return
@@ -114,8 +118,9 @@ def rolling_bits_per_byte(logits_fn: LogitsFn, docs: list[bytes], seq_len: int, 
     return nats / math.log(2) / n_bytes
 
 
-def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: dict[str, Any] | None = None,
+def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: Any = None,
                         include: Iterable[str] = MIXER_SCOPE) -> float:
-    """Native path: bits/byte of `data` with the mixer activations replaced by `tables`."""
+    """Native path: bits/byte of `data` with the mixer activations replaced by `tables` (as in
+    `tables_applied`: function tables and/or per-site tables)."""
     with tables_applied(model, tables or {}, include):
         return windows_bits_per_byte(torch_logits_fn(model), data, seq_len)

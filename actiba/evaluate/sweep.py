@@ -92,7 +92,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     if settings.torch_metric and not settings.latency_only and data is not None:
         from .perplexity import torch_bits_per_byte
 
-        row["metric_torch"] = torch_bits_per_byte(lm.model, data, settings.seq_len, tables_for(config))
+        row["metric_torch"] = torch_bits_per_byte(lm.model, data, settings.seq_len, tables_for(config, lm))
     if profile or settings.profile:
         compiled_p, _ = latency.compile_model(ov_model, settings.device, precision, settings.threads, profile=True)
         row["profile_ms"] = latency.profile_by_type(compiled_p, feed)
