@@ -219,3 +219,51 @@ def test_cli_act_set(exported, tmp_path):
     np.testing.assert_allclose(got, ref, atol=2e-5 * float(np.abs(ref).max()), rtol=0)
     TableSet({"x.y:silu#0": tables[site_ids[0]]}).save(set_path)
     assert main(["rewrite", str(src), "--act-set", str(set_path), "-o", str(out)]) == 2
+
+
+# --- configurations: calibrated specs, user table sets -------------------------------------------------------
+
+def test_config_calibrated_specs_validate_and_describe(tmp_path):
+    from actiba.evaluate import configs
+
+    c = configs.from_dict({"name": "c", "activations": {
+        "silu": {"segments": 8, "calibrated": "per-site", "weighting": "density"},
+        "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
+    d = configs.describe_activations(c)
+    assert d["silu"] == {"segments": 8, "table": "calibrated:per-site/density/p0.1-99.9"}
+    assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/range/p1-99"}
+    shared = configs.from_dict({"name": "c", "activations": {
+        "silu": {"segments": 8, "calibrated": "shared", "weighting": "density"},
+        "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
+    assert shared.key() != c.key()
+    with pytest.raises(InputError, match="need the model"):
+        configs.tables_for(c)
+    for spec in ({"segments": 8, "calibrated": "yes"}, {"segments": 8, "weighting": "range"},
+                 {"table": "relu", "calibrated": "shared"}, {"segments": 8, "calibrated": "shared", "weighting": "l2"},
+                 {"segments": 8, "calibrated": "shared", "percentiles": [99, 1]}, {"segments": 8, "nope": 1}):
+        with pytest.raises(InputError):
+            configs.from_dict({"name": "bad", "activations": {"softplus": spec}})
+    full, quick = configs.default_sweep("mamba2"), configs.default_sweep("mamba2", quick=True)
+    cal = [x for x in full if any(s.get("calibrated") for s in x.activations.values())]
+    assert len(cal) == 4 and {x.activations["silu"]["segments"] for x in cal} == {4, 8}
+    assert not any(any(s.get("calibrated") for s in x.activations.values()) for x in quick)
+
+
+def test_config_user_table_set(tmp_path):
+    from actiba.evaluate import configs
+
+    sp, si = _chord("softplus", -5, 3, 3), _chord("silu", -4, 4, 5)
+    path = tmp_path / "set.json"
+    TableSet({"backbone.layers.0.mixer:softplus#0": sp, "*:silu#*": si}).save(path)
+    c = configs.from_dict({"name": "s", "activations": {"softplus": {"table": str(path)}}})
+    got = configs.tables_for(c)
+    assert list(got) == ["backbone.layers.0.mixer:softplus#0"]  # only the spec's function
+    assert got["backbone.layers.0.mixer:softplus#0"].breakpoints.tolist() == sp.breakpoints.tolist()
+    assert configs.describe_activations(c)["softplus"] == {"segments": sp.segments, "table": f"set:{path}"}
+    calibrate = pytest.importorskip("actiba.calibrate")
+    from actiba.evaluate.build import load_model
+
+    lm = load_model("random:tiny-mamba2")
+    TableSet({"*:softplus#*": sp}, model=calibrate.model_fingerprint(_tiny("mamba2", 1))).save(path)
+    with pytest.raises(InputError, match="not random:tiny-mamba2"):
+        configs.tables_for(c, lm)
