@@ -7,7 +7,8 @@ per site (CumSum on axis −2 is faster as MatMul on CPU, on the last axis slowe
     sites = find_sites(model, "cumba")                       # onnx.ModelProto or openvino.Model
     new, done = apply(model, ["cumba"], sites=[s for s in sites if s.ok and s.axis == -2])
 
-For a torch `nn.Module`, the rewrites are "ssd-d1" / "ssd-d2" (patched in place; undo with
+"ssd-d1" also works on ONNX / OpenVINO graphs (`onnx_ssd`, `openvino_ssd`: HF's segment sum matched by
+value). For a torch `nn.Module`, the rewrites are "ssd-d1" / "ssd-d2" (patched in place; undo with
 `torch_rw.unpatch_ssd`); torch ActiBA is the `torch_rw.actiba_scope` context manager.
 """
 
@@ -42,6 +43,14 @@ def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
                site_tables: list[tuple[str, Any]] | None = None, precision: str = "f32") -> list[Site]:
     """Every place `rewrite` could apply in `model`, each with decision ('rewrite'/'skip') and reason."""
     level = _level(model)
+    if level == "onnx" and rewrite == "ssd-d1":
+        from . import onnx_ssd
+
+        return onnx_ssd.find_sites(model, precision)
+    if level == "openvino" and rewrite == "ssd-d1":
+        from . import openvino_ssd
+
+        return openvino_ssd.find_sites(model, precision)
     if level == "onnx":
         from . import onnx_rw
 
@@ -60,10 +69,24 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
           lowering: str = "auto", precision: str = "f32") -> tuple[Any, list[Site]]:
     """Apply `rewrites` at `sites` (all eligible if None); returns (model, every site considered).
 
-    ONNX / OpenVINO: a rewritten copy. torch: the same module, patched in place.
+    ONNX / OpenVINO: a rewritten copy ("ssd-d1" runs first, verified, and is refused for bf16/f16 graphs
+    or `precision`). torch: the same module, patched in place.
     """
     level = _level(model)
     rewrites = list(rewrites)
+    if level in ("onnx", "openvino") and "ssd-d1" in rewrites:
+        # d1 first: it removes the T×T CumSums that CumBA would otherwise turn into MatMuls
+        if level == "onnx":
+            from . import onnx_ssd as ssd
+        else:
+            from . import openvino_ssd as ssd  # type: ignore[no-redef]
+        sites = None if sites is None else list(sites)
+        model, done = ssd.apply(model, sites, precision)
+        rest = [r for r in rewrites if r != "ssd-d1"]
+        if not rest:
+            return model, done
+        model, more = apply(model, rest, sites, tables, site_tables, lowering, precision)
+        return model, done + more
     if level == "onnx":
         from . import onnx_rw
 
