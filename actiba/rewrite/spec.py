@@ -34,7 +34,7 @@ class RewriteSpec:
 
 CUMBA = RewriteSpec(
     name="cumba",
-    matches=("CumSum(x, axis) [ONNX; OpenVINO CumSum]", "torch.cumsum (torch level: not rewritten)"),
+    matches=("CumSum(x, axis) [ONNX; OpenVINO CumSum]", "torch.cumsum / Tensor.cumsum inside selected modules (torch_sums.sums_scope)"),
     conditions=(
         "axis is a constant",
         "the length n along the axis is static (the constant is n×n)",
@@ -54,7 +54,8 @@ CUMBA = RewriteSpec(
 REDUBA = RewriteSpec(
     name="reduba",
     matches=("ReduceSum(x, axes) opset<13 attr / >=13 input",
-             "ReduceMean(x, axes) opset<18 attr / >=18 input", "OpenVINO ReduceSum / ReduceMean"),
+             "ReduceMean(x, axes) opset<18 attr / >=18 input", "OpenVINO ReduceSum / ReduceMean",
+             "torch.sum / torch.mean (and Tensor methods) inside selected modules (torch_sums.sums_scope)"),
     conditions=(
         "axes constant (or absent: all axes unless noop_with_empty_axes=1, which becomes Identity)",
         "the reduced dims are static (K = their product sizes the ones vector)",
