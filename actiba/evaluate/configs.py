@@ -39,7 +39,7 @@ CALIBRATED = ("shared", "per-site")
 WEIGHTINGS = ("range", "density")
 _SPEC_KEYS = {"segments", "table", "calibrated", "weighting", "percentiles"}
 # calibration data: CALIB_CHUNKS evenly spaced pieces of the train split, CALIB_BYTES in all (whole windows)
-CALIB_BYTES = 32768
+CALIB_BYTES = 16384
 CALIB_CHUNKS = 16
 CALIB_SEQ_LEN = 256
 DEFAULT_PERCENTILES = (0.1, 99.9)
