@@ -166,6 +166,9 @@ def _expanded_from(g: _Graph, name: str) -> tuple[str, list[Any]] | str:
     """x such that `name` repeats x along a new last axis (Expand/Tile of Unsqueeze(x, -1), or just it)."""
     nodes = []
     p = g.producer.get(name)
+    while p is not None and p.op_type == "Identity":
+        nodes.append(p)
+        name, p = p.input[0], g.producer.get(p.input[0])
     if p is not None and p.op_type in ("Expand", "Tile"):
         nodes.append(p)
         name, p = p.input[0], g.producer.get(p.input[0])
