@@ -178,8 +178,8 @@ def finetune(model: Any, tables: Any, train: bytes, *, steps: int = 200, lr: flo
             raise InputError(f"{name} must be a positive integer, got {v!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise InputError(f"lr must be a positive number, got {lr!r}")
-    if len(train) <= seq_len:
-        raise InputError(f"need more than seq_len={seq_len} training bytes, got {len(train)}")
+    if len(train) < seq_len:
+        raise InputError(f"need at least seq_len={seq_len} training bytes, got {len(train)}")
     pwl = make_pwl(tables, grad)
     warmup = max(1, min(20, steps // 10)) if warmup is None else max(1, int(warmup))
     settings = {"steps": steps, "lr": lr, "seq_len": seq_len, "batch": batch, "grad": grad, "include": include,
