@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-ScanMode = Literal["chunked", "recurrent", "reference"]
+ScanMode = Literal["chunked", "doubling", "recurrent", "reference"]
 
 
 def selective_scan_reference(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -84,11 +84,30 @@ def selective_scan_recurrent(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
     return y.permute(1, 2, 0)
 
 
+def _carry(hlast: torch.Tensor, chunk_dt: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """State entering each chunk from the chunks before it (zero for the first).
+
+    hlast: (b, chunks, d, n), each chunk's final state from its own inputs; chunk_dt: (b, chunks, d), the
+    sum of dt over each chunk. entering_c = sum_{c' < c} exp(A (P_{c-1} - P_{c'})) hlast_{c'} with P the
+    prefix sum of chunk_dt: the pairwise differences are taken on the (b, d, c, c') tensor of *dt* sums
+    (n times smaller) and masked with +inf, which A < 0 turns into exp(-inf) = 0.
+    """
+    prefix = torch.cumsum(chunk_dt, dim=1).transpose(1, 2)  # (b, d, chunks)
+    start = prefix - chunk_dt.transpose(1, 2)  # P_{c-1}
+    ids = torch.arange(prefix.shape[-1], device=prefix.device)
+    before = ids[:, None] > ids[None, :]
+    gap = (start[..., :, None] - prefix[..., None, :]).masked_fill(~before, float("inf"))  # (b, d, c, c')
+    weight = torch.exp(gap[..., None] * A[None, :, None, None, :])  # (b, d, c, c', n)
+    return torch.einsum("bdcen,bedn->bcdn", weight, hlast)
+
+
 def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                            C: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
     """SSD-style chunked scan; same result as `selective_scan_reference` up to float rounding.
 
-    No Python loop depends on the length, so one exported graph serves every sequence length.
+    No Python loop depends on the length, so one exported graph serves every sequence length. The
+    log-decays are ``A * cumsum(dt)`` — one CumSum over dt alone, not over the (d, n)-times larger dt·A —
+    and the causal mask is applied to the (q × q) dt differences before they are multiplied by A.
     """
     b, d, length = x.shape
     n = A.shape[1]
@@ -97,26 +116,56 @@ def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B
     # dt = 0 on padding: decay 1 and no input, so the real positions are untouched
     x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
     B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
-    # (b, d, chunks, n, q): log-decays dt*A and inputs dt*B*x, time last
-    log_a = (dt[..., None] * A[None, :, None, :]).reshape(b, d, -1, q, n).transpose(3, 4)
-    u = ((dt * x)[..., None] * B[:, None]).reshape(b, d, -1, q, n).transpose(3, 4)
-    cum = torch.cumsum(log_a, dim=-1)  # L_t within each chunk
+    dtc = dt.reshape(b, d, -1, q)  # (b, d, chunks, q)
+    cum = torch.cumsum(dtc, dim=-1)  # within each chunk
     steps = torch.arange(q, device=x.device)
     causal = steps[:, None] >= steps[None, :]
-    decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")))
+    gap = (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("inf"))  # (b, d, chunks, q, q)
+    decay = torch.exp(gap[..., None, :, :] * A[None, :, None, :, None, None])  # (b, d, chunks, n, q, q)
+    u = ((dt * x)[..., None] * B[:, None]).reshape(b, d, -1, q, n).transpose(3, 4)  # (b, d, chunks, n, q)
     h_intra = torch.matmul(decay, u[..., None]).squeeze(-1)  # state from this chunk's inputs only
-    # carry states across chunks: entering chunk c, sum over c' < c of exp(P_{c-1} - P_c') * h_last[c']
-    total = cum[..., -1]  # (b, d, chunks, n): log-decay over each whole chunk
-    prefix = torch.cumsum(total, dim=2)
-    chunk_ids = torch.arange(total.shape[2], device=x.device)
-    before = chunk_ids[:, None] > chunk_ids[None, :]
-    expo = (prefix - total).transpose(2, 3)[..., :, None] - prefix.transpose(2, 3)[..., None, :]
-    carry = torch.exp(expo.masked_fill(~before, float("-inf")))  # (b, d, n, chunks, chunks)
-    entering = torch.matmul(carry, h_intra[..., -1].transpose(2, 3)[..., None]).squeeze(-1)
-    h = h_intra + torch.exp(cum) * entering.transpose(2, 3)[..., None]
+    entering = _carry(h_intra[..., -1].transpose(1, 2), cum[..., -1].transpose(1, 2), A)  # (b, chunks, d, n)
+    h = h_intra + torch.exp(cum[..., None, :] * A[None, :, None, :, None]) * entering.permute(0, 2, 1, 3)[..., None]
     c_t = C.reshape(b, -1, q, n).permute(0, 1, 3, 2)[:, None]  # (b, 1, chunks, n, q)
     y = (h * c_t).sum(3).reshape(b, d, -1)
     return y[..., :length]
+
+
+def selective_scan_doubling(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                            C: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
+    """Chunked scan with a log-depth (Hillis–Steele) scan inside each chunk; same result as the reference.
+
+    Why: the q × q form evaluates exp for every pair of steps in a chunk (q times the loop's work, since
+    Mamba v1 decays per (channel, state)). Here the recurrence h_t = a_t h_{t-1} + u_t is combined by
+    doubling: for k = 1, 2, 4, .. q/2, (a_t, u_t) <- (a_t a_{t-k}, u_t + a_t u_{t-k}) — log2(q) rounds of
+    plain multiply-adds over the (b, chunks, q, d, n) tensor and one exp per element, like the loop. The
+    decays are products of numbers in (0, 1], so nothing overflows or cancels. Chunks are then joined by
+    `_carry` (quadratic only in the number of chunks). Time sits before (d, n), so every shift moves whole
+    contiguous (d, n) blocks.
+    """
+    b, d, length = x.shape
+    n = A.shape[1]
+    q = chunk_size
+    if q & (q - 1):
+        raise ValueError(f"chunk_size must be a power of two for the doubling scan, got {q}")
+    pad = (q - length % q) % q
+    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
+    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    dtt = dt.transpose(1, 2).reshape(b, -1, q, d)  # (b, chunks, q, d)
+    a = torch.exp(dtt[..., None] * A)  # (b, chunks, q, d, n)
+    u = (dtt * x.transpose(1, 2).reshape(b, -1, q, d))[..., None] * B.reshape(b, -1, q, 1, n)
+    k = 1
+    while k < q:
+        u = u + a * F.pad(u[:, :, :-k], (0, 0, 0, 0, k, 0))
+        if 2 * k < q:  # the last round's decay products are not needed
+            a = a * F.pad(a[:, :, :-k], (0, 0, 0, 0, k, 0), value=1.0)
+        k *= 2
+    # a no longer holds the decay since the chunk start after the last round; rebuild it from cumsum(dt)
+    cum = torch.cumsum(dtt, dim=2)  # (b, chunks, q, d)
+    entering = _carry(u[:, :, -1], cum[:, :, -1], A)  # (b, chunks, d, n)
+    h = u + torch.exp(cum[..., None] * A) * entering[:, :, None]
+    y = torch.matmul(h, C.reshape(b, -1, q, n, 1)).reshape(b, -1, d)  # (b, L, d)
+    return y.transpose(1, 2)[..., :length]
 
 
 def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Callable[..., torch.Tensor],
@@ -150,6 +199,8 @@ def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
 def _scan_fn(mode: ScanMode, chunk_size: int) -> Callable[..., torch.Tensor]:
     if mode == "chunked":
         return lambda *a: selective_scan_chunked(*a, chunk_size=chunk_size)
+    if mode == "doubling":
+        return lambda *a: selective_scan_doubling(*a, chunk_size=chunk_size)
     if mode == "recurrent":
         return selective_scan_recurrent
     if mode == "reference":

@@ -1,0 +1,236 @@
+"""Graph-level SSD d1 vs torch-level d1, and Mamba-v1 scan forms, timed on OpenVINO CPU f32 (paired).
+
+    nice -n 10 python eval/bench_ssd_graph.py d1   [--model random:mamba2-130m] [--seq-len 256] [--repeats 6]
+    nice -n 10 python eval/bench_ssd_graph.py scan [--model embedded:mamba] [--seq-len 256] [--forms ...]
+
+`d1`: one ONNX export of HF's Mamba-2 (baseline), the same graph after `onnx_ssd` (graph d1, ONNX level)
+and after `openvino_ssd` (graph d1, OpenVINO level), and an export of the torch-level d1 (`torch_rw`).
+`scan`: Mamba v1 exported with HF's unrolled loop (baseline) and with actiba's scan forms
+(`mamba_scan`: chunked q×q, doubling). Every variant is timed in alternating single inferences next to the
+baseline (`latency.time_paired`), so ratios are robust to the shared machine's drifting load; results are
+appended to (d1) or written into (scan) `eval/results/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from actiba._atomic import write_text  # noqa: E402
+
+
+def machine() -> str:
+    import openvino as ov
+    import torch
+
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
+    cpu = names[0] if names else platform.processor() or "?"
+    return (f"{cpu}, {platform.machine()}, 2 cores shared with other jobs; OpenVINO {ov.__version__}, "
+            f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+
+
+def _compile(ov_model: Any) -> Any:
+    from actiba.evaluate.latency import compile_model
+
+    compiled, notes = compile_model(ov_model, "CPU", "f32", threads=1)
+    assert notes["precision_used"] == "f32", notes
+    return compiled
+
+
+def _ov_logits(compiled: Any, ids: np.ndarray) -> np.ndarray:
+    return np.asarray(compiled({0: ids})[compiled.output(0)])
+
+
+def _torch_logits(model: Any, ids: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return model(input_ids=torch.from_numpy(ids), use_cache=False).logits.float().numpy()
+
+
+def _real_ids(seq_len: int) -> np.ndarray:
+    from actiba.data import heldout_bytes
+
+    return np.frombuffer(heldout_bytes(4096 + seq_len), np.uint8)[4096:].astype(np.int64).reshape(1, -1)
+
+
+def _ratio_rows(variants: list[tuple[str, Any, dict[str, Any]]], base: Any, seq_len: int, vocab: int,
+                repeats: int) -> list[dict[str, Any]]:
+    """Time each compiled variant paired with the compiled baseline."""
+    from actiba.evaluate.latency import random_ids, time_paired
+
+    feed = random_ids(seq_len, vocab)
+    rows = []
+    for label, compiled, info in variants:
+        a, b = time_paired(compiled, base, feed, warmup=2, repeats=repeats)
+        rows.append({"variant": label, "ms": a.median, "base_ms": b.median, "speedup": b.median / a.median,
+                     **info})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def run_d1(args: argparse.Namespace) -> None:
+    import onnx
+    import openvino as ov
+
+    from actiba.evaluate.build import load_model
+    from actiba.models.export import export_onnx
+    from actiba.rewrite import onnx_ssd, openvino_ssd
+    from actiba.rewrite.torch_rw import ssd_rewrites
+
+    lm = load_model(args.model)
+    t0 = time.time()
+    real = _real_ids(args.seq_len)
+    ref_torch = _torch_logits(lm.model, real)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_path = Path(tmp) / "hf.onnx"
+        export_onnx(lm.model, base_path, args.seq_len, verbose=False)
+        base_onnx = onnx.load(str(base_path))
+        g_onnx, sites = onnx_ssd.apply(base_onnx)
+        ok = [s for s in sites if s.ok]
+        g_path = Path(tmp) / "graph_d1.onnx"
+        onnx.save(g_onnx, str(g_path))
+        with ssd_rewrites(lm.model, d1=True, d2=False):
+            export_onnx(lm.model, Path(tmp) / "torch_d1.onnx", args.seq_len, verbose=False)
+        base_ov = ov.convert_model(str(base_path))
+        ov_d1, ov_sites = openvino_ssd.apply(base_ov, verify_mode="none")
+        models = {"hf (baseline)": base_ov, "graph d1 (ONNX level)": ov.convert_model(str(g_path)),
+                  "graph d1 (OpenVINO level)": ov_d1,
+                  "torch d1": ov.convert_model(str(Path(tmp) / "torch_d1.onnx"))}
+    compiled = {k: _compile(m) for k, m in models.items()}
+    base = compiled["hf (baseline)"]
+    ref_ov = _ov_logits(base, real)
+    variants = []
+    for label, c in compiled.items():
+        out = _ov_logits(c, real)
+        ops = models[label].get_ops()
+        variants.append((label, c, {
+            "ops": len(ops), "cumsum": sum(o.get_type_name() == "CumSum" for o in ops),
+            "diff_ov": float(np.abs(out - ref_ov).max()), "diff_torch": float(np.abs(out - ref_torch).max())}))
+    rows = _ratio_rows(variants, base, args.seq_len, lm.vocab_size, args.repeats)
+    n_ov = sum(s.ok for s in ov_sites)
+    lines = [
+        "", "## Graph-level SSD d1 (ONNX / OpenVINO rewrite) vs torch-level d1", "",
+        f"Command: `nice -n 10 python eval/bench_ssd_graph.py d1 --model {args.model} --seq-len {args.seq_len} "
+        f"--repeats {args.repeats}`  ",
+        f"Machine: {machine()}  ",
+        f"OpenVINO CPU, INFERENCE_PRECISION_HINT=f32 (checked), 1 inference thread, batch 1, {args.seq_len} "
+        f"tokens; each variant timed in {args.repeats} alternating (ABBA) inferences with the baseline "
+        f"(`latency.time_paired`), speed-up = baseline median / variant median from the same window; "
+        f"total {time.time() - t0:.0f} s. Random weights (accuracy meaningless; latency only).", "",
+        f"Graph d1 rewrote {len(ok)} segment sums in the ONNX graph ({sum(not s.ok for s in sites)} other "
+        f"CumSums left, with reasons) and {n_ov} in the OpenVINO model; onnxruntime verification of the "
+        f"ONNX rewrite: max |logit diff| {max(s.detail['max_diff_random'] for s in ok):.3g} (random ids), "
+        f"{max(s.detail['max_diff_real'] for s in ok):.3g} (held-out bytes).", "",
+        "Logit diffs on held-out bytes: vs the baseline graph on OpenVINO f32, and vs HF torch.", "",
+        "| variant | ops | CumSum ops | median ms | baseline ms (paired) | speed-up | diff vs hf (OV) "
+        "| diff vs torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['ops']} | {r['cumsum']} | {r['ms']:.1f} | {r['base_ms']:.1f} | "
+                     f"{r['speedup']:.2f} | {r['diff_ov']:.3g} | {r['diff_torch']:.3g} |")
+    out = ROOT / "eval" / "results" / "rewrites.md"
+    write_text(out, out.read_text() + "\n".join(lines) + "\n")
+    print(f"appended to {out}")
+
+
+def run_scan(args: argparse.Namespace) -> None:
+    import onnx
+    import openvino as ov
+
+    from actiba.evaluate.build import load_model
+    from actiba.models.export import export_onnx
+    from actiba.models.mamba_scan import patch_scan, unpatch_scan
+
+    lm = load_model(args.model)
+    if args.layers:
+        lm.model.backbone.layers = lm.model.backbone.layers[:args.layers]
+        lm.model.config.num_hidden_layers = args.layers
+    t0 = time.time()
+    real = _real_ids(args.seq_len)
+    ref_torch = _torch_logits(lm.model, real)
+    forms = [("loop (HF)", "loop", 0)] + [(f"{f.split(':')[0]} Q={f.split(':')[1]}", f.split(":")[0],
+                                            int(f.split(":")[1])) for f in args.forms.split(",")]
+    models, nodes, export_s = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mode, q in forms:
+            path = Path(tmp) / f"{mode}{q}.onnx"
+            t1 = time.time()
+            if mode != "loop":
+                patch_scan(lm.model, mode, q)  # type: ignore[arg-type]
+            try:  # "loop": export as is (patched forward, or HF's own loop when unpatched)
+                export_onnx(lm.model, path, args.seq_len, mamba_scan="loop", verbose=False)
+            finally:
+                unpatch_scan(lm.model)
+            export_s[label] = time.time() - t1
+            nodes[label] = len(onnx.load(str(path)).graph.node)
+            models[label] = ov.convert_model(str(path))
+            models[label].reshape({0: [1, args.seq_len]})
+            print(label, nodes[label], f"{export_s[label]:.0f}s", flush=True)
+    compiled = {k: _compile(m) for k, m in models.items()}
+    base = compiled["loop (HF)"]
+    ref_ov = _ov_logits(base, real)
+    variants = []
+    for label, c in compiled.items():
+        out = _ov_logits(c, real)
+        variants.append((label, c, {"onnx_nodes": nodes[label], "ov_ops": len(models[label].get_ops()),
+                                    "export_s": export_s[label], "diff_torch": float(np.abs(out - ref_torch).max()),
+                                    "diff_loop": float(np.abs(out - ref_ov).max())}))
+    rows = _ratio_rows(variants, base, args.seq_len, lm.vocab_size, args.repeats)
+    cfg = lm.model.config
+    what = (f"{args.model} (hidden {cfg.hidden_size}, d_inner {cfg.intermediate_size}, state {cfg.state_size}, "
+            f"{cfg.num_hidden_layers} layers{' kept of the config' if args.layers else ''})")
+    lines = [
+        f"### {what}, {args.seq_len} tokens", "",
+        f"Command: `nice -n 10 python eval/bench_ssd_graph.py scan --model {args.model} --seq-len {args.seq_len} "
+        f"--forms {args.forms} --repeats {args.repeats}{f' --layers {args.layers}' if args.layers else ''}`  ",
+        f"Machine: {machine()}; total {time.time() - t0:.0f} s.", "",
+        "| scan | ONNX nodes | OpenVINO ops | median ms | loop ms (paired) | speed-up vs loop | diff vs loop (OV) "
+        "| diff vs HF torch | export s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['onnx_nodes']} | {r['ov_ops']} | {r['ms']:.2f} | {r['base_ms']:.2f} | "
+                     f"{r['speedup']:.2f}x | {r['diff_loop']:.2e} | {r['diff_torch']:.2e} | {r['export_s']:.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+
+
+def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    d1 = sub.add_parser("d1", help="graph-level vs torch-level SSD d1 (Mamba-2)")
+    d1.add_argument("--model", default="random:mamba2-130m")
+    d1.add_argument("--seq-len", type=int, default=256)
+    d1.add_argument("--repeats", type=int, default=6)
+    sc = sub.add_parser("scan", help="Mamba v1 scan forms vs HF's unrolled loop")
+    sc.add_argument("--model", default="embedded:mamba")
+    sc.add_argument("--seq-len", type=int, default=256)
+    sc.add_argument("--forms", default="chunked:8,doubling:16,doubling:32,doubling:64")
+    sc.add_argument("--layers", type=int, default=0, help="keep only the first N layers (0: all)")
+    sc.add_argument("--repeats", type=int, default=20)
+    sc.add_argument("--out", type=Path, help="write the markdown section here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    run_d1(args) if args.what == "d1" else run_scan(args)
+
+
+if __name__ == "__main__":
+    main()
