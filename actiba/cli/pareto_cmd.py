@@ -22,13 +22,30 @@ def add_parser(sub) -> None:
                    help="latency of random-weight Mamba-2-130M / Mamba-130M architectures (slow)")
     p.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU, NPU if present)")
     p.add_argument("--precision", default="auto", help="f32, bf16, or auto = every one the device supports")
-    p.add_argument("--seq-len", type=int, help="prefill length for accuracy windows and latency")
+    p.add_argument("--seq-len", type=_lengths, metavar="N[,N...]",
+                   help="prefill length for accuracy windows and latency; several (256,1024) give one run each")
     p.add_argument("--eval-bytes", type=int, help="held-out bytes scored (a fixed prefix)")
-    p.add_argument("--repeats", type=int, help="timed inferences per configuration")
+    p.add_argument("--repeats", type=int, help="timed inferences per configuration (at most, see --rel-tol)")
+    p.add_argument("--rel-tol", type=float, default=0.02,
+                   help="stop timing once the paired speed-up is known to ±this (~95%%; 0: always --repeats)")
+    p.add_argument("--accuracy-seconds", type=float, default=12.0,
+                   help="scoring budget per configuration: slow graphs score fewer whole windows (at least 32; "
+                        "0: always --eval-bytes)")
+    p.add_argument("--profile", action="store_true", help="per-op profile of every configuration (baseline: always)")
+    p.add_argument("--no-decode", dest="decode", action="store_false",
+                   help="skip the single-token decode-step latency")
     p.add_argument("--threads", type=int, default=1, help="OpenVINO CPU threads (default 1: shared machine)")
     p.add_argument("--max-loss", default="1%", help="loss budget for the recommended configuration")
     p.add_argument("--latency-only", action="store_true", help="skip accuracy")
     p.set_defaults(run=run)
+
+
+def _lengths(text: str) -> list[int]:
+    """'256' or '256,1024' -> [256] / [256, 1024] (argparse turns the ValueError into exit 2)."""
+    out = [int(x) for x in text.split(",") if x.strip()]
+    if not out:
+        raise ValueError(text)
+    return out
 
 
 def _check_out(path: str):
@@ -65,36 +82,46 @@ def run(args) -> int:
         precisions = [latency.check_precision(p.strip(), device) for p in args.precision.split(",")]
     fixed = cfgs.read_file(args.sweep) if args.sweep else None
     models = list(args.models) or list(FULL_SIZE if args.full_size else ("embedded:mamba2", "embedded:mamba"))
-    for n in ("seq_len", "eval_bytes", "repeats", "threads"):
+    for n in ("eval_bytes", "repeats", "threads"):
         v = getattr(args, n)
         if v is not None and v < 1:
             raise InputError(f"--{n.replace('_', '-')} must be positive, got {v}")
+    if args.seq_len is not None and min(args.seq_len) < 2:
+        raise InputError(f"--seq-len must be at least 2, got {min(args.seq_len)}")
+    for n in ("rel_tol", "accuracy_seconds"):
+        v = getattr(args, n)
+        if not v >= 0 or v == float("inf"):
+            raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
     out = _check_out(args.out)
     quick = args.quick
+    lengths = args.seq_len or [64 if quick else 512 if args.full_size else 256]
     settings = sweep.Settings(
-        device=device, seq_len=args.seq_len or (64 if quick else 512 if args.full_size else 256),
+        device=device, seq_len=lengths[0],
         eval_bytes=args.eval_bytes or (4096 if quick else 16384), repeats=args.repeats or (5 if quick else 20),
-        warmup=2 if quick else 3, threads=args.threads, latency_only=args.latency_only or args.full_size)
+        warmup=2 if quick else 3, threads=args.threads, latency_only=args.latency_only or args.full_size,
+        rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
+        profile=args.profile)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     plans = []
     for lm in loaded:
         configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick)
         for prec in precisions:
-            plans.append((lm, configs, prec))
-    total = sum(len(c) + (0 if any(x.is_baseline for x in c) else 1) for _, c, _ in plans)
+            for n in lengths:
+                plans.append((lm, configs, prec, n))
+    total = sum(len(c) + (0 if any(x.is_baseline for x in c) else 1) for _, c, _, _ in plans)
     bar = sweep.progress_bar(total)
     runs = []
     try:
-        for lm, configs, prec in plans:
-            s = settings
-            if lm.random_weights and not s.latency_only:
-                s = sweep.Settings(**{**s.__dict__, "latency_only": True})
+        for lm, configs, prec, n in plans:
+            s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
+                                  "latency_only": settings.latency_only or lm.random_weights})
             run_ = sweep.run_one(lm, configs, s, prec, out, step=lambda d: (bar.set_description(d), bar.update(1)))
             ok = [c for c in run_["configs"] if c.get("speedup") is not None]
             best = (max(ok, key=lambda c: c["speedup"], default=None) if run_["metric"] is None
                     else choose(run_["configs"], max_loss))
             if best is not None:
                 run_["choice"] = _describe(best, max_loss, run_)
+                run_["choice_name"] = best["name"]
             runs.append(run_)
     finally:
         bar.close()
@@ -102,7 +129,8 @@ def run(args) -> int:
     for r in runs:
         failed = sum(1 for c in r["configs"] if c.get("error"))
         tag = " [random weights]" if r.get("random_weights") else ""
-        print(f"{r['model']}{tag} {r['device']} {r['precision']}: {len(r['configs'])} configurations"
+        print(f"{r['model']}{tag} {r['device']} {r['precision']} L={r['settings']['seq_len']}: "
+              f"{len(r['configs'])} configurations"
               f"{f', {failed} failed' if failed else ''}; {r.get('choice', 'no baseline')}")
     del doc
     print(f"report: {out / 'report.html'}")

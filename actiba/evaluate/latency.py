@@ -108,52 +108,114 @@ def random_ids(seq_len: int, vocab: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, min(vocab, 256), size=(1, seq_len), dtype=np.int64)
 
 
-def time_compiled(compiled: Any, feed: np.ndarray, warmup: int = 3, repeats: int = 20,
+def time_compiled(compiled: Any, feed: Any, warmup: int = 3, repeats: int = 20,
                   max_seconds: float | None = None) -> LatencyStats:
     """Time synchronous inferences of one request on `feed` (after `warmup` untimed runs)."""
     req = compiled.create_infer_request()
+    inputs = _as_feed(feed)
     for _ in range(max(0, warmup)):
-        req.infer({0: feed})
+        req.infer(inputs)
     times = []
     start = time.perf_counter()
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        req.infer({0: feed})
+        req.infer(inputs)
         times.append((time.perf_counter() - t0) * 1e3)
         if max_seconds is not None and time.perf_counter() - start > max_seconds and len(times) >= 3:
             break
-    return stats(times, feed.shape[-1])
+    return stats(times, _seq_len(feed))
 
 
-def time_paired(compiled: Any, reference: Any, feed: np.ndarray, warmup: int = 3,
-                repeats: int = 20) -> tuple[LatencyStats, LatencyStats]:
+def _as_feed(feed: Any) -> dict[Any, Any]:
+    """A request's inputs: a dict by input name/index as is, a single array as input 0."""
+    return feed if isinstance(feed, dict) else {0: feed}
+
+
+def _seq_len(feed: Any) -> int:
+    if isinstance(feed, dict):
+        ids = feed.get("input_ids", feed.get(0))
+        return int(ids.shape[-1]) if ids is not None else 1
+    return int(feed.shape[-1])
+
+
+@dataclass
+class PairedTiming:
+    """`time_paired_adaptive`'s result: both sides' stats and the per-pair ratio (config / reference)."""
+
+    a: LatencyStats
+    b: LatencyStats
+    ratio_median: float  # median of per-pair time ratios a/b
+    ratio_halfwidth: float  # relative half-width of the ~95 % interval of that median
+    stopped_early: bool
+
+    def ratio_dict(self) -> dict[str, Any]:
+        return {"median": self.ratio_median, "halfwidth_rel": self.ratio_halfwidth,
+                "pairs": self.a.repeats, "stopped_early": self.stopped_early}
+
+
+def ratio_halfwidth(ratios: list[float] | np.ndarray) -> float:
+    """Relative half-width of a ~95 % interval for the median of `ratios` (robust: MAD of log ratios).
+
+    sigma = 1.4826·MAD; the median's standard error is ≈ 1.2533·sigma/√n; 1.96 of them, back on the
+    ratio scale. Fewer than 3 ratios: inf (nothing is known yet).
+    """
+    r = np.log(np.asarray(ratios, dtype=np.float64))
+    if r.size < 3:
+        return float("inf")
+    sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    return float(np.expm1(1.96 * 1.2533 * sigma / np.sqrt(r.size)))
+
+
+def time_paired_adaptive(compiled: Any, reference: Any, feed: Any, warmup: int = 3, repeats: int = 20,
+                         min_repeats: int | None = None, rel_tol: float | None = None) -> PairedTiming:
     """Time `compiled` and `reference` in alternating single inferences (ABBA order).
 
     On a shared machine the load changes between configurations; timing each one next to the
-    baseline, interleaved, makes their ratio insensitive to that drift.
+    baseline, interleaved, makes their ratio insensitive to that drift. With `rel_tol`, stop after
+    `min_repeats` pairs as soon as the ~95 % interval of the median per-pair ratio is within ±rel_tol
+    (`ratio_halfwidth`), else after `repeats` pairs: slow graphs with steady ratios stop early.
+    `feed` is one array (input 0) or a dict of inputs.
     """
+    inputs = _as_feed(feed)
     a, b = compiled.create_infer_request(), reference.create_infer_request()
     for _ in range(max(0, warmup)):
-        a.infer({0: feed})
-        b.infer({0: feed})
+        a.infer(inputs)
+        b.infer(inputs)
     ta: list[float] = []
     tb: list[float] = []
-    for i in range(max(1, repeats)):
+    n_max = max(1, repeats)
+    n_min = n_max if rel_tol is None else max(3, min(n_max, min_repeats or 6))
+    early = False
+    for i in range(n_max):
         pairs = ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta))
         for req, sink in pairs:
             t0 = time.perf_counter()
-            req.infer({0: feed})
+            req.infer(inputs)
             sink.append((time.perf_counter() - t0) * 1e3)
-    return stats(ta, feed.shape[-1]), stats(tb, feed.shape[-1])
+        if rel_tol is not None and i + 1 >= n_min and i + 1 < n_max and \
+                ratio_halfwidth(np.divide(ta, tb)) <= rel_tol:
+            early = True
+            break
+    ratios = np.divide(ta, tb)
+    n = _seq_len(feed)
+    return PairedTiming(stats(ta, n), stats(tb, n), float(np.median(ratios)), ratio_halfwidth(ratios), early)
 
 
-def profile_by_type(compiled: Any, feed: np.ndarray, runs: int = 3) -> dict[str, float]:
+def time_paired(compiled: Any, reference: Any, feed: Any, warmup: int = 3,
+                repeats: int = 20) -> tuple[LatencyStats, LatencyStats]:
+    """Fixed-count ABBA timing (see `time_paired_adaptive`): (stats of `compiled`, stats of `reference`)."""
+    t = time_paired_adaptive(compiled, reference, feed, warmup, repeats)
+    return t.a, t.b
+
+
+def profile_by_type(compiled: Any, feed: Any, runs: int = 3) -> dict[str, float]:
     """Mean real time in ms per node type (from PERF_COUNT; compile with profile=True), largest first."""
     req = compiled.create_infer_request()
-    req.infer({0: feed})  # warm-up
+    inputs = _as_feed(feed)
+    req.infer(inputs)  # warm-up
     totals: dict[str, float] = {}
     for _ in range(runs):
-        req.infer({0: feed})
+        req.infer(inputs)
         for info in req.profiling_info:
             if str(info.status).endswith("NOT_RUN"):
                 continue

@@ -20,7 +20,8 @@ from .._atomic import write_bytes, write_text
 
 CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba", "reduba", "ssd_d1", "ssd_d2",
                "silu", "softplus", "metric", "metric_delta_rel", "latency_median_ms", "latency_p10_ms",
-               "latency_p90_ms", "seq_len", "speedup", "pareto", "error")
+               "latency_p90_ms", "seq_len", "speedup", "pareto", "error", "decode_latency_median_ms", "decode_speedup",
+               "same_graph_as")
 
 
 def machine() -> dict[str, Any]:
@@ -110,6 +111,8 @@ def csv_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "latency_median_ms": lat.get("median"), "latency_p10_ms": lat.get("p10"),
                 "latency_p90_ms": lat.get("p90"), "seq_len": lat.get("seq_len"), "speedup": r.get("speedup"),
                 "pareto": r.get("pareto"), "error": r.get("error") or "",
+                "decode_latency_median_ms": (r.get("decode_latency_ms") or {}).get("median"),
+                "decode_speedup": r.get("decode_speedup"), "same_graph_as": r.get("same_graph_as") or "",
             })
     return rows
 
@@ -123,57 +126,168 @@ def write_csv(path: Path, runs: list[dict[str, Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
+def place_labels(ax: Any, points: list[tuple[float, float, str]], fontsize: float = 7.0) -> list[Any]:
+    """Annotate each (x, y, text) so that no two labels overlap: greedy, nearest free spot first.
+
+    Candidate spots step away from the point above/below, right then left; a label that had to move
+    gets a leader line back to its point. Returns the annotation artists (their boxes are disjoint).
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    style = dict(fontsize=fontsize, zorder=5, textcoords="offset pixels", va="bottom", ha="left",
+                 bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
+    for i in sorted(range(len(points)), key=lambda i: (-points[i][1], points[i][0])):
+        x, y, text = points[i]
+        px, py = ax.transData.transform((x, y))
+        probe = ax.annotate(text, (x, y), xytext=(0, 0), **style)
+        bb = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = bb.width + 4, bb.height + 3
+        best = None
+        for k in range(80):
+            for dy in ((0.0,) if k == 0 else (k * h, -k * h)):
+                for dx in (6.0, -w - 6.0):
+                    box = (px + dx, py + 3 + dy, px + dx + w, py + 3 + dy + h)
+                    inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+                    if inside and not any(_overlap(box, q) for q in placed):
+                        best = (dx, 3 + dy, box)
+                        break
+                if best:
+                    break
+            if best:
+                break
+        if best is None:  # no free spot inside the axes: stack above everything placed
+            top = max((q[3] for q in placed), default=py)
+            best = (6.0, top + 2 - py, (px + 6, top + 2, px + 6 + w, top + 2 + h))
+        dx, dy, box = best
+        moved = abs(dy) > h or dx < 0
+        arrow = dict(arrowstyle="-", lw=0.5, color="0.45", shrinkA=0, shrinkB=3) if moved else None
+        out.append(ax.annotate(text, (x, y), xytext=(dx + 2, dy + 1.5), arrowprops=arrow, **style))
+        placed.append(box)
+    return out
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def write_plot(path: Path, runs: list[dict[str, Any]]) -> None:
-    """Metric loss (%) vs speed-up, one panel per run, Pareto points highlighted and named."""
+    """One panel per run. With a metric: loss (%) vs speed-up, only the Pareto set, the baseline and the
+    recommended configuration named (others grey, listed in the report's table). Latency only: a bar
+    per configuration (prefill speed-up; decode speed-up as a marker), so every name is a tick label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = max(1, len(runs))
-    fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.8), squeeze=False)
+    heights = [max(4.8, 0.22 * len((r or {}).get("configs", [])) + 1.5) if r.get("metric") is None else 4.8
+               for r in runs] or [4.8]
+    fig, axes = plt.subplots(1, n, figsize=(7.0 * n, max(heights)), squeeze=False)
     for ax, run in zip(axes[0], runs or [{}], strict=False):
         rows = [r for r in run.get("configs", []) if r.get("speedup") is not None]
-        latency_only = run.get("metric") is None
-        for r in rows:
-            y = 0.0 if latency_only else 100.0 * (r.get("metric_delta_rel") or 0.0)
-            on = bool(r.get("pareto")) or latency_only
-            ax.scatter(r["speedup"], y, s=50 if on else 25, c="tab:red" if on else "tab:gray",
-                       edgecolors="black" if on else "none", zorder=3 if on else 2)
-            if on or r["name"] == "baseline":
-                ax.annotate(r["name"], (r["speedup"], y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r["speedup"])
-        if front and not latency_only:
-            ax.plot([r["speedup"] for r in front], [100.0 * r["metric_delta_rel"] for r in front], "r--", lw=1)
-        ax.axvline(1.0, color="black", lw=0.5)
-        ax.axhline(0.0, color="black", lw=0.5)
         label = " (RANDOM weights)" if run.get("random_weights") else ""
-        ax.set_title(f"{run.get('model')}{label}\n{run.get('device')} {run.get('precision')}", fontsize=9)
-        ax.set_xlabel("speed-up vs baseline (median latency)")
-        ax.set_ylabel("latency only" if latency_only else "bits/byte change vs baseline (%)")
-        ax.grid(alpha=0.3)
+        seq = (run.get("settings") or {}).get("seq_len")
+        ax.set_title(f"{run.get('model')}{label}\n{run.get('device')} {run.get('precision')}"
+                     f"{f', {seq} tokens' if seq else ''}", fontsize=9)
+        if run.get("metric") is None:
+            _bars(ax, rows, run.get("choice_name"))
+        else:
+            _scatter(ax, rows, run.get("choice_name"))
     fig.tight_layout()
+    for ax, run in zip(axes[0], runs or [{}], strict=False):
+        if run.get("metric") is not None:
+            rows = [r for r in run.get("configs", []) if r.get("speedup") is not None]
+            named = [r for r in rows if r.get("pareto") or r["name"] in ("baseline", run.get("choice_name"))]
+            place_labels(ax, [(r["speedup"], 100.0 * (r.get("metric_delta_rel") or 0.0), r["name"]) for r in named])
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     write_bytes(path, buf.getvalue())
 
 
+def _scatter(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
+    def y(r: dict[str, Any]) -> float:
+        return 100.0 * (r.get("metric_delta_rel") or 0.0)
+
+    other = [r for r in rows if not r.get("pareto")]
+    front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r["speedup"])
+    ax.scatter([r["speedup"] for r in other], [y(r) for r in other], s=22, c="tab:gray", zorder=2,
+               label="other configurations (see table)")
+    ax.scatter([r["speedup"] for r in front], [y(r) for r in front], s=45, c="tab:red", edgecolors="black",
+               zorder=3, label="Pareto set")
+    if front:
+        ax.plot([r["speedup"] for r in front], [y(r) for r in front], "r--", lw=1)
+    pick = next((r for r in rows if r["name"] == choice), None)
+    if pick is not None:
+        ax.scatter([pick["speedup"]], [y(pick)], s=180, marker="*", c="gold", edgecolors="black", zorder=4,
+                   label=f"recommended: {choice}")
+    ax.axvline(1.0, color="black", lw=0.5)
+    ax.axhline(0.0, color="black", lw=0.5)
+    xs = [r["speedup"] for r in rows] or [1.0]
+    ax.set_xlim(min(xs + [1.0]) - 0.05, max(xs + [1.0]) + 0.25 * (max(xs + [1.0]) - min(xs + [1.0]) + 0.2))
+    ys = [y(r) for r in rows] or [0.0]
+    span = max(ys + [0.0]) - min(ys + [0.0]) or 1.0
+    ax.set_ylim(min(ys + [0.0]) - 0.1 * span, max(ys + [0.0]) + 0.35 * span)
+    ax.set_xlabel("prefill speed-up vs baseline (interleaved timing)")
+    ax.set_ylabel("bits/byte change vs baseline (%)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+
+
+def _bars(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
+    rows = sorted(rows, key=lambda r: r["speedup"])
+    ys = list(range(len(rows)))
+    colors = ["gold" if r["name"] == choice else "tab:red" if r.get("pareto") else
+              "black" if r["name"] == "baseline" else "tab:gray" for r in rows]
+    from matplotlib.patches import Patch
+
+    ax.barh(ys, [r["speedup"] for r in rows], color=colors, height=0.6)
+    handles = [Patch(color="gold", label=f"prefill speed-up, fastest: {choice}"),
+               Patch(color="black", label="baseline"), Patch(color="tab:gray", label="prefill speed-up")]
+    dec = [(i, r["decode_speedup"]) for i, r in enumerate(rows) if r.get("decode_speedup") is not None]
+    if dec:
+        handles.append(ax.scatter([d for _, d in dec], [i for i, _ in dec], marker="D", s=18, c="tab:blue",
+                                  zorder=3, label="decode-step speed-up"))
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r["name"] for r in rows], fontsize=7)
+    ax.axvline(1.0, color="black", lw=0.5)
+    ax.set_xlabel("speed-up vs baseline (latency only)")
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+
+
+def _note(r: dict[str, Any]) -> str:
+    parts = [r.get("error") or "", (r.get("compile") or {}).get("snippets", "")]
+    if r.get("same_graph_as"):
+        parts.append(f"graph identical to {r['same_graph_as']}: its measurement is reused")
+    ratio = r.get("latency_ratio") or {}
+    if ratio.get("pairs"):
+        parts.append(f"{ratio['pairs']} pairs, ±{100 * ratio['halfwidth_rel']:.1f}%")
+    if r.get("decode_error"):
+        parts.append(f"decode: {r['decode_error']}")
+    return "; ".join(p for p in parts if p)
+
+
 def _table_html(run: dict[str, Any]) -> str:
     head = ("config", "CumBA", "ReduBA", "SSD", "SiLU", "Softplus", "bits/byte", "Δ rel", "median ms",
-            "p10", "p90", "speed-up", "Pareto", "note")
+            "p10", "p90", "speed-up", "decode ms", "decode speed-up", "Pareto", "note")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in run["configs"]:
         acts = r.get("activations") or {}
         lat = r.get("latency_ms") or {}
         ssd = "+".join(k for k, on in (("d1", r.get("ssd_d1")), ("d2", r.get("ssd_d2"))) if on)
         delta = r.get("metric_delta_rel")
-        note = r.get("error") or (r.get("compile") or {}).get("snippets", "")
         cells = (r["name"], "yes" if r.get("cumba") else "", "yes" if r.get("reduba") else "", ssd,
                  (acts.get("silu") or {}).get("table", "exact"), (acts.get("softplus") or {}).get("table", "exact"),
                  _fmt(r.get("metric"), 6), "" if delta is None else f"{100 * delta:+.3f}%", _fmt(lat.get("median")),
                  _fmt(lat.get("p10")), _fmt(lat.get("p90")), _fmt(r.get("speedup"), 3),
-                 "★" if r.get("pareto") else "", note)
+                 _fmt((r.get("decode_latency_ms") or {}).get("median")), _fmt(r.get("decode_speedup"), 3),
+                 "★" if r.get("pareto") else "", _note(r))
         cls = ' class="err"' if r.get("error") else (' class="front"' if r.get("pareto") else "")
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
@@ -192,6 +306,38 @@ def _profile_html(row: dict[str, Any] | None, title: str) -> str:
             f"<table><tr><th>node type</th><th>ms</th><th>share</th></tr>{body}</table>")
 
 
+def profile_summary(run: dict[str, Any], top: int = 8) -> tuple[list[str], list[tuple[str, dict[str, float]]]]:
+    """(node types, [(config, {type: share of that config's profiled time})]) for every profiled row.
+
+    Node types are the baseline's `top` largest plus CumSum / ReduceSum / MatMul when present, so the
+    shares the rewrites move are always visible.
+    """
+    rows = [r for r in run.get("configs", []) if r.get("profile_ms")]
+    if not rows:
+        return [], []
+    base = next((r for r in rows if r["name"] == "baseline"), rows[0])
+    types = list(base["profile_ms"])[:top]
+    for t in ("CumSum", "ReduceSum", "MatMul"):
+        if t not in types and any(t in r["profile_ms"] for r in rows):
+            types.append(t)
+    out = []
+    for r in rows:
+        total = sum(r["profile_ms"].values()) or 1.0
+        out.append((r["name"], {t: r["profile_ms"].get(t, 0.0) / total for t in types}))
+    return types, out
+
+
+def _profile_summary_html(run: dict[str, Any]) -> str:
+    types, rows = profile_summary(run)
+    if len(rows) < 2:
+        return ""
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in types)
+    body = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{100 * v[t]:.1f}%</td>" for t in types)
+                   + "</tr>" for n, v in rows)
+    return ("<p><b>Per-op profile summary</b> — share of each configuration's profiled time by OpenVINO node "
+            f"type (PERF_COUNT)</p><table><tr><th>config</th>{head}</tr>{body}</table>")
+
+
 def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto report") -> None:
     info = doc.get("machine", {})
     vers = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
@@ -207,9 +353,14 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
              f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}</p>",
              "<p>Metric: bits per byte of the held-out split (Macbeth + The Tempest, first N bytes in whole "
              "windows), computed by the same OpenVINO graph that is timed, at the stated inference precision. "
-             "Latency: median of repeated synchronous prefill inferences of one request on [1, seq_len]. "
-             "Speed-up = baseline median / config median; baseline = the unmodified model at the same "
-             "precision on the same device. No NPU figure is claimed from these CPU runs.</p>"]
+             "Latency: median of repeated synchronous prefill inferences of one request on [1, seq_len], each "
+             "configuration timed interleaved (ABBA) with the compiled baseline; speed-up = 1 / median of the "
+             "per-pair time ratios (config / baseline), timing stops once that ratio is known to the stated "
+             "tolerance. Decode: one single-token step with the conv and SSM states of every layer as graph "
+             "inputs/outputs, timed the same way; only activation tables apply to it (CumBA, ReduBA and the "
+             "SSD rewrites act on the prefill scan, which a single step does not have), so rows without tables "
+             "share the baseline's decode graph. Baseline = the unmodified model at the same precision on the "
+             "same device. No NPU figure is claimed from these CPU runs.</p>"]
     if doc.get("choice"):
         parts.append(f"<p><b>Choice:</b> {html.escape(doc['choice'])}</p>")
     parts.append("<img src='pareto.png' style='max-width:100%'>")
@@ -217,17 +368,25 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
         s = run.get("settings") or {}
         label = " — <span class='warn'>RANDOM weights: latency only, accuracy meaningless</span>" \
             if run.get("random_weights") else ""
-        parts.append(f"<h2>{html.escape(str(run['model']))} · {html.escape(str(run['device']))} · precision hint "
+        parts.append(f"<h2>{html.escape(str(run['model']))} · {s.get('seq_len')} tokens · "
+                     f"{html.escape(str(run['device']))} · precision hint "
                      f"{html.escape(str(run['precision']))} (used: {html.escape(str(run.get('precision_used')))})"
                      f"{label}</h2>")
-        parts.append(f"<p>seq_len {s.get('seq_len')}, {s.get('eval_bytes_scored')} held-out bytes scored, "
-                     f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs, threads {s.get('threads')}; "
+        timing = (f"{s.get('warmup')} warm-up + {s.get('min_repeats')}–{s.get('repeats')} timed pairs (stop at "
+                  f"±{100 * s['rel_tol']:g}% on the speed-up)" if s.get("rel_tol") else
+                  f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs")
+        scored = ("latency only" if run.get("metric") is None else
+                  f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})")
+        parts.append(f"<p>seq_len {s.get('seq_len')}, {scored}, {timing}, threads {s.get('threads')}; "
                      f"{run.get('resumed', 0)} rows resumed from the cache.</p>")
         parts.append(_table_html(run))
         parts.append(_profile_html(run.get("baseline"), "Baseline profile"))
-        chosen = next((r for r in run["configs"] if r.get("profile_ms") and r["name"] != "baseline"), None)
+        chosen = next((r for r in run["configs"] if r.get("profile_ms") and r["name"] == run.get("choice_name")),
+                      None) or next((r for r in run["configs"] if r.get("profile_ms") and r["name"] != "baseline"),
+                                    None)
         if chosen:
             parts.append(_profile_html(chosen, f"Profile of {chosen['name']}"))
+        parts.append(_profile_summary_html(run))
         if run.get("choice"):
             parts.append(f"<p><b>Within the loss budget:</b> {html.escape(run['choice'])}</p>")
     parts.append("</body></html>")
@@ -240,5 +399,8 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], extra: dict[str, Any
     write_text(out_dir / "results.json", json.dumps(doc, indent=1, default=str) + "\n")
     write_csv(out_dir / "results.csv", runs)
     write_plot(out_dir / "pareto.png", runs)
-    write_html(out_dir / "report.html", doc)
+    title = "actiba Pareto report"
+    if runs and all(r.get("random_weights") for r in runs):
+        title += " — RANDOM weights (latency only)"
+    write_html(out_dir / "report.html", doc, title)
     return doc

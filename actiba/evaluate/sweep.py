@@ -4,6 +4,17 @@ Why each configuration is measured on the same exported OpenVINO graph for both 
 the speed-up then describe one deployable artifact at one inference precision. Finished rows are cached
 in ``DIR/cache`` keyed by everything that changes them, so an interrupted sweep resumes; a failing
 configuration becomes a row carrying its error and the sweep goes on.
+
+Where the time goes and how it is kept short without changing what is measured: a configuration whose
+rewritten graph is byte-identical to one already measured reuses that measurement (the row says
+`same_graph_as`); timing stops once the paired ratio to the baseline is known to ±`rel_tol`; a model
+whose graph is slow scores fewer whole windows (at least `min_eval_windows`, the bytes scored are in the
+run's settings); the baseline is compiled once and serves as the timing reference.
+
+Decode: with `decode`, each row also gets the latency of one single-token step with the recurrent state
+as graph inputs/outputs (`actiba.models.decode`), with the row's activation tables applied. The prefill
+graph rewrites (CumBA, ReduBA, SSD d1/d2) are not applied to that graph — there is no CumSum over time
+and no chunked scan in one step — so rows without tables share the baseline's decode graph.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from .build import LoadedModel, rewritten_onnx, to_openvino
 from .configs import Config, describe_activations, tables_for
 from .pareto import mark_pareto
 
-CACHE_VERSION = 2  # 2: latency timed interleaved with the baseline
+CACHE_VERSION = 3  # 2: latency timed interleaved with the baseline; 3: adaptive timing, decode, graph sha
 
 
 @dataclass
@@ -40,6 +51,12 @@ class Settings:
     torch_metric: bool = False  # also score with torch + scoped tables (the approximation alone)
     extra_seq_lens: list[int] = field(default_factory=list)  # more prefill lengths (latency only)
     profile: bool = False  # per-op-type profile of every row (baseline is always profiled)
+    rel_tol: float | None = None  # adaptive timing: stop once the paired ratio is known to ±rel_tol (~95 %)
+    min_repeats: int = 6  # adaptive timing: at least this many pairs
+    accuracy_seconds: float | None = None  # scoring budget per configuration (None: all of eval_bytes)
+    min_eval_windows: int = 32  # never fewer windows than this, whatever the budget
+    decode: bool = False  # also time one decode step (state in/out) per configuration
+    decode_repeats: int = 200  # decode steps timed (pairs); adaptive with rel_tol
 
     def key(self) -> str:
         d = asdict(self)
@@ -51,44 +68,80 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+@dataclass
+class RunState:
+    """What one run shares between its rows: the compiled baseline (timing reference, compiled once),
+    measured rows by graph hash (for reuse) and the decode graphs."""
+
+    reference: Any = None
+    reference_notes: dict[str, Any] = field(default_factory=dict)
+    by_sha: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decode_base: Any = None
+    decode_reference: Any = None
+    decode_by_sha: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def graph_sha(onnx_model: Any) -> str:
+    """Hash of the serialized graph: equal hashes mean the same deployable artifact."""
+    return hashlib.sha256(onnx_model.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+_REUSED = ("metric", "latency_ms", "baseline_latency_ms", "latency_ratio", "metric_torch", "profile_ms",
+           "latency_by_seq_len")
+
+
 def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precision: str,
                     data: bytes | None, cache_dir: Path | None = None, profile: bool = False,
-                    reference: Any = None) -> dict[str, Any]:
+                    reference: Any = None, state: RunState | None = None) -> dict[str, Any]:
     """One row: metric (bits/byte, OpenVINO at `precision`), latency, sites rewritten, compile notes.
 
     With `reference` (the compiled baseline), latency is timed interleaved with it and the row keeps
-    the baseline's latency from the same window, so the speed-up does not depend on load drift.
+    the baseline's latency from the same window, so the speed-up does not depend on load drift. With
+    `state`, a graph identical to one already measured in the run reuses that row's numbers.
     """
     t0 = time.perf_counter()
     onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir)
+    sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
+    row: dict[str, Any] = {
+        "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
+        "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2,
+        "activations": describe_activations(config), "metric": None, "latency_ms": None,
+        "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
+    }
+    same = state.by_sha.get(sha) if state is not None else None
+    if same is not None:  # byte-identical graph: the measurement would repeat itself
+        row.update({k: same[k] for k in _REUSED if k in same})
+        row["compile"] = same.get("compile", {})
+        row["same_graph_as"] = same["name"]
+        _decode(lm, config, settings, precision, state, row)
+        row["seconds"] = {"total": round(time.perf_counter() - t0, 2)}
+        return row
     ov_model = to_openvino(onnx_model)
-    compiled, notes = latency.compile_model(ov_model, settings.device, precision, settings.threads)
+    if config.is_baseline and state is not None and state.reference is not None:
+        compiled, notes = state.reference, dict(state.reference_notes)  # compiled once per run
+    else:
+        compiled, notes = latency.compile_model(ov_model, settings.device, precision, settings.threads)
+    row["compile"] = notes
     t2 = time.perf_counter()
-    metric = None
     if not settings.latency_only:
         if data is None:
             raise InputError("no evaluation data")
         from .perplexity import openvino_logits_fn, windows_bits_per_byte
 
-        metric = windows_bits_per_byte(openvino_logits_fn(compiled), data, settings.seq_len)
+        row["metric"] = windows_bits_per_byte(openvino_logits_fn(compiled), data, settings.seq_len)
     t3 = time.perf_counter()
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
-    ref = None
-    if reference is not None:
-        lat, ref = latency.time_paired(compiled, reference, feed, settings.warmup, settings.repeats)
+    if reference is not None and reference is not compiled:
+        paired = latency.time_paired_adaptive(compiled, reference, feed, settings.warmup, settings.repeats,
+                                              settings.min_repeats, settings.rel_tol)
+        lat, ref = paired.a, paired.b
+        row["baseline_latency_ms"] = {k: v for k, v in ref.as_dict().items() if k != "repeats"}
+        row["latency_ratio"] = paired.ratio_dict()
     else:
         lat = latency.time_compiled(compiled, feed, settings.warmup, settings.repeats)
+    row["latency_ms"] = {k: v for k, v in lat.as_dict().items() if k != "repeats"} | {"repeats": lat.repeats}
     del compiled
-    row: dict[str, Any] = {
-        "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
-        "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2,
-        "activations": describe_activations(config), "metric": metric,
-        "latency_ms": {k: v for k, v in lat.as_dict().items() if k != "repeats"} | {"repeats": lat.repeats},
-        "sites_rewritten": done, "compile": notes, "error": None,
-    }
-    if ref is not None:
-        row["baseline_latency_ms"] = {k: v for k, v in ref.as_dict().items() if k != "repeats"}
     if settings.torch_metric and not settings.latency_only and data is not None:
         from .perplexity import torch_bits_per_byte
 
@@ -104,9 +157,90 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
                                               settings.repeats).as_dict()
     if extra:
         row["latency_by_seq_len"] = extra
+    t4 = time.perf_counter()
+    _decode(lm, config, settings, precision, state, row)
     row["seconds"] = {"build": round(t1 - t0, 2), "compile": round(t2 - t1, 2), "accuracy": round(t3 - t2, 2),
-                      "total": round(time.perf_counter() - t0, 2)}
+                      "timing": round(t4 - t3, 2), "total": round(time.perf_counter() - t0, 2)}
+    if state is not None:
+        state.by_sha.setdefault(sha, row)
     return row
+
+
+def _config_tables(config: Config, lm: LoadedModel) -> Any:
+    """The config's tables (works whether `tables_for` takes the model or not)."""
+    import inspect
+
+    from . import configs
+
+    fn = configs.tables_for
+    return fn(config, lm) if len(inspect.signature(fn).parameters) > 1 else fn(config)
+
+
+def decode_graph(lm: LoadedModel, config: Config, base: Any) -> tuple[Any, int]:
+    """(decode-step ONNX for `config`, number of activation sites given a table): only the tables apply."""
+    if not config.activations:
+        return base, 0
+    from ..rewrite import onnx_rw
+
+    model, sites = onnx_rw.apply(base, ["actiba"], tables=_config_tables(config, lm))
+    n = sum(1 for s in sites if s.ok)
+    if not n:
+        raise InputError("actiba: no activation site of the decode step was rewritten")
+    return model, n
+
+
+def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str, state: RunState | None,
+            row: dict[str, Any]) -> None:
+    """Add decode_latency_ms (+ baseline_decode_latency_ms from the same window) to `row`.
+
+    A failure here is noted in the row (`decode_error`) without failing the prefill measurement.
+    """
+    if not settings.decode or state is None:
+        return
+    try:
+        if state.decode_base is None:
+            from ..models.decode import export_decode_onnx
+
+            state.decode_base = export_decode_onnx(lm.model)
+        model, n_sites = decode_graph(lm, config, state.decode_base)
+        sha = graph_sha(model)
+        if n_sites == 0:
+            row["decode_note"] = "no tables: the decode step is the baseline's (prefill rewrites do not apply)"
+        same = state.decode_by_sha.get(sha)
+        if same is not None:
+            row.update({k: same[k] for k in ("decode_latency_ms", "baseline_decode_latency_ms",
+                                             "decode_latency_ratio") if k in same})
+            if not config.is_baseline and "baseline_decode_latency_ms" not in same:  # same graph as baseline
+                row["baseline_decode_latency_ms"] = same["decode_latency_ms"]
+            if same["name"] != row["name"]:
+                row["decode_same_graph_as"] = same["name"]
+            row["decode_graph_sha"] = sha
+            return
+        from ..models.decode import random_feed
+
+        compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads)
+        feed = random_feed(model, lm.vocab_size)
+        if state.decode_reference is None:
+            base_model = state.decode_base
+            state.decode_reference = compiled if model is base_model else latency.compile_model(
+                to_openvino(base_model), settings.device, precision, settings.threads)[0]
+        warm = max(10, settings.warmup)
+        if compiled is state.decode_reference:
+            st = latency.time_compiled(compiled, feed, warm, settings.decode_repeats)
+        else:
+            paired = latency.time_paired_adaptive(compiled, state.decode_reference, feed, warm,
+                                                  settings.decode_repeats, 4 * settings.min_repeats,
+                                                  settings.rel_tol)
+            st = paired.a
+            row["baseline_decode_latency_ms"] = {k: v for k, v in paired.b.as_dict().items() if k != "repeats"}
+            row["decode_latency_ratio"] = paired.ratio_dict()
+        row["decode_latency_ms"] = {k: v for k, v in st.as_dict().items() if k != "seq_len"}
+        row["decode_sites_rewritten"] = n_sites
+        row["decode_graph_sha"] = sha
+        state.decode_by_sha[sha] = dict(row)
+    except Exception as exc:  # decode is an extra: keep the prefill row
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        row["decode_error"] = f"{type(exc).__name__}: {msg}"[:300]
 
 
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
@@ -130,16 +264,24 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
     for r in rows:
         r["metric_delta_rel"] = None
         r["speedup"] = None
+        r["decode_speedup"] = None
         if not ok_base or r.get("error"):
             continue
         if r.get("metric") is not None and base.get("metric"):
             r["metric_delta_rel"] = (r["metric"] - base["metric"]) / base["metric"]
         elif r.get("metric") is None and base.get("metric") is None:
             r["metric_delta_rel"] = None
-        if r.get("latency_ms") and r.get("baseline_latency_ms"):  # timed interleaved with the baseline
+        if (r.get("latency_ratio") or {}).get("median"):  # per-pair ratios, timed interleaved (robust to drift)
+            r["speedup"] = 1.0 / r["latency_ratio"]["median"]
+        elif r.get("latency_ms") and r.get("baseline_latency_ms"):  # timed interleaved with the baseline
             r["speedup"] = r["baseline_latency_ms"]["median"] / r["latency_ms"]["median"]
         elif r.get("latency_ms") and base.get("latency_ms"):
             r["speedup"] = base["latency_ms"]["median"] / r["latency_ms"]["median"]
+        dec, dref = r.get("decode_latency_ms"), r.get("baseline_decode_latency_ms") or base.get("decode_latency_ms")
+        if (r.get("decode_latency_ratio") or {}).get("median"):
+            r["decode_speedup"] = 1.0 / r["decode_latency_ratio"]["median"]
+        elif dec and dref:
+            r["decode_speedup"] = dref["median"] / dec["median"]
     if ok_base and base.get("metric") is None:  # latency only: the front is the fastest rows
         tmp = [dict(r, metric_delta_rel=0.0 if r["speedup"] is not None else None) for r in rows]
         mark_pareto(tmp)
@@ -148,6 +290,47 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
     else:
         mark_pareto(rows)
     return base
+
+
+def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, data: bytes,
+               row_dir: Path, state: RunState, cache: Path) -> tuple[bytes, str]:
+    """The scored prefix of `data`: all of it, or fewer whole windows when the graph is slow.
+
+    The window count is chosen once from the baseline's latency (budget `accuracy_seconds` per
+    configuration, never under `min_eval_windows`) and remembered next to the cached rows, so a resumed
+    run scores exactly the same bytes.
+    """
+    n_all = len(data) // settings.seq_len
+    if settings.accuracy_seconds is None or n_all <= settings.min_eval_windows:
+        return data, "all windows"
+    memo = row_dir / f"eval-bytes-{settings.key()}.json"
+    try:
+        saved = json.loads(memo.read_text())
+        return data[:int(saved["bytes"])], str(saved["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    ref = _reference(lm, configs, settings, precision, state, cache)
+    feed = latency.random_ids(settings.seq_len, lm.vocab_size)
+    window_ms = latency.time_compiled(ref, feed, warmup=1, repeats=3).median
+    n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds * 1e3 / window_ms)))
+    reason = "all windows" if n >= n_all else (
+        f"{n} of {n_all} windows: baseline {window_ms:.0f} ms per window, budget {settings.accuracy_seconds:g} s "
+        f"per configuration (at least {settings.min_eval_windows})")
+    tmp = memo.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
+    tmp.replace(memo)
+    return data[:n * settings.seq_len], reason
+
+
+def _reference(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, state: RunState,
+               cache: Path) -> Any:
+    """The compiled baseline (built on first need, once per run)."""
+    if state.reference is None:
+        base_cfg = next(c for c in configs if c.is_baseline)
+        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache)
+        state.reference, state.reference_notes = latency.compile_model(
+            to_openvino(m), settings.device, precision, settings.threads)
+    return state.reference
 
 
 def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, out_dir: Path,
@@ -163,49 +346,55 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         from .perplexity import heldout
 
         data = heldout(settings.eval_bytes)
+    state = RunState()
+    eval_reason = None
+    if data is not None and not settings.latency_only:
+        data, eval_reason = _eval_data(lm, configs, settings, precision, data, row_dir, state, cache)
     rows, resumed = [], 0
-    reference: list[Any] = []  # the compiled baseline, built on first need
-
-    def baseline_compiled() -> Any:
-        if not reference:
-            base_cfg = next(c for c in configs if c.is_baseline)
-            m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache)
-            reference.append(latency.compile_model(to_openvino(m), settings.device, precision,
-                                                   settings.threads)[0])
-        return reference[0]
-
-    for c in configs:
+    # the baseline first: its graph and decode step are the ones later rows may share
+    order = sorted(range(len(configs)), key=lambda i: not configs[i].is_baseline)
+    by_index: dict[int, dict[str, Any]] = {}
+    for i in order:
+        c = configs[i]
         path = row_dir / f"{_slug(c.name)}-{c.key()}-{settings.key()}.json"
         if step:
             step(f"{lm.name.split(':')[-1]} {precision} {c.name}")
         if path.is_file():
             try:
-                rows.append(json.loads(path.read_text()))
+                row = json.loads(path.read_text())
+                by_index[i] = row
                 resumed += 1
+                if row.get("graph_sha") and not row.get("same_graph_as"):
+                    state.by_sha.setdefault(row["graph_sha"], row)
+                if row.get("decode_graph_sha") and row.get("decode_latency_ms"):
+                    state.decode_by_sha.setdefault(row["decode_graph_sha"], row)
                 continue
             except (OSError, ValueError):
                 pass
         try:
+            ref = _reference(lm, configs, settings, precision, state, cache)  # the baseline, compiled once
+            ref = None if c.is_baseline else ref
             row = evaluate_config(lm, c, settings, precision, data, cache, profile=c.is_baseline,
-                                  reference=None if c.is_baseline else baseline_compiled())
+                                  reference=ref, state=state)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing configuration is a row; the sweep goes on
-            rows.append(error_row(c, exc))
+            by_index[i] = error_row(c, exc)
             continue
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=1))
         tmp.replace(path)
-        rows.append(row)
+        by_index[i] = row
+    rows = [by_index[i] for i in range(len(configs))]
     base = finish_run(rows, base_name)
+    scored = None if data is None else len(data) - len(data) % settings.seq_len
     return {
         "model": lm.name, "model_type": lm.model_type, "random_weights": lm.random_weights,
         "device": settings.device, "precision": precision,
         "precision_used": (base or {}).get("compile", {}).get("precision_used") if base else None,
         "metric": None if settings.latency_only else "bits_per_byte",
         "baseline": base, "configs": rows, "resumed": resumed,
-        "settings": asdict(settings) | {"eval_bytes_scored": None if data is None else
-                                        len(data) - len(data) % settings.seq_len},
+        "settings": asdict(settings) | {"eval_bytes_scored": scored, "eval_bytes_reason": eval_reason},
     }
 
 
