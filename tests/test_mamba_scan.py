@@ -13,6 +13,7 @@ from actiba.models.mamba_scan import (  # noqa: E402
     selective_scan_chunked,
     selective_scan_doubling,
     selective_scan_reference,
+    selective_scan_stepped,
 )
 
 
@@ -25,11 +26,11 @@ def _inputs(b: int, d: int, n: int, length: int, seed: int, dt_scale: float = 1.
     return x, dt, A, B, C
 
 
-SCANS = [selective_scan_chunked, selective_scan_doubling]
+SCANS = [selective_scan_chunked, selective_scan_doubling, selective_scan_stepped]
 
 
 @pytest.mark.parametrize("scan", SCANS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(length=st.integers(1, 70), q=st.sampled_from([2, 4, 8, 16]), seed=st.integers(0, 1000))
 def test_scan_equals_reference(scan, length: int, q: int, seed: int) -> None:
     x, dt, A, B, C = _inputs(2, 3, 4, length, seed)
@@ -54,7 +55,7 @@ def test_doubling_needs_power_of_two() -> None:
         selective_scan_doubling(*_inputs(1, 2, 2, 8, 0), chunk_size=12)
 
 
-@pytest.mark.parametrize("mode,q", [("chunked", 8), ("doubling", 16), ("doubling", 4)])
+@pytest.mark.parametrize("mode,q", [("chunked", 8), ("doubling", 16), ("doubling", 4), ("stepped", 16), ("stepped", 4)])
 def test_patched_model_equals_hf(mode: str, q: int) -> None:
     from actiba.evaluate.build import load_model
 

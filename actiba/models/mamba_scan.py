@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-ScanMode = Literal["chunked", "doubling", "recurrent", "reference"]
+ScanMode = Literal["chunked", "doubling", "stepped", "recurrent", "reference"]
 
 
 def selective_scan_reference(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -168,6 +168,41 @@ def selective_scan_doubling(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, 
     return y.transpose(1, 2)[..., :length]
 
 
+def selective_scan_stepped(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                           C: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+    """Chunked scan stepping through the q positions of *all chunks at once*; same result as the reference.
+
+    Why: HF's loop is one small op per token, the q × q form does q times the work. Here the recurrence
+    runs step by step inside chunks, but each step updates every chunk together, so an exported graph
+    has ~q steps per layer whatever the length (q·(2 + 3) ops), and the arithmetic is about twice the
+    loop's: pass 1 finds each chunk's final state from its own inputs, `_carry` joins the chunks
+    (quadratic only in their number), pass 2 reruns the steps from the true entering state and reads
+    y_t = C_t · h_t. Only products of decays in (0, 1] and sums: nothing overflows or cancels.
+    """
+    b, d, length = x.shape
+    n = A.shape[1]
+    q = chunk_size
+    pad = (q - length % q) % q
+    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
+    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    dtq = dt.reshape(b, d, -1, q).permute(3, 0, 2, 1)  # (q, b, chunks, d)
+    xq = x.reshape(b, d, -1, q).permute(3, 0, 2, 1)
+    a = torch.exp(dtq[..., None] * A).unbind(0)  # q × (b, chunks, d, n)
+    Bq = B.reshape(b, -1, q, n).permute(2, 0, 1, 3)[:, :, :, None, :]  # (q, b, chunks, 1, n)
+    u = ((dtq * xq)[..., None] * Bq).unbind(0)  # q × (b, chunks, d, n)
+    h = u[0]
+    for t in range(1, q):  # pass 1: each chunk's own final state
+        h = a[t] * h + u[t]
+    entering = _carry(h, dtq.sum(0), A)  # (b, chunks, d, n)
+    Cq = C.reshape(b, -1, q, n).permute(2, 0, 1, 3)[..., None].unbind(0)  # q × (b, chunks, n, 1)
+    h, ys = entering, []
+    for t in range(q):  # pass 2: the true states, read out by C_t
+        h = a[t] * h + u[t]
+        ys.append(torch.matmul(h, Cq[t]))  # (b, chunks, d, 1)
+    y = torch.cat(ys, dim=-1)  # (b, chunks, d, q)
+    return y.permute(0, 2, 1, 3).reshape(b, d, -1)[..., :length]
+
+
 def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Callable[..., torch.Tensor],
                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """HF `MambaMixer` full-sequence forward (no cache) using `scan` for the selective scan."""
@@ -199,6 +234,8 @@ def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
 def _scan_fn(mode: ScanMode, chunk_size: int) -> Callable[..., torch.Tensor]:
     if mode == "chunked":
         return lambda *a: selective_scan_chunked(*a, chunk_size=chunk_size)
+    if mode == "stepped":
+        return lambda *a: selective_scan_stepped(*a, chunk_size=chunk_size)
     if mode == "doubling":
         return lambda *a: selective_scan_doubling(*a, chunk_size=chunk_size)
     if mode == "recurrent":
