@@ -104,10 +104,15 @@ ACTIBA = RewriteSpec(
 
 SSD_D1 = RewriteSpec(
     name="ssd-d1",
-    matches=("Mamba-2 SSD segment sum: Expand → Where(mask) → CumSum over a T×T block (HF segment_sum)",),
+    matches=("Mamba-2 SSD segment sum: Expand → Where(mask) → CumSum over a T×T block (HF segment_sum)",
+             "ONNX / OpenVINO: Unsqueeze(x,−1) → Expand|Tile|Broadcast → Where|Select(~tril(−1), 0, ·) or "
+             "Mul(0/1) → CumSum(axis −2) → Where|Select(~tril, −inf, ·) or Add(0/−inf) (onnx_ssd, openvino_ssd)"),
     conditions=("torch level: HF Mamba2Mixer (chunk form, i.e. prefill)",
-                "target precision f32 (refused for bf16/f16)"),
-    math="segsum[i,j] = cs_i − cs_j for j <= i else −inf, with cs = the cumulative sum already computed",
+                "graph level: masks equal (by value) to strict tril for the first, within tril for the final; "
+                "constant, or Trilu of ones when the size is dynamic (ONNX only); the T×T CumSum has one user",
+                "float32/float64 element type and target precision f32 (refused for bf16/f16)"),
+    math=("segsum[i,j] = cs_i − cs_j for j <= i else −inf, with cs = CumSum(x, −1) (the graph's own when it has "
+          "one); graph level: the final mask's data input becomes Unsqueeze(cs,−1) − Unsqueeze(cs,−2)"),
     limits={
         "f32": "|err| ~ eps·|cs| (cs grows with position; 1e-4..1e-2 on logits measured)",
         "bf16": "REFUSED: cs_i − cs_j cancels catastrophically (cs ~ 1e2, bf16 eps 2^-8)",
