@@ -267,3 +267,31 @@ def test_config_user_table_set(tmp_path):
     TableSet({"*:softplus#*": sp}, model=calibrate.model_fingerprint(_tiny("mamba2", 1))).save(path)
     with pytest.raises(InputError, match="not random:tiny-mamba2"):
         configs.tables_for(c, lm)
+
+
+def test_calibrated_tables_for_config_end_to_end(tmp_path, monkeypatch):
+    """Calibrated per-site / shared tables: keys are the model's site ids (or function globs), cached, and
+    the ONNX build gives every site the table fitted for it."""
+    pytest.importorskip("actiba.fitting.calibrated")
+    from actiba.evaluate import build, configs
+
+    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path / "cal")
+    monkeypatch.setattr(configs, "_MEMO", {})
+    lm = build.load_model("random:tiny-mamba2")
+    ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(0))
+    spec = {"segments": 4, "calibrated": "per-site"}
+    per_site = configs.from_dict({"name": "p", "activations": {"silu": dict(spec), "softplus": dict(spec)}})
+    got = configs.tables_for(per_site, lm)
+    assert sorted(got) == sorted(_observed_ids(lm.model, ids))
+    assert len({tuple(t.breakpoints) for t in got.values()}) == len(got)  # fitted per site: all different
+    cached = [p.name for p in (tmp_path / "cal").iterdir()]
+    assert sum(n.endswith(".stats.json") for n in cached) == 1 and sum(n.endswith(".set.json") for n in cached) == 2
+    shared = configs.from_dict({"name": "s", "activations": {"softplus": {"segments": 4, "calibrated": "shared"}}})
+    assert list(configs.tables_for(shared, lm)) == ["*:softplus#*"]
+    model, done = build.rewritten_onnx(lm, per_site, seq_len=16)
+    assert done == {"actiba": len(got)}
+    sites = onnx_rw.find_sites(model, "actiba", {})  # rewritten: no activation op is left to match
+    assert not any(s.detail["function"] in ("silu", "softplus") for s in sites)
+    base = build._onnx_base(lm, per_site, 16, "f32", None)
+    picked = {s.detail["site_id"]: s.detail["table"] for s in onnx_rw.find_sites(base, "actiba", got) if s.ok}
+    assert picked.keys() == got.keys() and all(picked[k] is got[k] for k in got)
