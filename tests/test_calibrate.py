@@ -202,3 +202,168 @@ def test_fingerprint_and_check_model(tiny):
         next(other.model.parameters()).view(-1)[0] += 1e-3
     with pytest.raises(InputError, match="statistics are from model random:tiny-mamba2"):
         stats.check_model(other)
+
+
+# --- calibrated fitting ------------------------------------------------------------------------------
+
+def _silu(x):  # independent of actiba.functions
+    with np.errstate(over="ignore"):
+        return x / (1.0 + np.exp(-x))
+
+
+@pytest.fixture(scope="module")
+def skewed():
+    """A lopsided input distribution, like a mixer's SiLU inputs: most mass in [-3, 2]."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.normal(-0.5, 0.8, 60000), rng.normal(1.0, 0.4, 20000)])
+    return x, S.from_values("m:silu#0", "silu", x)
+
+
+def _fresh(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(-0.5, 0.8, 3 * n), rng.normal(1.0, 0.4, n)])
+
+
+def test_calibrated_beats_uniform_on_the_calibrated_distribution(skewed):
+    import actiba
+    from actiba.fitting.calibrated import fit_calibrated
+
+    _, s = skewed
+    uniform = actiba.fit("silu", 8, tails="asymptote")  # the uniform-range table of the same N
+    x = _fresh(50000, 11)  # fresh samples from the same distribution, not the fitted ones
+    lo, hi = np.percentile(x, [0.1, 99.9])
+    bulk = x[(x >= lo) & (x <= hi)]
+    err_u = uniform(x) - _silu(x)
+    max_u = np.max(np.abs(uniform(bulk) - _silu(bulk)))
+    for tails in ("auto", "asymptote"):
+        rng_t = fit_calibrated("silu", 8, s, weighting="range", tails=tails)
+        den_t = fit_calibrated("silu", 8, s, weighting="density", tails=tails)
+        err_r, err_d = rng_t(x) - _silu(x), den_t(x) - _silu(x)
+        max_r = np.max(np.abs(rng_t(bulk) - _silu(bulk)))
+        # density: a much smaller mean squared error on the distribution, with either tails
+        assert np.mean(err_d ** 2) < 0.5 * np.mean(err_u ** 2)
+        if tails == "auto":  # free tails: range wins on the bulk's worst case and on the mean
+            assert max_r < 0.5 * max_u and np.mean(err_r ** 2) < 0.5 * np.mean(err_u ** 2)
+        else:  # pinned SiLU tails limit an 8-segment max-abs table: no gain, but never worse
+            assert max_r <= max_u * (1 + 1e-6)
+    # asymptote tails keep the error bounded far outside the data; the provenance says what was used
+    t = fit_calibrated("silu", 8, s, tails="asymptote")
+    far = np.array([-1e4, -50.0, 50.0, 1e4])
+    assert np.max(np.abs(t(far) - _silu(far))) <= t.error["max_abs"] + 1e-12
+    cal = t.provenance["calibration"]
+    assert cal["sites"] == ["m:silu#0"] and cal["weighting"] == "range" and cal["percentiles"] == [0.1, 99.9]
+    assert cal["range"] == pytest.approx([np.percentile(skewed[0], 0.1), np.percentile(skewed[0], 99.9)],
+                                         abs=2 * s.width)
+
+
+def test_calibrated_guards():
+    from actiba.fitting.calibrated import fit_calibrated
+
+    const = S.from_values("m:silu#0", "silu", np.full(100, 1.5))
+    t = fit_calibrated("silu", 4, const, tails="free")  # a single value: the range is widened, not empty
+    lo, hi = t.provenance["calibration"]["range"]
+    assert lo < 1.5 < hi and "widened" in t.provenance["calibration"]["note"]
+    s = S.from_values("m:silu#0", "silu", np.linspace(-1, 1, 101))
+    with pytest.raises(InputError, match="percentiles"):
+        fit_calibrated("silu", 4, s, percentiles=(50, 50))
+    with pytest.raises(InputError, match="are for silu, not softplus"):
+        fit_calibrated("softplus", 4, s)
+    with pytest.raises(InputError, match="no finite values"):
+        fit_calibrated("silu", 4, S.from_values("m:silu#0", "silu", np.array([np.nan])))
+    with pytest.raises(InputError, match="weighting"):
+        fit_calibrated("silu", 4, s, weighting="mean")
+
+
+def test_fit_sites_per_site_and_shared(tmp_path):
+    from actiba.fitting.calibrated import fit_sites
+    from actiba.tableset import load_set
+
+    rng = np.random.default_rng(3)
+    cs = _stats({"a.mixer:silu#0": rng.normal(-2, 0.5, 4000), "b.mixer:silu#0": rng.normal(2, 0.5, 4000),
+                 "a.mixer:softplus#0": rng.normal(-4, 1, 2000)})
+    ts = fit_sites(cs, "silu", 4, per_site=True, tails="free")
+    assert list(ts.tables) == ["a.mixer:silu#0", "b.mixer:silu#0"]
+    x_a, x_b = rng.normal(-2, 0.5, 5000), rng.normal(2, 0.5, 5000)
+    # each site got *its* table: swapping them is worse on each site's own inputs
+    ta, tb = ts.tables["a.mixer:silu#0"], ts.tables["b.mixer:silu#0"]
+    assert np.max(np.abs(ta(x_a) - _silu(x_a))) < np.max(np.abs(tb(x_a) - _silu(x_a)))
+    assert np.max(np.abs(tb(x_b) - _silu(x_b))) < np.max(np.abs(ta(x_b) - _silu(x_b)))
+    shared = fit_sites(cs, "silu", 4, per_site=False, tails="free")
+    assert list(shared.tables) == ["*:silu#*"]
+    assert shared.tables["*:silu#*"].provenance["calibration"]["sites"] == ["a.mixer:silu#0", "b.mixer:silu#0"]
+    assert shared.table_for("a.mixer:silu#0") is shared.tables["*:silu#*"]
+    assert shared.calibration["stats_sha256"] == cs.sha256() and shared.model == cs.model
+    only_b = fit_sites(cs, "silu", 4, per_site=False, pattern="b.*", tails="free")
+    assert list(only_b.tables) == ["b.*:silu#*"]
+    ts.save(tmp_path / "set.json")
+    assert list(load_set(tmp_path / "set.json").tables) == list(ts.tables)
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+def _cli(*argv):
+    from actiba.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_fit_calibrated(tmp_path, capsys):
+    from actiba.table import load
+    from actiba.tableset import load_set
+
+    rng = np.random.default_rng(5)
+    cs = _stats({"a.mixer:silu#0": rng.normal(-1, 1, 3000), "b.mixer:silu#0": rng.normal(1, 1, 3000)})
+    stats = tmp_path / "stats.json"
+    cs.save(stats)
+    out = tmp_path / "t.json"
+    assert _cli("fit", "silu", "--segments", "4", "--calibration", str(stats), "--tails", "free",
+                "--percentiles", "1", "99", "-o", str(out)) == 0
+    t = load(out)
+    assert t.provenance["calibration"]["stats_sha256"] == S.load_stats(stats).sha256()
+    assert t.provenance["calibration"]["sites"] == ["a.mixer:silu#0", "b.mixer:silu#0"]
+    assert _cli("fit", "silu", "--segments", "4", "--calibration", str(stats), "--per-site", "--tails", "free",
+                "--weighting", "density", "--site", "b.*", "-o", str(tmp_path / "s.json")) == 0
+    assert list(load_set(tmp_path / "s.json").tables) == ["b.mixer:silu#0"]
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "actiba-calibration/1"}')
+    for argv, message in [
+        (["--calibration", str(tmp_path / "none.json")], "does not exist"),
+        (["--calibration", str(bad)], "missing key 'model'"),
+        (["--calibration", str(stats), "--site", "zz*"], "no silu site matches 'zz\\*'"),
+        (["--calibration", str(stats), "--range", "-1", "1"], "--range does not combine"),
+        (["--site", "a*"], "--site applies to calibrated fits only"),
+    ]:
+        target = tmp_path / "never.json"
+        assert _cli("fit", "silu", "--segments", "4", *argv, "-o", str(target)) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and re_search(message, err), err
+        assert not target.exists()
+    assert _cli("fit", "softplus", "--segments", "4", "--calibration", str(stats)) == 2
+    assert "no softplus site" in capsys.readouterr().err
+
+
+def re_search(pattern: str, text: str) -> bool:
+    import re
+
+    return re.search(pattern, text) is not None
+
+
+def test_cli_calibrate(tmp_path, capsys, tiny):
+    data = tmp_path / "text.txt"
+    data.write_bytes(TEXT)
+    out = tmp_path / "stats.json"
+    assert _cli("calibrate", "random:tiny-mamba2", "--data", str(data), "--seq-len", "64", "--bytes", "256",
+                "-o", str(out)) == 0
+    err = capsys.readouterr().err
+    stats = S.load_stats(out)
+    assert stats.data["source"] == str(data) and stats.data["windows"] == 4 and stats.data["n_bytes"] == 256
+    assert all(site in err for site in stats.sites)
+    stats.check_model(tiny)  # same weights as a fresh load
+    (tmp_path / "empty.txt").write_bytes(b"")
+    for argv, message in [(["--data", str(tmp_path / "empty.txt")], "empty"),
+                          (["--data", str(tmp_path / "nope.txt")], "does not exist"),
+                          (["--data", str(data), "--seq-len", "4096"], "shorter than one window")]:
+        assert _cli("calibrate", "random:tiny-mamba2", *argv, "-o", str(tmp_path / "x.json")) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "x.json").exists()

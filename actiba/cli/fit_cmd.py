@@ -13,14 +13,24 @@ def add_parser(sub) -> None:
     how.add_argument("--segments", type=int, metavar="N", help="segment count (least error)")
     how.add_argument("--max-error", type=float, metavar="EPS", help="error budget (fewest segments)")
     p.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), help="fitting range")
-    p.add_argument("--metric", default="max-abs", choices=["max-abs", "max-rel", "rms"])
+    p.add_argument("--metric", choices=["max-abs", "max-rel", "rms"], help="error metric (default max-abs)")
     p.add_argument("--discontinuous", action="store_true", help="allow jumps at breakpoints")
-    p.add_argument("--tails", default="free", choices=["free", "asymptote", "clamp"])
+    p.add_argument("--tails", choices=["free", "asymptote", "clamp", "auto"],
+                   help="outer segments (default free; with --calibration asymptote, or auto: free if cheaper)")
     p.add_argument("--beta", type=float, help="beta of silu/swish/softplus")
     p.add_argument("--weight", metavar="EXPR", help="weight w(x) for --metric rms, a numpy expression in x")
     p.add_argument("--target", metavar="NAME", help="hardware format to fit under (e.g. npu-ppe)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="target parameter")
     p.add_argument("-o", "--output", metavar="FILE", help="output table (default: stdout)")
+    cal = p.add_argument_group("calibrated fitting (statistics from `actiba calibrate`)")
+    cal.add_argument("--calibration", metavar="STATS", help="fit to the inputs recorded in this statistics file")
+    cal.add_argument("--site", default="*", metavar="GLOB", help="sites to use (default: every site of FUNC)")
+    cal.add_argument("--percentiles", type=float, nargs=2, default=(0.1, 99.9), metavar=("LO", "HI"),
+                     help="fitting range as percentiles of the inputs (default 0.1 99.9)")
+    cal.add_argument("--weighting", choices=["range", "density"], default="range",
+                     help="range: max-abs on the percentile range; density: rms weighted by the input density")
+    cal.add_argument("--per-site", action="store_true",
+                     help="one table per matching site, written as a table set (actiba-pwl-set/1)")
     p.set_defaults(run=run)
 
 
@@ -31,9 +41,20 @@ def run(args) -> int:
     from ..expr import compile_expr
     from ..fitting import fit
 
-    weight = compile_expr(args.weight) if args.weight else None
     if args.output:  # fail on an unwritable path before spending time fitting
         _atomic.check_writable(args.output)
+    if args.calibration:
+        return run_calibrated(args)
+    for flag, given in (("--site", args.site != "*"), ("--per-site", args.per_site),
+                        ("--percentiles", tuple(args.percentiles) != (0.1, 99.9)),
+                        ("--weighting", args.weighting != "range")):
+        if given:
+            raise InputError(f"{flag} applies to calibrated fits only (add --calibration STATS)")
+    if args.tails == "auto":
+        raise InputError("--tails auto applies to calibrated fits only (add --calibration STATS)")
+    args.metric = args.metric or "max-abs"
+    args.tails = args.tails or "free"
+    weight = compile_expr(args.weight) if args.weight else None
     if args.target is None and args.param:
         raise InputError("--param applies to --target fits only")
     table = fit(args.func, args.segments, max_error=args.max_error,
@@ -46,4 +67,45 @@ def run(args) -> int:
         sys.stdout.write(table.to_json())
     if table.report is not None and hasattr(table.report, "summary"):
         print(table.report.summary(table.function), file=sys.stderr)
+    return 0
+
+
+def run_calibrated(args) -> int:
+    """`fit FUNC --segments N --calibration STATS`: a table (pooled sites) or a table set (--per-site)."""
+    from ..calibrate import load_stats
+    from ..errors import InputError
+    from ..fitting.calibrated import fit_sites
+
+    for flag, given in (("--max-error", args.max_error is not None), ("--range", args.range is not None),
+                        ("--metric", args.metric is not None), ("--weight", args.weight is not None),
+                        ("--target", args.target is not None), ("--param", bool(args.param))):
+        if given:
+            raise InputError(f"{flag} does not combine with --calibration (the statistics set the range; "
+                             "--weighting sets the metric)")
+    stats = load_stats(args.calibration)
+    ts = fit_sites(stats, args.func, args.segments, per_site=args.per_site, pattern=args.site,
+                   weighting=args.weighting, percentiles=tuple(args.percentiles), tails=args.tails or "asymptote",
+                   continuous=not args.discontinuous, beta=args.beta)
+    if args.per_site:
+        if args.output:
+            ts.save(args.output)
+        else:
+            ts.validate()
+            sys.stdout.write(ts.to_json())
+    else:
+        table = next(iter(ts.tables.values()))
+        if args.output:
+            table.save(args.output)
+        else:
+            sys.stdout.write(table.to_json())
+    for key, table in ts.tables.items():
+        cal = table.provenance.get("calibration", {})
+        lo, hi = cal.get("range", (float("nan"),) * 2)
+        line = (f"{key}: {table.segments} segments on [{lo:.4g}, {hi:.4g}] (p{cal['percentiles'][0]:g}–"
+                f"p{cal['percentiles'][1]:g}, {cal['mass_in_range']:.2%} of inputs, {cal['weighting']} weighting, "
+                f"{cal['tails']} tails): max-abs {table.error['max_abs']:.4g} over {table.error['over']}, "
+                f"rms {table.error['rms']:.4g}")
+        if cal.get("note"):
+            line += f". Note: {cal['note']}"
+        print(line, file=sys.stderr)
     return 0
