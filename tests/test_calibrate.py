@@ -263,6 +263,7 @@ def test_calibrated_guards():
     t = fit_calibrated("silu", 4, const, tails="free")  # a single value: the range is widened, not empty
     lo, hi = t.provenance["calibration"]["range"]
     assert lo < 1.5 < hi and "widened" in t.provenance["calibration"]["note"]
+    assert fit_calibrated("silu", 4, const, tails="free", weighting="density").segments == 4
     s = S.from_values("m:silu#0", "silu", np.linspace(-1, 1, 101))
     with pytest.raises(InputError, match="percentiles"):
         fit_calibrated("silu", 4, s, percentiles=(50, 50))

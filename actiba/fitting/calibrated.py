@@ -63,7 +63,12 @@ def mass_in(s: SiteStats, lo: float, hi: float) -> float:
 
 
 def density_weight(s: SiteStats, lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
-    """The histogram density on [lo, hi], Gaussian-smoothed and floored, scaled to peak 1."""
+    """The histogram density on [lo, hi], Gaussian-smoothed and floored, scaled to peak 1.
+
+    A single repeated value has no density to follow: every point of the (widened) range weighs the same.
+    """
+    if s.width == 0.0:
+        return lambda x: np.ones_like(np.asarray(x, dtype=np.float64))
     pdf = s.density()
     n = 2049
     xs = np.linspace(lo, hi, n)
