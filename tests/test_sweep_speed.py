@@ -54,6 +54,9 @@ def test_adaptive_timing_stops_early_only_when_asked(tiny_compiled):
     strict = latency.time_paired_adaptive(tiny_compiled, tiny_compiled, feed, warmup=1, repeats=8,
                                           min_repeats=5, rel_tol=0.0)  # never tight enough
     assert strict.a.repeats == 8 and not strict.stopped_early
+    capped = latency.time_paired_adaptive(tiny_compiled, tiny_compiled, feed, warmup=1, repeats=30,
+                                          min_repeats=4, rel_tol=0.0, max_seconds=0.0)  # out of time at once
+    assert capped.a.repeats == 4 and capped.stopped_early
 
 
 # --- a sweep on a tiny model --------------------------------------------------------------------------

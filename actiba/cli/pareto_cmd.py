@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, help="timed inferences per configuration (at most, see --rel-tol)")
     p.add_argument("--rel-tol", type=float, default=0.02,
                    help="stop timing once the paired speed-up is known to ±this (~95%%; 0: always --repeats)")
+    p.add_argument("--timing-seconds", type=float, default=8.0,
+                   help="stop timing a configuration after this long (at least 6 pairs; the report gives the "
+                        "ratio's precision; 0: no limit)")
     p.add_argument("--accuracy-seconds", type=float, default=12.0,
                    help="scoring budget per configuration: slow graphs score fewer whole windows (at least 32; "
                         "0: always --eval-bytes)")
@@ -88,7 +91,7 @@ def run(args) -> int:
             raise InputError(f"--{n.replace('_', '-')} must be positive, got {v}")
     if args.seq_len is not None and min(args.seq_len) < 2:
         raise InputError(f"--seq-len must be at least 2, got {min(args.seq_len)}")
-    for n in ("rel_tol", "accuracy_seconds"):
+    for n in ("rel_tol", "accuracy_seconds", "timing_seconds"):
         v = getattr(args, n)
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
@@ -100,6 +103,7 @@ def run(args) -> int:
         eval_bytes=args.eval_bytes or (4096 if quick else 16384), repeats=args.repeats or (5 if quick else 20),
         warmup=2 if quick else 3, threads=args.threads, latency_only=args.latency_only or args.full_size,
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
+        timing_seconds=args.timing_seconds or None,
         profile=args.profile)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     plans = []

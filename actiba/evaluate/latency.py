@@ -167,14 +167,16 @@ def ratio_halfwidth(ratios: list[float] | np.ndarray) -> float:
 
 
 def time_paired_adaptive(compiled: Any, reference: Any, feed: Any, warmup: int = 3, repeats: int = 20,
-                         min_repeats: int | None = None, rel_tol: float | None = None) -> PairedTiming:
+                         min_repeats: int | None = None, rel_tol: float | None = None,
+                         max_seconds: float | None = None) -> PairedTiming:
     """Time `compiled` and `reference` in alternating single inferences (ABBA order).
 
     On a shared machine the load changes between configurations; timing each one next to the
     baseline, interleaved, makes their ratio insensitive to that drift. With `rel_tol`, stop after
     `min_repeats` pairs as soon as the ~95 % interval of the median per-pair ratio is within ±rel_tol
-    (`ratio_halfwidth`), else after `repeats` pairs: slow graphs with steady ratios stop early.
-    `feed` is one array (input 0) or a dict of inputs.
+    (`ratio_halfwidth`), else after `repeats` pairs: slow graphs with steady ratios stop early. With
+    `max_seconds`, also stop (after `min_repeats` pairs) once that much time was spent timing; the
+    reported half-width then says how precise the ratio is. `feed` is one array (input 0) or a dict.
     """
     inputs = _as_feed(feed)
     a, b = compiled.create_infer_request(), reference.create_infer_request()
@@ -184,16 +186,20 @@ def time_paired_adaptive(compiled: Any, reference: Any, feed: Any, warmup: int =
     ta: list[float] = []
     tb: list[float] = []
     n_max = max(1, repeats)
-    n_min = n_max if rel_tol is None else max(3, min(n_max, min_repeats or 6))
+    adaptive = rel_tol is not None or max_seconds is not None
+    n_min = max(3, min(n_max, min_repeats or 6)) if adaptive else n_max
     early = False
+    start = time.perf_counter()
     for i in range(n_max):
         pairs = ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta))
         for req, sink in pairs:
             t0 = time.perf_counter()
             req.infer(inputs)
             sink.append((time.perf_counter() - t0) * 1e3)
-        if rel_tol is not None and i + 1 >= n_min and i + 1 < n_max and \
-                ratio_halfwidth(np.divide(ta, tb)) <= rel_tol:
+        if i + 1 < n_min or i + 1 >= n_max:
+            continue
+        if (rel_tol is not None and ratio_halfwidth(np.divide(ta, tb)) <= rel_tol) or (
+                max_seconds is not None and time.perf_counter() - start > max_seconds):
             early = True
             break
     ratios = np.divide(ta, tb)

@@ -53,10 +53,11 @@ class Settings:
     profile: bool = False  # per-op-type profile of every row (baseline is always profiled)
     rel_tol: float | None = None  # adaptive timing: stop once the paired ratio is known to ±rel_tol (~95 %)
     min_repeats: int = 6  # adaptive timing: at least this many pairs
+    timing_seconds: float | None = None  # adaptive timing: stop (after min_repeats) once this much time is spent
     accuracy_seconds: float | None = None  # scoring budget per configuration (None: all of eval_bytes)
     min_eval_windows: int = 32  # never fewer windows than this, whatever the budget
     decode: bool = False  # also time one decode step (state in/out) per configuration
-    decode_repeats: int = 200  # decode steps timed (pairs); adaptive with rel_tol
+    decode_repeats: int = 60  # decode steps timed (pairs, at most); adaptive with rel_tol
 
     def key(self) -> str:
         d = asdict(self)
@@ -134,7 +135,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
     if reference is not None and reference is not compiled:
         paired = latency.time_paired_adaptive(compiled, reference, feed, settings.warmup, settings.repeats,
-                                              settings.min_repeats, settings.rel_tol)
+                                              settings.min_repeats, settings.rel_tol, settings.timing_seconds)
         lat, ref = paired.a, paired.b
         row["baseline_latency_ms"] = {k: v for k, v in ref.as_dict().items() if k != "repeats"}
         row["latency_ratio"] = paired.ratio_dict()
@@ -229,8 +230,8 @@ def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str,
             st = latency.time_compiled(compiled, feed, warm, settings.decode_repeats)
         else:
             paired = latency.time_paired_adaptive(compiled, state.decode_reference, feed, warm,
-                                                  settings.decode_repeats, 4 * settings.min_repeats,
-                                                  settings.rel_tol)
+                                                  settings.decode_repeats, 2 * settings.min_repeats,
+                                                  settings.rel_tol, settings.timing_seconds)
             st = paired.a
             row["baseline_decode_latency_ms"] = {k: v for k, v in paired.b.as_dict().items() if k != "repeats"}
             row["decode_latency_ratio"] = paired.ratio_dict()
