@@ -593,3 +593,16 @@ def test_non_finite_expression_on_range_is_input_error():
         actiba.fit("expr:log(x)", segments=4, range=(-1.0, 1.0))
     with pytest.raises(InputError):
         actiba.fit("expr:1/x", segments=4, range=(-1.0, 1.0))
+
+
+@pytest.mark.parametrize("func,rng", [("softplus", (-12.0, -0.3)), ("silu", (5.0, 12.0))])
+def test_asymptote_tails_on_a_one_sided_range_do_not_crash(func, rng):
+    """A range where one pinned tail covers every sample used to index past the samples.
+
+    The answer is poor by nature (the other asymptote is pinned at the range's end), but it must be a
+    valid table whose stated error matches an independent evaluation."""
+    t = actiba.fit(func, 8, range=rng, tails="asymptote")
+    x = np.linspace(*rng, 20001)
+    f = actiba.functions.get(func)(x)
+    assert t.segments == 8
+    assert np.max(np.abs(t(x) - f)) <= t.error["max_abs"] * (1 + 1e-6) + 1e-12

@@ -143,7 +143,13 @@ class Greedy:
             segs.append((start, k))
             start, budget = k + 1, budget - 1
         if p.right_pinned:
-            segs.append((max(start, right_first), n - 1))
+            first = max(start, right_first)
+            if first > n - 1:  # the left tail reached the end: give the right tail the last sample
+                if not segs or segs[-1][0] > n - 2:
+                    return None
+                segs[-1] = (segs[-1][0], n - 2)
+                first = n - 1
+            segs.append((first, n - 1))
         return segs
 
     def solve(self, hint: float | None = None, rtol: float = 1e-5) -> tuple[float, list[tuple[int, int]]]:
