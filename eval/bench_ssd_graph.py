@@ -142,6 +142,8 @@ def run_d1(args: argparse.Namespace) -> None:
     for r in rows:
         lines.append(f"| {r['variant']} | {r['ops']} | {r['cumsum']} | {r['ms']:.1f} | {r['base_ms']:.1f} | "
                      f"{r['speedup']:.2f} | {r['diff_ov']:.3g} | {r['diff_torch']:.3g} |")
+    lines += ["", "The `hf (baseline)` row pairs the baseline with a second request of itself: its ratio is the "
+              "noise of the pairing on this machine."]
     out = ROOT / "eval" / "results" / "rewrites.md"
     write_text(out, out.read_text() + "\n".join(lines) + "\n")
     print(f"appended to {out}")
