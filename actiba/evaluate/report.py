@@ -262,7 +262,8 @@ def _bars(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
 
 
 def _note(r: dict[str, Any]) -> str:
-    parts = [r.get("error") or "", (r.get("compile") or {}).get("snippets", "")]
+    snip = (r.get("compile") or {}).get("snippets")
+    parts = [r.get("error") or "", f"OpenVINO snippets {snip}" if snip else ""]
     if r.get("same_graph_as"):
         parts.append(f"graph identical to {r['same_graph_as']}: its measurement is reused")
     ratio = r.get("latency_ratio") or {}
