@@ -2,6 +2,11 @@
 
 With no model, the embedded Mamba-2 and Mamba models are measured; `--full-size` instead profiles
 random-weight Mamba-2-130M / Mamba-130M architectures for latency only (slow; labelled as random).
+
+What keeps the default run short (see `actiba.evaluate.sweep`): timing stops once the paired speed-up is
+known to ±--rel-tol or after --timing-seconds, slow graphs score fewer whole windows (--accuracy-seconds,
+never under 32), identical graphs are measured once. Every row also gets a decode-step latency unless
+--no-decode.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, help="timed inferences per configuration (at most, see --rel-tol)")
     p.add_argument("--rel-tol", type=float, default=0.02,
                    help="stop timing once the paired speed-up is known to ±this (~95%%; 0: always --repeats)")
-    p.add_argument("--timing-seconds", type=float, default=8.0,
+    p.add_argument("--timing-seconds", type=float, default=6.0,
                    help="stop timing a configuration after this long (at least 6 pairs; the report gives the "
                         "ratio's precision; 0: no limit)")
     p.add_argument("--accuracy-seconds", type=float, default=12.0,
