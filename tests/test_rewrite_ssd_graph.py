@@ -229,3 +229,14 @@ def test_exported_mamba2_openvino(tiny_mamba2) -> None:
     # refused for bf16 inference: nothing changes
     same, done = apply(ov_model, ["ssd-d1"], precision="bf16")
     assert not any(s.ok for s in done) and inventory(same) == inventory(ov_model)
+
+
+def test_d1_then_cumba_in_one_apply() -> None:
+    """d1 runs first, so CumBA sees the new CumSum(x, -1) instead of the T×T one."""
+    x = np.random.default_rng(2).standard_normal((2, 3, 8)).astype(np.float32)
+    new, done = apply(segsum_graph(8), ["ssd-d1", "cumba"])
+    assert [s.rewrite for s in done if s.ok] == ["ssd-d1", "cumba"]
+    assert "CumSum" not in _ops(new)
+    want = segsum_reference(x)
+    got = run(new, {"x": x})[0]
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-5)
