@@ -79,14 +79,26 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-bytes", type=int, default=16384)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
+    ap.add_argument("--runs", help="comma-separated subset of MODEL/CASE/GRAD to run (default: all)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "actiba-finetune-study.json")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "finetune.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    settings = {k: getattr(args, k) for k in ("steps", "batch", "seq_len", "lr", "eval_bytes", "threads")}
+    settings = {k: getattr(args, k) for k in ("steps", "batch", "seq_len", "eval_bytes", "threads")}
     cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
+    if "lr" in cache.get("settings", {}):  # an older cache: one lr for all rows
+        lr0 = cache["settings"].pop("lr")
+        cache["rows"] = {f"{k}@{lr0:g}": v for k, v in cache["rows"].items()}
     if cache.get("settings") != settings:
         cache = {"settings": settings, "rows": {}, "exact": {}, "before": {}}
+    cmd = "nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv)
+    cache.setdefault("commands", [])
+    if cmd not in cache["commands"]:
+        cache["commands"].append(cmd)
+    wanted = None if not args.runs else {r.strip() for r in args.runs.split(",")}
+    unknown = (wanted or set()) - {"/".join(r) for r in RUNS}
+    if unknown:
+        raise SystemExit(f"unknown runs {sorted(unknown)}; known: {['/'.join(r) for r in RUNS]}")
     started = time.time()
     load0 = os.getloadavg()
     train, data = load_split("train"), heldout(args.eval_bytes)
@@ -96,8 +108,8 @@ def main() -> None:
 
     bases: dict[str, torch.nn.Module] = {}
     for kind, case, grad in RUNS:
-        key = f"{kind}/{case}/{grad}"
-        if key in cache["rows"]:
+        key = f"{kind}/{case}/{grad}@{args.lr:g}"
+        if key in cache["rows"] or (wanted is not None and f"{kind}/{case}/{grad}" not in wanted):
             continue
         if kind not in bases:
             bases[kind] = load(f"embedded:{kind}").eval()
@@ -118,47 +130,49 @@ def main() -> None:
                "train_s": res.seconds, "first10": sum(res.losses[:10]) / 10, "last10": sum(res.losses[-10:]) / 10}
         cache["rows"][key] = row
         save_cache()
-        write_report(args, cache, time.time() - started, load0, os.getloadavg())
+        write_report(args, cache, cache.get("wall_s", 0.0) + time.time() - started, load0, os.getloadavg())
         log(f"{key}: before {cache['before'][bkey]:.4f} after {row['after']:.4f} tuned-exact "
             f"{row['tuned_exact']:.4f} ({res.seconds:.0f} s)")
         del model
-    write_report(args, cache, time.time() - started, load0, os.getloadavg())
+    cache["wall_s"] = cache.get("wall_s", 0.0) + time.time() - started
+    save_cache()
+    write_report(args, cache, cache["wall_s"], load0, os.getloadavg())
 
 
 def write_report(args, cache: dict, total: float, load0, load1) -> None:
     from actiba._atomic import write_text
 
     s = cache["settings"]
-    cmd = "nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv)
     lines = [
         "# Accuracy recovery: a short fine-tune with the tables in place",
         "",
-        f"Command: `{cmd}` (from the repository root)  ",
+        "Commands (from the repository root, in this order; rows are cached between them):  ",
+        *[f"`{c}`  " for c in cache.get("commands", [])],
         f"Machine: {machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; wall time {total / 60:.1f} min; load average "
-        f"{load0[0]:.1f} at start, {load1[0]:.1f} at end (2 cores shared with other jobs); torch threads "
-        f"{s['threads']}; rows done {len(cache['rows'])} of {len(RUNS)}",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; wall time {total / 60:.1f} min over all commands; load "
+        f"average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end of the last (2 cores shared with other "
+        f"jobs); torch threads {s['threads']}",
         "",
         f"Fine-tune: {s['steps']} steps x batch {s['batch']} x {s['seq_len']} bytes "
-        f"({s['steps'] * s['batch'] * s['seq_len'] / 1e3:.0f} kB of the train split, seed 0), AdamW peak lr "
-        f"{s['lr']:g} (warm-up, cosine to 10 %), all weights, float32, tables applied inside "
+        f"({s['steps'] * s['batch'] * s['seq_len'] / 1e3:.0f} kB of the train split, seed 0), AdamW with the "
+        "peak lr of the row (warm-up, cosine to 10 %), all weights, float32, tables applied inside "
         "`backbone.layers.*.mixer` (the same scope as the Pareto sweep). Tuned weights are rounded to float16 "
         "(the shipped dtype, what `actiba finetune` saves) before scoring.",
         f"Scored: held-out bits/byte on the first {s['eval_bytes']} bytes of the held-out split (Macbeth, The "
         f"Tempest), disjoint windows of {s['seq_len']} after the start token; the same prefix for every number.",
         "",
-        "| model | tables | grad | exact | tables, before | tables, after | recovered | tuned model, exact acts "
+        "| model | tables | grad | lr | exact | tables, before | tables, after | recovered | tuned model, exact acts "
         "| train loss first/last 10 steps | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind, case, grad in RUNS:
-        row = cache["rows"].get(f"{kind}/{case}/{grad}")
-        if row is None:
-            continue
+    order = {"/".join(r): i for i, r in enumerate(RUNS)}
+    keys = sorted(cache["rows"], key=lambda k: (order[k.split("@")[0]], -float(k.split("@")[1])))
+    for k in keys:
+        row, (kind, case, grad), lr = cache["rows"][k], k.split("@")[0].split("/"), k.split("@")[1]
         ex, before = cache["exact"][kind], cache["before"][f"{kind}/{case}"]
         lost = before - ex
         rec = f"{100 * (before - row['after']) / lost:.0f} %" if lost > 1e-4 else "—"
-        lines.append(f"| {kind} | {case} | {grad} | {ex:.4f} | {before:.4f} (+{lost:.4f}) | {row['after']:.4f} "
+        lines.append(f"| {kind} | {case} | {grad} | {lr} | {ex:.4f} | {before:.4f} (+{lost:.4f}) | {row['after']:.4f} "
                      f"({row['after'] - ex:+.4f}) | {rec} | {row['tuned_exact']:.4f} ({row['tuned_exact'] - ex:+.4f}) "
                      f"| {row['first10']:.3f} / {row['last10']:.3f} | {row['train_s']:.0f} |")
     reading = "READING (to be written by hand after looking at the numbers)\n"
