@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
                    help="prefill length for accuracy windows and latency; several (256,1024) give one run each")
     p.add_argument("--eval-bytes", type=int, help="held-out bytes scored (a fixed prefix)")
     p.add_argument("--repeats", type=int, help="timed inferences per configuration (at most, see --rel-tol)")
+    p.add_argument("--warmup", type=int, help="untimed inferences (pairs) before timing (default 3)")
+    p.add_argument("--min-repeats", type=int, default=6, help="timed pairs before --rel-tol/--timing-seconds "
+                   "may stop timing (at least 3)")
     p.add_argument("--rel-tol", type=float, default=0.02,
                    help="stop timing once the paired speed-up is known to ±this (~95%%; 0: always --repeats)")
     p.add_argument("--timing-seconds", type=float, default=6.0,
@@ -90,7 +93,9 @@ def run(args) -> int:
         precisions = [latency.check_precision(p.strip(), device) for p in args.precision.split(",")]
     fixed = cfgs.read_file(args.sweep) if args.sweep else None
     models = list(args.models) or list(FULL_SIZE if args.full_size else ("embedded:mamba2", "embedded:mamba"))
-    for n in ("eval_bytes", "repeats", "threads"):
+    if args.warmup is not None and args.warmup < 0:
+        raise InputError(f"--warmup must be non-negative, got {args.warmup}")
+    for n in ("eval_bytes", "repeats", "threads", "min_repeats"):
         v = getattr(args, n)
         if v is not None and v < 1:
             raise InputError(f"--{n.replace('_', '-')} must be positive, got {v}")
@@ -106,7 +111,8 @@ def run(args) -> int:
     settings = sweep.Settings(
         device=device, seq_len=lengths[0],
         eval_bytes=args.eval_bytes or (4096 if quick else 16384), repeats=args.repeats or (5 if quick else 20),
-        warmup=2 if quick else 3, threads=args.threads, latency_only=args.latency_only or args.full_size,
+        warmup=args.warmup if args.warmup is not None else 2 if quick else 3, threads=args.threads,
+        min_repeats=args.min_repeats, latency_only=args.latency_only or args.full_size,
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
         timing_seconds=args.timing_seconds or None,
         profile=args.profile)
