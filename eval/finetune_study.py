@@ -6,8 +6,8 @@ Usage (from the repository root; budget ~15 min on 2 cores)::
     nice -n 10 python eval/finetune_study.py [--steps 50] [--batch 4] [--seq-len 256] [--lr 1e-3]
 
 Cases per model: (a) XAMBA's ReLU for Softplus, (b) SiLU and Softplus at 4 segments, (c) at 8 segments;
-for Mamba-2 also (b) with the straight-through estimator and a control: the exact model fine-tuned the
-same way (no tables), which separates "the tables were recovered" from "more training helped". Every
+for Mamba-2 also (b) with the straight-through estimator, and a control per model: the exact model
+fine-tuned the same way (no tables), which separates "the tables were recovered" from "more training helped". Every
 tuned model is saved (float16, as shipped) into a temporary folder and scored from the saved weights.
 Rows are cached in --cache so an interrupted run resumes.
 """
@@ -48,7 +48,7 @@ CASES = {
 # in priority order: the report is rewritten after every row, so a cut-short run still reports what it did
 RUNS = [("mamba2", "both-4", "table"), ("mamba2", "softplus-relu", "table"), ("mamba2", "exact (control)", "table"),
         ("mamba2", "both-4", "ste"), ("mamba", "both-4", "table"), ("mamba", "softplus-relu", "table"),
-        ("mamba2", "both-8", "table"), ("mamba", "both-8", "table")]
+        ("mamba2", "both-8", "table"), ("mamba", "both-8", "table"), ("mamba", "exact (control)", "table")]
 
 
 def log(msg: str) -> None:

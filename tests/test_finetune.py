@@ -266,6 +266,7 @@ def test_cli_refusals_exit_2_and_leave_nothing(model_dir, tmp_path, capsys):
     assert (sorted(os.listdir(emb.parent)), sorted(os.listdir(emb))) == emb_listing
 
 
+@pytest.mark.slow
 def test_cli_force_replaces_a_non_empty_output(model_dir, capsys):
     out = model_dir.parent / "out"
     out.mkdir()
