@@ -80,15 +80,34 @@ def _reference_logits(model, ids, tables: dict[str, Table]) -> np.ndarray:
         return model(input_ids=ids).logits.numpy()
 
 
-@pytest.fixture(scope="module", params=["mamba2", "mamba"])
-def exported(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """kind -> (tiny 2-layer torch model, its exported ONNX graph, input ids); exported once per module."""
     from actiba.models.export import export_onnx
 
-    model = _tiny(request.param)
-    path = tmp_path_factory.mktemp("persite") / f"{request.param}.onnx"
-    export_onnx(model, path, seq_len=SEQ, verbose=False, check_seq_len=SEQ)
-    ids = torch.randint(0, 256, (1, SEQ), generator=torch.Generator().manual_seed(3))
-    return model, onnx.load(str(path)), ids
+    cache: dict[str, tuple] = {}
+
+    def get(kind: str) -> tuple:
+        if kind not in cache:
+            model = _tiny(kind)
+            path = tmp_path_factory.mktemp("persite") / f"{kind}.onnx"
+            export_onnx(model, path, seq_len=SEQ, verbose=False, check_seq_len=SEQ)
+            ids = torch.randint(0, 256, (1, SEQ), generator=torch.Generator().manual_seed(3))
+            cache[kind] = (model, onnx.load(str(path)), ids)
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(params=["mamba2", "mamba"])
+def exported(request, exports):
+    """Both architectures (Mamba v1 folds its SiLUActivation wrapper into the mixer's site ids)."""
+    return exports(request.param)
+
+
+@pytest.fixture
+def exported2(exports):
+    return exports("mamba2")
 
 
 def test_torch_and_onnx_apply_each_site_its_own_table(exported):
@@ -128,9 +147,9 @@ def test_onnx_site_ids_equal_torch_site_ids(exported):
     assert all(s.name == s.detail["root"].name for s in sites)  # Site.name stays the node name
 
 
-def test_globs_and_function_fallback(exported):
+def test_globs_and_function_fallback(exported2):
     """A shared glob serves every site of its function; function keys fill in for uncovered sites."""
-    model, graph, ids = exported
+    model, graph, ids = exported2
     site_ids = _observed_ids(model, ids)
     sp, si = _chord("softplus", -6, 2, 3), _chord("silu", -4, 4, 3)
     first_silu = next(s for s in site_ids if ":silu#" in s)
@@ -163,8 +182,8 @@ def test_calls_without_a_table_stay_exact_and_dry_run_names_them():
     assert not any(":exp#" in k for k in by_id)  # functions the set has no table for are not listed
 
 
-def test_unknown_site_key_is_an_error_where_all_sites_are_known(exported):
-    model, graph, ids = exported
+def test_unknown_site_key_is_an_error_where_all_sites_are_known(exported2):
+    model, graph, ids = exported2
     bad = {"backbone.layers.7.mixer:softplus#0": _chord("softplus", -5, 3, 3)}
     with pytest.raises(InputError, match="match no activation site"):
         onnx_rw.find_sites(graph, "actiba", bad)
@@ -191,12 +210,12 @@ def test_set_from_another_model_is_refused():
     assert mode.calls == 1
 
 
-def test_openvino_refuses_per_site_keys_but_takes_shared_ones(exported):
+def test_openvino_refuses_per_site_keys_but_takes_shared_ones(exported2):
     pytest.importorskip("openvino")
     from actiba.evaluate.build import to_openvino
     from actiba.rewrite import openvino_rw
 
-    _, graph, _ = exported
+    _, graph, _ = exported2
     ov_model = to_openvino(graph)
     with pytest.raises(InputError, match="need the ONNX graph"):
         openvino_rw.find_sites(ov_model, "actiba", {"backbone.layers.0.mixer:softplus#0": _chord("softplus", -5, 3, 3)})
@@ -204,10 +223,10 @@ def test_openvino_refuses_per_site_keys_but_takes_shared_ones(exported):
     assert sum(s.ok for s in sites) == 2 and all(s.detail["function"] == "softplus" for s in sites if s.ok)
 
 
-def test_cli_act_set(exported, tmp_path):
+def test_cli_act_set(exported2, tmp_path):
     from actiba.cli import main
 
-    model, graph, ids = exported
+    model, graph, ids = exported2
     site_ids = _observed_ids(model, ids)
     tables = _distinct_tables(site_ids)
     src, out, set_path = tmp_path / "m.onnx", tmp_path / "out.onnx", tmp_path / "set.json"
@@ -277,6 +296,8 @@ def test_calibrated_tables_for_config_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path / "cal")
     monkeypatch.setattr(configs, "_MEMO", {})
+    monkeypatch.setattr(configs, "CALIB_BYTES", 2048)  # 4 pieces of 2 windows: enough for a tiny model
+    monkeypatch.setattr(configs, "CALIB_CHUNKS", 4)
     lm = build.load_model("random:tiny-mamba2")
     ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(0))
     spec = {"segments": 4, "calibrated": "per-site"}
