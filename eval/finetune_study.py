@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--eval-bytes", type=int, default=16384)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     ap.add_argument("--runs", help="comma-separated subset of MODEL/CASE/GRAD to run (default: all)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the cache; run nothing")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "actiba-finetune-study.json")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "finetune.md")
     args = ap.parse_args()
@@ -93,7 +94,7 @@ def main() -> None:
         cache = {"settings": settings, "rows": {}, "exact": {}, "before": {}}
     cmd = "nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv)
     cache.setdefault("commands", [])
-    if cmd not in cache["commands"]:
+    if cmd not in cache["commands"] and not args.report_only:
         cache["commands"].append(cmd)
     wanted = None if not args.runs else {r.strip() for r in args.runs.split(",")}
     unknown = (wanted or set()) - {"/".join(r) for r in RUNS}
@@ -109,7 +110,7 @@ def main() -> None:
     bases: dict[str, torch.nn.Module] = {}
     for kind, case, grad in RUNS:
         key = f"{kind}/{case}/{grad}@{args.lr:g}"
-        if key in cache["rows"] or (wanted is not None and f"{kind}/{case}/{grad}" not in wanted):
+        if args.report_only or key in cache["rows"] or (wanted is not None and f"{kind}/{case}/{grad}" not in wanted):
             continue
         if kind not in bases:
             bases[kind] = load(f"embedded:{kind}").eval()
@@ -172,7 +173,7 @@ def write_report(args, cache: dict, total: float, load0, load1) -> None:
         ex, before = cache["exact"][kind], cache["before"][f"{kind}/{case}"]
         lost = before - ex
         rec = f"{100 * (before - row['after']) / lost:.0f} %" if lost > 1e-4 else "—"
-        lines.append(f"| {kind} | {case} | {grad} | {lr} | {ex:.4f} | {before:.4f} (+{lost:.4f}) | {row['after']:.4f} "
+        lines.append(f"| {kind} | {case} | {grad} | {lr} | {ex:.4f} | {before:.4f} ({lost:+.4f}) | {row['after']:.4f} "
                      f"({row['after'] - ex:+.4f}) | {rec} | {row['tuned_exact']:.4f} ({row['tuned_exact'] - ex:+.4f}) "
                      f"| {row['first10']:.3f} / {row['last10']:.3f} | {row['train_s']:.0f} |")
     reading = "READING (to be written by hand after looking at the numbers)\n"

@@ -154,7 +154,7 @@ def _training_scan(model: Any):
         unpatch_scan(model)
 
 
-def finetune(model: Any, tables: Any, train: bytes, *, steps: int = 200, lr: float = 1e-3,
+def finetune(model: Any, tables: Any, train: bytes, *, steps: int = 200, lr: float = 3e-4,
              seq_len: int = 256, batch: int = 8, grad: str = "table", include: Iterable[str] | None = None,
              train_params: str | Sequence[str] = "all", seed: int = 0, warmup: int | None = None,
              clip: float = 1.0, progress: Callable[[int, int, float], None] | None = None) -> FinetuneResult:
