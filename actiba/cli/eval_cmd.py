@@ -65,7 +65,7 @@ def run(args) -> int:
         from ..evaluate.lm_eval_model import run_task
 
         for c in [cfgs.baseline(), *configs]:
-            res = run_task(args.model, args.task, cfgs.tables_for(c), seq_len=args.seq_len)
+            res = run_task(args.model, args.task, cfgs.tables_for(c, lm), seq_len=args.seq_len)
             print(f"lm-eval {args.task} [{c.name}]: " + ", ".join(f"{k}={v:.6g}" for k, v in res.items()))
     if args.json:
         from .._atomic import write_text

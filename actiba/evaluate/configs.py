@@ -15,7 +15,7 @@ An activation is given by `segments` (fitted with asymptote tails on the functio
 cached), by `table` = a path to an `actiba-pwl/1` file or to an `actiba-pwl-set/1` table set (its tables
 of that function, per site), or by `table` = "relu" (XAMBA's ReLU in place of Softplus).
 
-Calibrated tables: ``{"segments": 8, "calibrated": "per-site"|"shared", "weighting": "range"|"density",
+Calibrated tables: ``{"segments": 8, "calibrated": "per-site"|"shared", "weighting": "density"|"range",
 "percentiles": [0.1, 99.9]}`` fits tables to the activation statistics the model shows on the TRAIN split
 (never the held-out text the metric is measured on); statistics and fitted sets are cached under
 ``actiba.data.cache_root()/calibration`` keyed by the model's fingerprint and these settings.
@@ -37,6 +37,7 @@ ACT_NAMES = ("silu", "softplus")
 SEGMENTS = (4, 8, 16, 32)
 CALIBRATED = ("shared", "per-site")
 WEIGHTINGS = ("range", "density")
+DEFAULT_WEIGHTING = "density"  # "range" gives the uniform table back (eval/results/calibration.md)
 _SPEC_KEYS = {"segments", "table", "calibrated", "weighting", "percentiles"}
 # calibration data: CALIB_CHUNKS evenly spaced pieces of the train split, CALIB_BYTES in all (whole windows)
 CALIB_BYTES = 16384
@@ -80,7 +81,7 @@ class Config:
                 spec["table_sha"] = hashlib.sha256(Path(t).read_bytes()).hexdigest()[:16]
             if spec.get("calibrated"):  # calibration data and defaults change the tables
                 spec["calibration_data"] = [CALIB_BYTES, CALIB_CHUNKS, CALIB_SEQ_LEN]
-                spec.setdefault("weighting", "range")
+                spec.setdefault("weighting", DEFAULT_WEIGHTING)
                 spec.setdefault("percentiles", list(DEFAULT_PERCENTILES))
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -326,7 +327,7 @@ def calibration_stats(lm: Any) -> Any:
     return stats
 
 
-def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = "range",
+def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = DEFAULT_WEIGHTING,
                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Any:
     """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared)."""
     from ..fitting.calibrated import fit_sites
@@ -386,7 +387,8 @@ def tables_for(config: Config, lm: Any = None) -> dict[str, Any]:
         if spec.get("calibrated"):
             if lm is None:
                 raise InputError(f"{config.name}: calibrated {fn} tables need the model (tables_for(config, lm))")
-            ts = calibrated_set(lm, fn, int(spec["segments"]), spec["calibrated"], spec.get("weighting", "range"),
+            ts = calibrated_set(lm, fn, int(spec["segments"]), spec["calibrated"],
+                                spec.get("weighting", DEFAULT_WEIGHTING),
                                 tuple(spec.get("percentiles", DEFAULT_PERCENTILES)))
             out.update(ts.tables)
         elif "segments" in spec:

@@ -27,8 +27,12 @@ TASK_DIR = Path(__file__).resolve().parents[2] / "eval" / "tasks"
 PLACEHOLDER = "ACTIBA_HELDOUT_JSONL"
 
 
-def parse_tables(act_silu: Any = None, act_softplus: Any = None) -> dict[str, Any]:
-    """Tables from model-arg values (segments, "relu", or a table file)."""
+def parse_tables(act_silu: Any = None, act_softplus: Any = None, model: Any = None,
+                 name: str = "model") -> dict[str, Any]:
+    """Tables from model-arg values (segments, "relu", a table file or a table-set file).
+
+    `model` is needed only for sets (checked against the model they were calibrated on)."""
+    from .build import LoadedModel
     from .configs import from_dict, tables_for
 
     acts = {}
@@ -37,7 +41,9 @@ def parse_tables(act_silu: Any = None, act_softplus: Any = None) -> dict[str, An
             continue
         s = str(v)
         acts[fn] = {"segments": int(s)} if s.isdigit() else {"table": s}
-    return tables_for(from_dict({"name": "lm-eval", "activations": acts}))
+    lm = None if model is None else LoadedModel(name, model, model.config.model_type, False,
+                                                 int(model.config.vocab_size))
+    return tables_for(from_dict({"name": "lm-eval", "activations": acts}), lm)
 
 
 @register_model("actiba")
@@ -57,7 +63,8 @@ class ActibaLM(HFLM):
             tokenizer = load_tokenizer(pretrained)
         kwargs.setdefault("batch_size", 1)
         super().__init__(pretrained=model, tokenizer=tokenizer, max_length=int(max_length), device="cpu", **kwargs)
-        self.actiba_tables = dict(tables or {}) or parse_tables(act_silu, act_softplus)
+        self.actiba_tables = dict(tables or {}) or parse_tables(
+            act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
 
     def _model_call(self, inps: Any, attn_mask: Any = None, labels: Any = None) -> Any:
         with tables_applied(self.model, self.actiba_tables, MIXER_SCOPE):

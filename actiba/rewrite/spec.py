@@ -34,7 +34,8 @@ class RewriteSpec:
 
 CUMBA = RewriteSpec(
     name="cumba",
-    matches=("CumSum(x, axis) [ONNX; OpenVINO CumSum]", "torch.cumsum / Tensor.cumsum inside selected modules (torch_sums.sums_scope)"),
+    matches=("CumSum(x, axis) [ONNX; OpenVINO CumSum]",
+             "torch.cumsum / Tensor.cumsum inside selected modules (torch_sums.sums_scope)"),
     conditions=(
         "axis is a constant",
         "the length n along the axis is static (the constant is n×n)",
