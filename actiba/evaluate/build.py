@@ -80,7 +80,8 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
     tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
     path = None
     if cache_dir is not None:
-        path = cache_dir / "onnx" / f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}.onnx"
+        scan = "-stepped32" if lm.model_type == "mamba" else ""  # the export's Mamba v1 scan form
+        path = cache_dir / "onnx" / f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}{scan}.onnx"
         if path.is_file():
             lm.onnx_cache[key] = onnx.load(str(path))
             return lm.onnx_cache[key]

@@ -2,8 +2,10 @@
 
 Why verify on every export: exporters silently drop or change ops; a max-logit-difference check against
 the torch model (onnxruntime, and OpenVINO CPU with an explicit f32 precision hint) catches that at once.
-Mamba v1 is exported through `mamba_scan`'s chunked scan by default: HF's loop would unroll into one
-copy per token and pin the sequence length.
+Mamba v1 is exported through `mamba_scan`'s ``stepped`` scan (chunk 32) by default: HF's loop would
+unroll into one copy per token and pin the sequence length, and ``stepped`` is also faster than that
+loop on OpenVINO CPU (1.38x at 256 tokens on the embedded model; ``chunked`` is the most compact graph
+but ~4x slower there — eval/results/mamba_scan.md).
 
     python -m actiba.models.export embedded:mamba2 --to openvino -o out/mamba2.xml --seq-len 128
 """
@@ -26,7 +28,8 @@ from .._atomic import atomic_path, write_text
 from ..errors import InputError
 
 Precision = Literal["f32", "bf16"]
-ScanChoice = Literal["chunked", "loop"]
+ScanChoice = Literal["stepped", "chunked", "doubling", "loop"]
+SCANS = ("stepped", "chunked", "doubling", "loop")
 
 
 @dataclass
@@ -59,12 +62,14 @@ def _is_mamba_v1(model: Any) -> bool:
 
 
 @contextlib.contextmanager
-def export_view(model: Any, mamba_scan: ScanChoice = "chunked", chunk_size: int = 32):
-    """Yield the model as exported: Mamba v1 with the chunked scan patched in (unless `loop`)."""
-    if _is_mamba_v1(model) and mamba_scan == "chunked":
+def export_view(model: Any, mamba_scan: ScanChoice = "stepped", chunk_size: int = 32):
+    """Yield the model as exported: Mamba v1 with the `mamba_scan` form patched in (HF's own for `loop`)."""
+    if mamba_scan not in SCANS:
+        raise InputError(f"unknown Mamba scan {mamba_scan!r}; known: {', '.join(SCANS)}")
+    if _is_mamba_v1(model) and mamba_scan != "loop":
         from .mamba_scan import chunked_scan
 
-        with chunked_scan(model, chunk_size):
+        with chunked_scan(model, chunk_size, mode=mamba_scan):
             yield model
     else:
         yield model
@@ -192,7 +197,7 @@ def check_openvino(model: Any, path: str | os.PathLike, seq_len: int = 128,
 
 
 def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
-                mamba_scan: ScanChoice = "chunked", chunk_size: int = 32, opset: int = 18,
+                mamba_scan: ScanChoice = "stepped", chunk_size: int = 32, opset: int = 18,
                 check_seq_len: int = 128, verbose: bool = True) -> ExportResult:
     """Write `model` as ONNX (input ``input_ids`` [1, seq] int64 -> ``logits``) and verify it.
 
@@ -213,7 +218,7 @@ def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
 
 
 def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = None,
-                    precision: Precision = "f32", mamba_scan: ScanChoice = "chunked", chunk_size: int = 32,
+                    precision: Precision = "f32", mamba_scan: ScanChoice = "stepped", chunk_size: int = 32,
                     opset: int = 18, check_seq_len: int = 128, verbose: bool = True,
                     from_onnx: str | os.PathLike | None = None) -> ExportResult:
     """Write `model` as OpenVINO IR (``out`` = .xml, plus .bin) via ONNX, verify it with an f32 hint, and
@@ -265,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--seq-len", type=int, help="fixed sequence length (default: dynamic)")
     ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
-    ap.add_argument("--mamba-scan", choices=["chunked", "loop"], default="chunked")
+    ap.add_argument("--mamba-scan", choices=list(SCANS), default="stepped")
     args = ap.parse_args(argv)
     try:
         model = load(args.model)
