@@ -240,3 +240,24 @@ def test_d1_then_cumba_in_one_apply() -> None:
     want = segsum_reference(x)
     got = run(new, {"x": x})[0]
     np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_cli_ssd_d1(tiny_mamba2, tmp_path, capsys, precision: str) -> None:
+    """`actiba rewrite --ssd-d1`: f32 rewrites and matches HF torch; bf16 refuses every site."""
+    from actiba.cli import main
+
+    model, original, path = tiny_mamba2
+    out = tmp_path / "d1.onnx"
+    code = main(["rewrite", path, "--ssd-d1", "--precision", precision, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    new = onnx.load(str(out))
+    if precision == "f32":
+        assert _ops(new)["CumSum"] < _ops(original)["CumSum"]
+        ids = np.random.default_rng(3).integers(0, 256, (1, 40)).astype(np.int64)
+        got = run(new, {new.graph.input[0].name: ids})[0]
+        np.testing.assert_allclose(got, _torch_logits(model, ids), atol=1e-3)
+    else:
+        assert _ops(new) == _ops(original)
+        assert "refused" in err and "0 of" in err

@@ -2,7 +2,9 @@
 
 Per-site tables: `--act-set SET.json` (ONNX graphs exported by actiba, whose nodes carry site ids).
 
-Two verified stages: the exact rewrites (CumBA, ReduBA, contraction) must match the original within
+`--ssd-d1` (Mamba-2 segment sum as the outer difference of one CumSum) runs first and verifies itself
+(whole model before/after, offending sites skipped; refused for `--precision bf16|f16`). Then two
+verified stages: the exact rewrites (CumBA, ReduBA, contraction) must match the original within
 `--tolerance`; ActiBA is then checked against that result within `--act-tolerance`, because its
 difference is the tables' approximation error, not a bug. Nothing is written if a check fails
 (unless `--force`) or on `--dry-run`.
@@ -20,6 +22,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("rewrite", help="CumBA / ReduBA / ActiBA graph rewrites of an ONNX or OpenVINO model",
                        description=__doc__.splitlines()[0])
     p.add_argument("model", metavar="MODEL", help=".onnx, or OpenVINO .xml (with its .bin)")
+    p.add_argument("--ssd-d1", action="store_true",
+                   help="Mamba-2 SSD segment sum -> outer difference of one CumSum (refused for bf16/f16)")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
+                   help="the inference precision the model will run at (rewrites unsafe there are refused)")
     p.add_argument("--cumba", action="store_true", help="CumSum -> MatMul with a triangular constant")
     p.add_argument("--cumba-axis", type=int, action="append", metavar="AXIS",
                    help="only CumSums on this (negative) axis, e.g. -2; repeatable")
@@ -125,8 +131,8 @@ def run(args) -> int:
     if args.contract and kind == "openvino":
         raise InputError("--contract is implemented for ONNX models only")
     tables, site_tables = _load_tables(args)
-    if not exact and not tables and not site_tables:
-        raise InputError("nothing to do: give --cumba, --reduba, --contract, --act, --act-site or --act-set")
+    if not exact and not tables and not site_tables and not args.ssd_d1:
+        raise InputError("nothing to do: give --ssd-d1, --cumba, --reduba, --contract, --act, --act-site or --act-set")
     if not args.dry_run:
         if not args.output:
             raise InputError("-o OUT is required (or use --dry-run)")
@@ -135,7 +141,20 @@ def run(args) -> int:
     inputs = load_inputs(args.inputs)
     original = backend.load_model(args.model)
 
-    stage1, sites = original, []
+    stage0, sites = original, []
+    if args.ssd_d1:  # first: it removes the T×T CumSums CumBA would otherwise turn into MatMuls
+        from .. import rewrite
+
+        found = rewrite.find_sites(original, "ssd-d1", precision=args.precision)
+        names = _selected(found, args, "ssd-d1")
+        stage0, done = rewrite.apply(original, ["ssd-d1"], sites=names, precision=args.precision)
+        sites += _with_reasons([d for d in done if d.rewrite == "ssd-d1"], found)
+        for s in sites:
+            if s.ok and "max_diff_real" in s.detail:
+                _log(f"actiba: ssd-d1 {s.name}: verified, max |output diff| {s.detail['max_diff_real']:.3g} (real), "
+                     f"{s.detail.get('max_diff_random', float('nan')):.3g} (random)")
+                break
+    stage1 = stage0
     for rw in exact:
         found = backend.find_sites(stage1, rw)
         names = _selected(found, args, rw)
@@ -159,11 +178,11 @@ def run(args) -> int:
     _log("op inventory (changed types):\n" + spec.inventory_diff(backend.inventory(original),
                                                                   backend.inventory(final)))
     failures = []
-    if stage1 is not original and any(s.ok for s in sites):
-        ref = backend.run(original, backend.random_inputs(original))
+    if stage1 is not stage0 and any(s.ok for s in sites if s.rewrite != "ssd-d1"):
+        ref = backend.run(stage0, backend.random_inputs(stage0))
         scale = max(1.0, max(float(np.max(np.abs(r))) if np.size(r) else 0.0 for r in ref))
         tol = args.tolerance if args.tolerance is not None else 1e-4 * scale
-        diff = backend.compare(original, stage1, inputs)
+        diff = backend.compare(stage0, stage1, inputs)
         _log(f"actiba: exact rewrites: max |output diff| = {diff:.3g} (tolerance {tol:.3g})")
         if not diff <= tol:
             failures.append(f"exact rewrites differ by {diff:.3g} > --tolerance {tol:.3g}")
