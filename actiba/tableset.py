@@ -22,6 +22,7 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,14 +72,46 @@ class TableSet:
     model: dict | None = None
     calibration: dict | None = None
 
-    def table_for(self, site: str) -> Table | None:
-        """The table for `site`: exact key first, then the first matching glob (insertion order)."""
+    def key_for(self, site: str) -> str | None:
+        """The key that picks `site`'s table: exact key first, then the first matching glob (insertion order)."""
         if site in self.tables:
-            return self.tables[site]
-        for key, table in self.tables.items():
-            if _GLOB_CHARS & set(key) and fnmatch.fnmatchcase(site, key):
-                return table
-        return None
+            return site
+        return next((k for k in self.tables if _GLOB_CHARS & set(k) and fnmatch.fnmatchcase(site, k)), None)
+
+    def table_for(self, site: str) -> Table | None:
+        """The table for `site` (see `key_for`), or None."""
+        key = self.key_for(site)
+        return None if key is None else self.tables[key]
+
+    def unmatched(self, site_ids: Iterable[str]) -> list[str]:
+        """Keys that pick none of `site_ids` (a set for another model, or a typo)."""
+        ids = list(site_ids)
+        return [k for k in self.tables if not any(s == k or fnmatch.fnmatchcase(s, k) for s in ids)]
+
+    def check_unmatched(self, site_ids: Iterable[str], where: str) -> None:
+        """InputError naming the keys that match no site of `where`: a set that silently rewrites nothing
+        would report the exact model's accuracy as the tables'."""
+        ids = sorted(set(site_ids))
+        bad = self.unmatched(ids)
+        if bad:
+            shown = ", ".join(ids[:6]) + (" ..." if len(ids) > 6 else "")
+            raise InputError(f"table set key(s) {bad[:4]} match no activation site in {where}; "
+                             f"its sites are: {shown or '(none)'}")
+
+    @staticmethod
+    def split(tables: Any) -> tuple[dict[str, Any], TableSet | None]:
+        """(function -> table, per-site set or None) from a {function: Table} mapping, a TableSet, or a
+        mapping whose keys are site ids / site globs (any key containing ':'); both kinds may be mixed,
+        and function keys then serve the sites the per-site keys do not cover."""
+        if tables is None:
+            return {}, None
+        if isinstance(tables, TableSet):
+            return {}, tables
+        if not isinstance(tables, dict):
+            raise InputError(f"tables must be a mapping or a TableSet, not {type(tables).__name__}")
+        by_site = {k: v for k, v in tables.items() if ":" in k}
+        by_fn = {k: v for k, v in tables.items() if ":" not in k}
+        return by_fn, (TableSet(by_site) if by_site else None)
 
     def functions(self) -> set[str]:
         """Canonical functions of the tables present (e.g. {"silu", "softplus"})."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..tableset import TableSet
 from . import spec
 from ._inputs import max_abs_diff, random_array
 from .spec import Site
@@ -29,52 +30,6 @@ _ACT_OPS = {"Softplus": "softplus", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp":
 
 
 # --- per-site tables (shared with torch_rw / openvino_rw: pure Python, no heavy imports) ------------------
-
-def key_for(chooser: Any, site: str) -> str | None:
-    """The key of `chooser.tables` that picks `site`'s table (exact id, else first glob in order), as
-    `TableSet.table_for` does; kept here so dry runs can say which key chose a site's table."""
-    import fnmatch
-
-    if site in chooser.tables:
-        return site
-    return next((k for k in chooser.tables if fnmatch.fnmatchcase(site, k)), None)
-
-
-def split_tables(tables: Any) -> tuple[dict[str, Any], Any | None]:
-    """(function -> table, per-site chooser or None) from a {function: Table} mapping, a TableSet, or a
-    mapping whose keys are site ids / site globs (any key containing ':'); both kinds may be mixed, and
-    function keys then serve the sites the per-site keys do not cover."""
-    if tables is None:
-        return {}, None
-    if hasattr(tables, "table_for"):
-        return {}, tables
-    if not isinstance(tables, dict):
-        raise InputError(f"tables must be a mapping or a TableSet, not {type(tables).__name__}")
-    from ..tableset import TableSet
-
-    by_site = {k: v for k, v in tables.items() if ":" in k}
-    by_fn = {k: v for k, v in tables.items() if ":" not in k}
-    return by_fn, (TableSet(by_site) if by_site else None)
-
-
-def unmatched_keys(chooser: Any, site_ids: Iterable[str]) -> list[str]:
-    """Keys of a per-site chooser that pick no site at all (a set for another model, or a typo)."""
-    import fnmatch
-
-    ids = list(site_ids)
-    return [k for k in chooser.tables if not any(s == k or fnmatch.fnmatchcase(s, k) for s in ids)]
-
-
-def check_unmatched(chooser: Any, site_ids: Iterable[str], where: str) -> None:
-    """InputError naming the keys of `chooser` that match no site of `where` (decided: an error, because
-    a set that silently rewrites nothing would report the exact model's accuracy as the table's)."""
-    ids = sorted(set(site_ids))
-    bad = unmatched_keys(chooser, ids)
-    if bad:
-        shown = ", ".join(ids[:6]) + (" ..." if len(ids) > 6 else "")
-        raise InputError(f"table set key(s) {bad[:4]} match no activation site in {where}; "
-                         f"its sites are: {shown or '(none)'}")
-
 
 # --- loading and inventory ---------------------------------------------------------------------------
 
@@ -485,7 +440,7 @@ def _pick_table(site: Site, function: str, tables: dict[str, Any], site_tables: 
     source = "by site pattern"
     sid = site.detail.get("site_id")
     if table is None and chooser is not None and sid is not None:
-        key = key_for(chooser, sid)
+        key = chooser.key_for(sid)
         if key is not None:
             table, source = chooser.table_for(sid), f"set key {key}"
     if table is None:
@@ -526,7 +481,7 @@ def _assign_site_ids(g: _Graph, sites: list[Site]) -> None:
 
 
 def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
-    fn_tables, chooser = split_tables(tables)
+    fn_tables, chooser = TableSet.split(tables)
     sites: list[Site] = []
     claimed: set[str] = set()  # first outputs of nodes consumed by a bigger pattern
     for node in g.model.graph.node:
@@ -572,7 +527,7 @@ def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) ->
         if sites and not ids:
             raise InputError("per-site tables need node namespace metadata (an ONNX graph exported by "
                              "actiba.models.export / the torch dynamo exporter); this graph has none")
-        check_unmatched(chooser, ids, "this ONNX graph")
+        chooser.check_unmatched(ids, "this ONNX graph")
     for site in sites:
         if (why := _float_check(g, site.detail["x"])) is not None:
             site.skip(why)

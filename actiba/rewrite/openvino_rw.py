@@ -195,9 +195,9 @@ def _function_tables(tables: Any) -> dict[str, Any]:
     """
     import re
 
-    from .onnx_rw import split_tables
+    from ..tableset import TableSet
 
-    by_fn, chooser = split_tables(tables)
+    by_fn, chooser = TableSet.split(tables)
     if chooser is None:
         return by_fn
     shared = {}

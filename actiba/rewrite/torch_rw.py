@@ -81,9 +81,7 @@ class _ScopedActiba(TorchFunctionMode):
 
     def _choose(self, function: str, site_id: str | None) -> tuple[Any, str]:
         if self.chooser is not None and site_id is not None:
-            from .onnx_rw import key_for
-
-            key = key_for(self.chooser, site_id)
+            key = self.chooser.key_for(site_id)
             if key is not None:
                 return self.chooser.table_for(site_id), f"set key {key}"
         return self.tables.get(function), f"{function} table"
@@ -174,10 +172,10 @@ def actiba_scope(model: torch.nn.Module, tables: Any, include: Iterable[str] = (
     match no call of the forward passes run in the block are warned about on exit.
     `record`, if given, collects one Site per intercepted call (for a dry run), with its site id.
     """
-    from .onnx_rw import split_tables, unmatched_keys
+    from ..tableset import TableSet
 
     include, exclude = list(include), list(exclude)
-    fn_tables, chooser = split_tables(tables)
+    fn_tables, chooser = TableSet.split(tables)
     unknown = [k for k in fn_tables if spec.canonical_function(k) not in spec.ACT_FUNCTIONS]
     if unknown:
         raise InputError(f"no torch ActiBA target for {unknown}; known: {', '.join(spec.ACT_FUNCTIONS)}")
@@ -197,7 +195,7 @@ def actiba_scope(model: torch.nn.Module, tables: Any, include: Iterable[str] = (
             h.remove()
         if tracker is not None:
             tracker.remove()
-    if chooser is not None and mode.seen and (bad := unmatched_keys(chooser, mode.seen)):
+    if chooser is not None and mode.seen and (bad := chooser.unmatched(mode.seen)):
         warnings.warn(f"actiba: table set key(s) {bad[:4]} matched no activation call of this model",
                       stacklevel=3)
 
@@ -209,16 +207,16 @@ def find_actiba_sites(model: torch.nn.Module, tables: Any, example: Any,
     Each Site carries ``detail["site_id"]``; with per-site tables, keys matching no call are an
     InputError here (the dry run sees every call), and calls without a table are listed as skipped.
     """
-    from .onnx_rw import check_unmatched, split_tables
+    from ..tableset import TableSet
 
     sites: list[Site] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.inference_mode(), actiba_scope(model, tables, include, exclude, pwl=pwl, record=sites) as mode:
             model(example) if not isinstance(example, dict) else model(**example)
-    _, chooser = split_tables(tables)
+    _, chooser = TableSet.split(tables)
     if chooser is not None:
-        check_unmatched(chooser, mode.seen, "this model")
+        chooser.check_unmatched(mode.seen, "this model")
     return sites
 
 
