@@ -167,23 +167,13 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     return row
 
 
-def _config_tables(config: Config, lm: LoadedModel) -> Any:
-    """The config's tables (works whether `tables_for` takes the model or not)."""
-    import inspect
-
-    from . import configs
-
-    fn = configs.tables_for
-    return fn(config, lm) if len(inspect.signature(fn).parameters) > 1 else fn(config)
-
-
 def decode_graph(lm: LoadedModel, config: Config, base: Any) -> tuple[Any, int]:
     """(decode-step ONNX for `config`, number of activation sites given a table): only the tables apply."""
     if not config.activations:
         return base, 0
     from ..rewrite import onnx_rw
 
-    model, sites = onnx_rw.apply(base, ["actiba"], tables=_config_tables(config, lm))
+    model, sites = onnx_rw.apply(base, ["actiba"], tables=tables_for(config, lm))
     n = sum(1 for s in sites if s.ok)
     if not n:
         raise InputError("actiba: no activation site of the decode step was rewritten")
