@@ -50,6 +50,17 @@ def test_choose_within_budget_never_slower():
     assert parse_loss("1%") == pytest.approx(0.01) and parse_loss("0.02") == 0.02
 
 
+def test_choose_ignores_speedups_inside_the_timing_noise():
+    rows = [{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
+            {"name": "noisy", "metric_delta_rel": 0.0, "speedup": 1.03,
+             "latency_ratio": {"median": 1 / 1.03, "halfwidth_rel": 0.05}},
+            {"name": "tight", "metric_delta_rel": 0.0, "speedup": 1.02,
+             "latency_ratio": {"median": 1 / 1.02, "halfwidth_rel": 0.005}}]
+    assert choose(rows, 0.01)["name"] == "tight"
+    rows[2]["latency_ratio"]["halfwidth_rel"] = 0.03
+    assert choose(rows, 0.01)["name"] == "baseline"
+
+
 def test_parse_loss_bad():
     from actiba.errors import InputError
 

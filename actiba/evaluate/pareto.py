@@ -39,13 +39,26 @@ def mark_pareto(rows: list[dict[str, Any]]) -> None:
         r["pareto"] = flag
 
 
+def surely_faster(row: dict[str, Any]) -> bool:
+    """Faster than the baseline even at the pessimistic end of its timing interval.
+
+    The paired timing records the ratio's relative half-width (`latency_ratio.halfwidth_rel`); a 1.01×
+    measured to ±3 % may well be slower, so it must not be recommended. Rows without an interval
+    (older caches) need speedup > 1."""
+    hw = (row.get("latency_ratio") or {}).get("halfwidth_rel")
+    hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
+    return row["speedup"] / (1.0 + hw) > 1.0
+
+
 def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline") -> dict[str, Any] | None:
-    """The fastest row with metric_delta_rel <= max_loss that is faster than the baseline, else the baseline.
+    """The fastest row with metric_delta_rel <= max_loss that is surely faster than the baseline, else the
+    baseline.
 
     Speed-ups are relative to the baseline measured in the same run (same model, device, precision), so
-    "never slower than the baseline" is `speedup > 1`; the baseline itself is returned when nothing beats it.
+    "never slower than the baseline" is `surely_faster`; the baseline itself is returned when nothing
+    beats it.
     """
-    ok = [r for r in rows if _ok(r) and r["metric_delta_rel"] <= max_loss and r["speedup"] > 1.0
+    ok = [r for r in rows if _ok(r) and r["metric_delta_rel"] <= max_loss and surely_faster(r)
           and r.get("name") != baseline_name]
     if ok:
         return sorted(ok, key=lambda r: (-r["speedup"], r["metric_delta_rel"], r.get("name", "")))[0]
