@@ -29,11 +29,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _set_mode(tmp_path, target)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _set_mode(tmp: Path, target: Path) -> None:
+    """Give the finished file the mode a plain open() would (mkstemp makes it 0600), or the mode of
+    the file it replaces."""
+    try:
+        if target.exists():
+            mode = target.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        if tmp.is_file():
+            os.chmod(tmp, mode)
+    except OSError:
+        pass  # permissions are a courtesy; the write itself succeeded
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

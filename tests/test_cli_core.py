@@ -366,3 +366,23 @@ def test_fit_subprocess_does_not_import_heavy_frameworks(tmp_path):
     assert t.segments == 8 and t.function == "silu"
     assert "8 continuous segments" in proc.stderr and "Traceback" not in proc.stderr
     assert listing(tmp_path) == []
+
+
+def test_atomic_writes_get_the_normal_file_mode(tmp_path):
+    """mkstemp creates 0600 files; a finished output must have the mode a plain open() gives."""
+    import os
+
+    from actiba import _atomic
+
+    umask = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        _atomic.write_text(new, "{}")
+        assert new.stat().st_mode & 0o777 == 0o644
+        old = tmp_path / "old.json"
+        old.write_text("x")
+        os.chmod(old, 0o600)
+        _atomic.write_text(old, "y")
+        assert old.stat().st_mode & 0o777 == 0o600 and old.read_text() == "y"
+    finally:
+        os.umask(umask)

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     cal.add_argument("--site", default="*", metavar="GLOB", help="sites to use (default: every site of FUNC)")
     cal.add_argument("--percentiles", type=float, nargs=2, default=(0.1, 99.9), metavar=("LO", "HI"),
                      help="fitting range as percentiles of the inputs (default 0.1 99.9)")
-    cal.add_argument("--weighting", choices=["range", "density"], default="range",
+    cal.add_argument("--weighting", choices=["density", "range"], default="density",
                      help="range: max-abs on the percentile range; density: rms weighted by the input density")
     cal.add_argument("--per-site", action="store_true",
                      help="one table per matching site, written as a table set (actiba-pwl-set/1)")
@@ -47,7 +47,7 @@ def run(args) -> int:
         return run_calibrated(args)
     for flag, given in (("--site", args.site != "*"), ("--per-site", args.per_site),
                         ("--percentiles", tuple(args.percentiles) != (0.1, 99.9)),
-                        ("--weighting", args.weighting != "range")):
+                        ("--weighting", args.weighting != "density")):
         if given:
             raise InputError(f"{flag} applies to calibrated fits only (add --calibration STATS)")
     if args.tails == "auto":
