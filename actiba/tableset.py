@@ -173,19 +173,7 @@ def from_dict(d: Any, source: str = "table set") -> TableSet:
 def load_set(path: str | os.PathLike) -> TableSet:
     """Load and validate an `actiba-pwl-set/1` file (every inner table against the actiba-pwl/1 schema)."""
     name = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputError(f"table-set file {name} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"{name} is a folder, not a table-set file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read table set {name}: {exc}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    d, _ = _atomic.read_json(path, "table-set")
     return from_dict(d, source=name)
 
 

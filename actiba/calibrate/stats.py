@@ -487,19 +487,7 @@ def from_dict(d: Any, source: str = "statistics") -> CalibrationStats:
 def load_stats(path: str | os.PathLike) -> CalibrationStats:
     """Load and validate a statistics file; a malformed one is an InputError naming the key."""
     name = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputError(f"statistics file {name} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"{name} is a folder, not a statistics file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read statistics {name}: {exc}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    d, text = _atomic.read_json(path, "statistics")
     stats = from_dict(d, source=name)
     stats.file_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return stats

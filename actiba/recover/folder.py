@@ -14,7 +14,6 @@ files copied from the base (or the byte tokenizer for byte-level models without 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .._atomic import file_sha256
 from ..errors import InputError
 
 SUFFIX = "-actiba-tuned"
@@ -97,21 +97,13 @@ def staged_folder(out: str | os.PathLike, protect: Iterable[str | os.PathLike | 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_fingerprint(folder: str | os.PathLike | None) -> dict[str, str]:
     """{file name: sha256} of the weight files of a model folder (empty without a folder)."""
     if folder is None:
         return {}
     root = Path(folder)
     files = sorted({p for g in _WEIGHT_GLOBS for p in root.glob(g) if p.is_file()})
-    return {p.name: _sha256(p) for p in files}
+    return {p.name: file_sha256(p) for p in files}
 
 
 def base_dtype(model_folder: str | os.PathLike | None) -> str:

@@ -415,12 +415,7 @@ def apply(model: Any, sites: Iterable[Site | str] | None = None, precision: str 
     tol = spec.SSD_D1.tolerance if tolerance is None else tolerance
     g = _Graph(model)
     found = find_sites(model, precision, _g=g)
-    wanted = None if sites is None else {s.name if isinstance(s, Site) else s for s in sites
-                                         if not isinstance(s, Site) or s.rewrite == REWRITE}
-    for s in found:
-        if s.ok and wanted is not None and s.name not in wanted:
-            s.skip("not selected")
-    chosen = [s for s in found if s.ok]
+    chosen = spec.keep_selected(found, sites, REWRITE)
     if not chosen:
         return _copy(model), found
     if verify_mode == "none":

@@ -237,6 +237,19 @@ def select(sites: list[Site], include: Iterable[str] = (), exclude: Iterable[str
     return sites
 
 
+def keep_selected(found: list[Site], sites: Iterable[Site | str] | None, rewrite: str) -> list[Site]:
+    """Skip the eligible sites of `found` not named in `sites` (None: keep all); return those kept.
+
+    `sites` may mix names and Site objects; Site objects of other rewrites are ignored."""
+    if sites is not None:
+        wanted = {s.name if isinstance(s, Site) else s for s in sites
+                  if not isinstance(s, Site) or s.rewrite == rewrite}
+        for s in found:
+            if s.ok and s.name not in wanted:
+                s.skip("not selected")
+    return [s for s in found if s.ok]
+
+
 def inventory_diff(before: dict[str, int], after: dict[str, int]) -> str:
     """`op: before -> after` lines for the op types whose count changed."""
     rows = []
