@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from actiba.errors import InputError
 from actiba.lower.plan import LOWERINGS, choose, feasible, make_plan, resolve, run
+from actiba.table import Table
 
 TABLES = tables()
 
@@ -60,3 +61,13 @@ def test_random_tables_all_plans(t) -> None:
         x = grid(t, dtype, n_random=400)
         for low in feasible(t):
             assert_matches(run(make_plan(t, low, dtype=dtype), x, dtype), x, t, dtype, low)
+
+
+def test_float16_outer_line_does_not_overflow_near_the_limit() -> None:
+    """x − t overflows in float16 at x = 65504 with t = −16; the table's value (32760) does not.
+    Found by hypothesis; every lowering must give the finite value."""
+    t = Table([-16.0], [0.0, 0.5], [0.0, 8.0])
+    x = np.array([65504.0, -65504.0, -16.0, 0.0], dtype=np.float16)
+    for low in feasible(t):
+        y = run(make_plan(t, low, dtype="float16"), x, "float16")
+        np.testing.assert_allclose(y.astype(np.float64), [32760.0, 0.0, 0.0, 8.0], rtol=1e-3)

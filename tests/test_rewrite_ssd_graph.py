@@ -92,7 +92,8 @@ def _check_rewritten(model: onnx.ModelProto, x: np.ndarray, atol: float = 1e-5) 
     assert [s.decision for s in sites if s.shape and len(s.shape) == x.ndim + 1] == ["rewrite"], \
         [s.line() for s in sites]
     new, done = apply(model, ["ssd-d1"])
-    assert any(s.ok and s.detail["max_diff_random"] < atol for s in done)
+    # apply's own check uses its own (unscaled) random inputs: only a loose bound applies to it
+    assert any(s.ok and s.detail["max_diff_random"] < max(atol, 1e-4) for s in done)
     got = run(new, {"x": x})[0]
     want = segsum_reference(x)
     assert np.array_equal(np.isneginf(got), np.isneginf(want))

@@ -8,10 +8,10 @@ outer segments, 0·inf) holds in every back end, and `run` interprets a plan in 
 Lowerings (all exact up to float rounding; see `reference` for what "exact" means in float32/16):
 
 * ``relu-sum`` (continuous tables): ``u = clip(x, t0, t_last)``; ``g(u) = a + b·u + Σ cᵢ·relu(u - tᵢ)``
-  over the interior breakpoints, plus the outer lines applied to ``d = x - u``. Clipping keeps every
-  relu term finite, so ±inf never meets cancelling infinities; ``d`` is NaN exactly when x is, and the
-  outer term is written with a `where` whose false branch carries that NaN (min/max/relu/clip need not
-  propagate NaN in every runtime).
+  over the interior breakpoints, plus the outer lines ``slope·x − slope·u`` (zero inside, where u == x;
+  never ``x − u``, which overflows in float16 near the type's limit). Clipping keeps every relu term
+  finite, so ±inf never meets cancelling infinities; the outer term is written with a `where` whose
+  false branch carries x's NaN (min/max/relu/clip need not propagate NaN in every runtime).
 * ``select`` (any table): the segment's slope and intercept picked by one comparison per breakpoint
   (``s = where(x >= tᵢ, s[i+1], s)``, same for c), then ``y = s·x + c``; x is replaced by 0 at an
   infinity whose outer slope is 0, so 0·inf never happens. (Comparisons + where rather than a
@@ -178,16 +178,23 @@ def _relu_sum(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
             if di != 0.0:
                 term = b("mul", b("relu", b("sub", u, t[i])), di)
                 g = term if isinstance(g, Const) and float(g.value) == 0.0 else b("add", g, term)
-    d = b("sub", X, u)  # 0 inside, ±inf at ±inf, NaN at NaN
+    # the outer lines slope·(x − u), written slope·x − slope·u: x − u itself overflows in float16 when a
+    # breakpoint is far from 0 and x is near the type's limit, although the table's value is finite.
+    # Inside, u == x exactly, so the two products cancel to 0; at ±inf the result is ±inf; NaN stays NaN.
+    def gap(slope: Arg | float) -> int:
+        if isinstance(u, Const) and not isinstance(slope, int):
+            return b.line(X, float(slope), -float(slope) * float(u.value))
+        return b("sub", b("mul", X, slope), b("mul", u, slope))
+
     sl, sr = float(s[0]), float(s[-1])
     if sl == sr != 0.0:
-        outer: int = b("mul", d, sl)
+        outer: int = gap(sl)
     elif sl != 0.0 and sr != 0.0:
-        outer = b("mul", d, b("where", b("less", d, 0.0), sl, sr))
-    elif sr != 0.0:  # flat on the left: 0 for d < 0 (incl. -inf), sr·d otherwise (NaN carried)
-        outer = b("where", b("less", d, 0.0), 0.0, b("mul", d, sr))
+        outer = gap(b("where", b("less", X, u), sl, sr))
+    elif sr != 0.0:  # flat on the left: 0 for x < u (incl. -inf), sr·(x − u) otherwise (NaN carried)
+        outer = b("where", b("less", X, u), 0.0, gap(sr))
     elif sl != 0.0:
-        outer = b("where", b("greater", d, 0.0), 0.0, b("mul", d, sl))
+        outer = b("where", b("greater", X, u), 0.0, gap(sl))
     else:  # both outer segments flat
         return b.nan_passthrough(X, g)
     if isinstance(g, Const) and float(g.value) == 0.0:
