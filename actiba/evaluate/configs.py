@@ -44,7 +44,7 @@ CALIB_BYTES = 16384
 CALIB_CHUNKS = 16
 CALIB_SEQ_LEN = 256
 DEFAULT_PERCENTILES = (0.1, 99.9)
-_KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "activations", "sites", "cumba_min_n"}
+_KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "activations", "sites", "cumba_min_n", "measure_sites"}
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Config:
     activations: dict[str, dict[str, Any]] = field(default_factory=dict)
     sites: dict[str, list[str]] = field(default_factory=dict)  # rewrite -> include globs (per-site)
     cumba_min_n: int | None = None  # per-site: CumBA only where the scanned length n >= this
+    measure_sites: bool = False  # per-site by measurement: keep CumBA/ReduBA only on site classes timed faster
 
     @property
     def is_baseline(self) -> bool:
@@ -121,8 +122,11 @@ def from_dict(d: Any, where: str = "config") -> Config:
     min_n = d.get("cumba_min_n")
     if min_n is not None and (not isinstance(min_n, int) or min_n < 1):
         raise InputError(f"{where} {name}: 'cumba_min_n' must be a positive integer")
+    if not isinstance(d.get("measure_sites", False), bool):
+        raise InputError(f"{where} {name}: 'measure_sites' must be true or false")
     return Config(name, bool(d.get("cumba", False)), bool(d.get("reduba", False)), bool(d.get("ssd_d1", False)),
-                  bool(d.get("ssd_d2", False)), clean, {k: list(v) for k, v in sites.items()}, min_n)
+                  bool(d.get("ssd_d2", False)), clean, {k: list(v) for k, v in sites.items()}, min_n,
+                  bool(d.get("measure_sites", False)))
 
 
 def _check_spec(spec: dict[str, Any], where: str, fn: str) -> None:
@@ -203,8 +207,11 @@ def default_sweep(model_type: str, quick: bool = False) -> list[Config]:
            Config("cumba+reduba", cumba=True, reduba=True)]
     if mamba2:
         out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True),
-                Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)]
-    out.append(Config("cumba-n>=32", cumba=True, cumba_min_n=32))
+                Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
+                Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
+                       measure_sites=True)]
+    else:
+        out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
     for n in SEGMENTS:
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
     for n in (4, 8):  # density weighting: "range" gives the uniform table back (eval/results/calibration.md)

@@ -101,6 +101,11 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     `state`, a graph identical to one already measured in the run reuses that row's numbers.
     """
     t0 = time.perf_counter()
+    measured = None
+    if config.measure_sites:
+        if reference is None:
+            raise InputError(f"{config.name}: choosing sites by measurement needs the compiled baseline")
+        config, measured = measured_sites(lm, config, settings, precision, cache_dir, reference)
     onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir)
     sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
@@ -110,6 +115,8 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         "activations": describe_activations(config), "metric": None, "latency_ms": None,
         "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
     }
+    if measured is not None:
+        row["site_measurements"] = measured
     same = state.by_sha.get(sha) if state is not None else None
     if same is not None:  # byte-identical graph: the measurement would repeat itself
         row.update({k: same[k] for k in _REUSED if k in same})
@@ -232,6 +239,49 @@ def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str,
     except Exception as exc:  # decode is an extra: keep the prefill row
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         row["decode_error"] = f"{type(exc).__name__}: {msg}"[:300]
+
+
+def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precision: str, cache_dir: Path | None,
+                   reference: Any) -> tuple[Config, list[dict[str, Any]]]:
+    """Choose CumBA / ReduBA sites by measurement on this device (issue: "per site, by measurement").
+
+    Eligible sites are grouped into classes of equal (axis, shape) — sites of a class compile to the
+    same kernels, so one timing speaks for all of them. For each class, the graph with only that class
+    rewritten is timed interleaved with the compiled baseline; a class is kept only if it is faster even
+    at the pessimistic end of its interval. Returns the config with explicit site lists (a rewrite with
+    no kept class is switched off) and one record per class for the report.
+    """
+    import dataclasses
+    import glob as _glob
+
+    from ..rewrite import onnx_rw
+    from .build import _onnx_base
+    from .pareto import surely_faster
+
+    base = _onnx_base(lm, config, settings.seq_len, precision, cache_dir)
+    feed = latency.random_ids(settings.seq_len, lm.vocab_size)
+    kept: dict[str, list[str]] = {}
+    records: list[dict[str, Any]] = []
+    for rw in [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba)) if on]:
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for s in onnx_rw.find_sites(base, rw):
+            if s.ok:
+                classes.setdefault((str(s.axis), str(s.shape)), []).append(s.name)
+        for (axis, shape), names in classes.items():
+            model, _ = onnx_rw.apply(base, [rw], sites=names)
+            compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads)
+            paired = latency.time_paired_adaptive(compiled, reference, feed, settings.warmup, settings.repeats,
+                                                  settings.min_repeats, settings.rel_tol, settings.timing_seconds)
+            del compiled
+            rec = {"rewrite": rw, "axis": axis, "shape": shape, "sites": len(names),
+                   "speedup": 1.0 / paired.ratio_median, "latency_ratio": paired.ratio_dict()}
+            rec["kept"] = surely_faster(rec)
+            records.append(rec)
+            if rec["kept"]:
+                kept.setdefault(rw, []).extend(_glob.escape(n) for n in names)
+    chosen = dataclasses.replace(config, cumba=bool(kept.get("cumba")), reduba=bool(kept.get("reduba")),
+                                 sites={**config.sites, **kept}, measure_sites=False)
+    return chosen, records
 
 
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
