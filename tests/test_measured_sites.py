@@ -30,12 +30,14 @@ def _fake_timing(monkeypatch, ratio_for: dict[str, float], halfwidth: float = 0.
         return real_apply(model, rewrites, *a, **k)
 
     def timing(compiled, reference, *a, **k):
+        last["reference"] = reference
         r = ratio_for[last["rw"]]
         return types.SimpleNamespace(ratio_median=r, ratio_halfwidth=halfwidth,
                                      ratio_dict=lambda: {"median": r, "halfwidth_rel": halfwidth, "pairs": 4})
 
     monkeypatch.setattr(onnx_rw, "apply", apply)
     monkeypatch.setattr(sweep.latency, "time_paired_adaptive", timing)
+    return last
 
 
 def _classes(lm, rw):
@@ -63,6 +65,20 @@ def test_a_speedup_inside_the_noise_is_not_kept(tiny, monkeypatch):
     chosen, records = sweep.measured_sites(tiny, cfg, sweep.Settings(seq_len=32), "f32", None, reference=object())
     assert records and not any(r["kept"] for r in records)
     assert chosen.is_baseline  # nothing kept: the configuration is the baseline graph
+
+
+def test_classes_on_top_of_ssd_are_timed_against_the_ssd_graph(tiny, monkeypatch):
+    """With SSD rewrites, a class's gain must be measured against the SSD graph, not the plain baseline
+    (else every class inherits the SSD speed-up and is kept)."""
+    last = _fake_timing(monkeypatch, {"cumba": 0.8, "reduba": 0.8})
+    baseline = object()
+    cfg = Config("m", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True, measure_sites=True)
+    sweep.measured_sites(tiny, cfg, sweep.Settings(seq_len=32), "f32", None, reference=baseline)
+    assert last["reference"] is not baseline
+    last = _fake_timing(monkeypatch, {"cumba": 0.8, "reduba": 0.8})
+    sweep.measured_sites(tiny, Config("m", cumba=True, measure_sites=True), sweep.Settings(seq_len=32), "f32",
+                         None, reference=baseline)
+    assert last["reference"] is baseline
 
 
 def test_config_key_validated():

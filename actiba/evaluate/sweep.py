@@ -247,8 +247,9 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
 
     Eligible sites are grouped into classes of equal (axis, shape) — sites of a class compile to the
     same kernels, so one timing speaks for all of them. For each class, the graph with only that class
-    rewritten is timed interleaved with the compiled baseline; a class is kept only if it is faster even
-    at the pessimistic end of its interval. Returns the config with explicit site lists (a rewrite with
+    rewritten is timed interleaved with the graph it is added to (the baseline, or the config's SSD
+    variant); a class is kept only if it is faster even at the pessimistic end of its interval.
+    Returns the config with explicit site lists (a rewrite with
     no kept class is switched off) and one record per class for the report.
     """
     import dataclasses
@@ -260,6 +261,8 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
 
     base = _onnx_base(lm, config, settings.seq_len, precision, cache_dir)
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
+    if config.ssd_d1 or config.ssd_d2:  # a class must beat the graph it is added to, not the plain baseline
+        reference, _ = latency.compile_model(to_openvino(base), settings.device, precision, settings.threads)
     kept: dict[str, list[str]] = {}
     records: list[dict[str, Any]] = []
     for rw in [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba)) if on]:
