@@ -144,6 +144,22 @@ def _hooks(model: torch.nn.Module, mode: _ScopedActiba, include: list[str], excl
     return handles
 
 
+@contextlib.contextmanager
+def scoped(model: torch.nn.Module, mode: TorchFunctionMode, include: list[str],
+           exclude: list[str]) -> Iterator[TorchFunctionMode]:
+    """Enter `mode` (which keeps a `.stack`) with the module-path hooks that tell it when a selected
+    module runs; shared by the ActiBA scope and the CumBA/ReduBA scope."""
+    if include and not any(spec.matches_any(p, include) for p, _ in model.named_modules()):
+        raise InputError(f"no module path matches {include}")
+    handles = _hooks(model, mode, include, exclude)
+    try:
+        with mode:
+            yield mode
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def check_set_model(chooser: Any, model: torch.nn.Module) -> None:
     """InputError if a TableSet records a model fingerprint that is not `model`'s (tables calibrated on
     another model's activations would be applied silently otherwise)."""
@@ -179,20 +195,15 @@ def actiba_scope(model: torch.nn.Module, tables: Any, include: Iterable[str] = (
     unknown = [k for k in fn_tables if spec.canonical_function(k) not in spec.ACT_FUNCTIONS]
     if unknown:
         raise InputError(f"no torch ActiBA target for {unknown}; known: {', '.join(spec.ACT_FUNCTIONS)}")
-    if include and not any(spec.matches_any(p, include) for p, _ in model.named_modules()):
-        raise InputError(f"no module path matches {include}")
     if chooser is not None:
         check_set_model(chooser, model)
     fn_tables = {spec.canonical_function(k): v for k, v in fn_tables.items()}
     tracker = SiteTracker(model) if (chooser is not None or record is not None) else None
     mode = _ScopedActiba(fn_tables, pwl or _default_pwl, record, chooser, tracker)
-    handles = _hooks(model, mode, include, exclude)
     try:
-        with mode:
+        with scoped(model, mode, include, exclude):
             yield mode
     finally:
-        for h in handles:
-            h.remove()
         if tracker is not None:
             tracker.remove()
     if chooser is not None and mode.seen and (bad := chooser.unmatched(mode.seen)):

@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InputError
 from . import spec
 from .spec import Site
-from .torch_rw import _hooks
+from .torch_rw import scoped
 
 _CUMSUM = {torch.cumsum, torch.Tensor.cumsum}
 _SUM = {torch.sum, torch.Tensor.sum}
@@ -159,17 +159,8 @@ def sums_scope(model: torch.nn.Module, rewrites: Iterable[str] = ("cumba", "redu
     chosen = set(rewrites)
     if not chosen or chosen - {"cumba", "reduba"}:
         raise InputError(f"torch sums scope takes cumba / reduba, not {sorted(chosen - {'cumba', 'reduba'}) or '[]'}")
-    include, exclude = list(include), list(exclude)
-    if include and not any(spec.matches_any(p, include) for p, _ in model.named_modules()):
-        raise InputError(f"no module path matches {include}")
-    mode = _ScopedSums(chosen, min_n, record)
-    handles = _hooks(model, mode, include, exclude)
-    try:
-        with mode:
-            yield mode
-    finally:
-        for h in handles:
-            h.remove()
+    with scoped(model, _ScopedSums(chosen, min_n, record), list(include), list(exclude)) as mode:
+        yield mode
 
 
 def find_sum_sites(model: torch.nn.Module, example: Any, rewrites: Iterable[str] = ("cumba", "reduba"),
