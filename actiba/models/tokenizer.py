@@ -50,3 +50,25 @@ def build_tokenizer(model_max_length: int = 1 << 20) -> Any:
     )
     assert tok.convert_tokens_to_ids(EOS_TOKEN) == EOS_ID and tok.convert_tokens_to_ids(PAD_TOKEN) == PAD_ID
     return tok
+
+
+def save_byte_tokenizer(folder: Any, overwrite_generation_config: bool = True) -> None:
+    """Write the byte tokenizer and a matching generation config into a model folder.
+
+    Why here: both the training script and `actiba finetune` must write folders that load with
+    `actiba.models.load` and lm-eval's `hf` model; the tokenizer class is written as
+    PreTrainedTokenizerFast, the name every transformers version knows."""
+    import json
+    from pathlib import Path
+
+    from transformers import GenerationConfig
+
+    out = Path(folder)
+    if overwrite_generation_config or not (out / "generation_config.json").is_file():
+        GenerationConfig(bos_token_id=EOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, do_sample=False,
+                         max_new_tokens=64).save_pretrained(out)
+    build_tokenizer().save_pretrained(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")

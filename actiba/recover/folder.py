@@ -147,20 +147,11 @@ def write_model(model: Any, folder: str | os.PathLike, base_folder: str | os.Pat
 
 def _byte_tokenizer(model: Any, out: Path) -> None:
     """Byte-level models without tokenizer files get the embedded models' byte tokenizer (as training does)."""
-    from ..models.tokenizer import EOS_ID, PAD_ID, VOCAB_SIZE, build_tokenizer
+    from ..models.tokenizer import VOCAB_SIZE, save_byte_tokenizer
 
     if int(getattr(model.config, "vocab_size", 0)) != VOCAB_SIZE:
         return  # not a byte-level model: nothing sensible to invent
-    from transformers import GenerationConfig
-
-    if not (out / "generation_config.json").is_file():
-        GenerationConfig(bos_token_id=EOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, do_sample=False,
-                         max_new_tokens=64).save_pretrained(out)
-    build_tokenizer().save_pretrained(out)
-    cfg_path = out / "tokenizer_config.json"  # the class name every transformers version knows
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    save_byte_tokenizer(out, overwrite_generation_config=False)
 
 
 def save_folder(model: Any, out: str | os.PathLike, *, base_folder: str | os.PathLike | None = None,

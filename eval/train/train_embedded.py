@@ -22,7 +22,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from actiba import data  # noqa: E402
 from actiba.models.mamba_scan import patch_scan, unpatch_scan  # noqa: E402
 from actiba.models.scoring import score_bits_per_byte, unigram_bits_per_byte  # noqa: E402
-from actiba.models.tokenizer import EOS_ID, PAD_ID, VOCAB_SIZE, build_tokenizer  # noqa: E402
+from actiba.models.tokenizer import EOS_ID, PAD_ID, VOCAB_SIZE, save_byte_tokenizer  # noqa: E402
 
 DEFAULTS = {
     "mamba2": {"steps": 800, "batch": 16, "seq_len": 256, "lr": 3e-3},
@@ -61,13 +60,9 @@ def make_model(kind: str) -> torch.nn.Module:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
-        name = names[0] if names else "?"
-    except OSError:
-        name = "?"
-    return f"{name}; {os.cpu_count()} logical CPUs; {platform.platform()}; torch {torch.__version__}"
+    from actiba.evaluate.report import cpu_name
+
+    return f"{cpu_name()}; {os.cpu_count()} logical CPUs; {platform.platform()}; torch {torch.__version__}"
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: int = 30) -> float:
@@ -80,20 +75,13 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 30) -> float:
 
 def save(model: torch.nn.Module, out: Path) -> None:
     """Write fp16 safetensors, config, generation config and tokenizer; replace `out` only when complete."""
-    from transformers import GenerationConfig
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model.half().save_pretrained(tmp, safe_serialization=True)
         model.float()
-        GenerationConfig(bos_token_id=EOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, do_sample=False,
-                         max_new_tokens=64).save_pretrained(tmp)
-        build_tokenizer().save_pretrained(tmp)
-        cfg_path = tmp / "tokenizer_config.json"  # the class name every transformers version knows
-        cfg = json.loads(cfg_path.read_text())
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        save_byte_tokenizer(tmp)
         tmp.chmod(0o755)
         for f in tmp.iterdir():
             f.chmod(0o644)
