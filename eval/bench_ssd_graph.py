@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,10 +33,9 @@ def machine() -> str:
     import openvino as ov
     import torch
 
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
-    cpu = names[0] if names else platform.processor() or "?"
-    return (f"{cpu}, {platform.machine()}, 2 cores shared with other jobs; OpenVINO {ov.__version__}, "
+    from actiba.evaluate.report import cpu_name
+
+    return (f"{cpu_name()}, {platform.machine()}, 2 cores shared with other jobs; OpenVINO {ov.__version__}, "
             f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -41,16 +40,10 @@ def tables(lm: Any, n: int, mode: str | None, weighting: str | None) -> dict[str
 
 
 def machine() -> str:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from actiba.evaluate.report import cpu_name
+
     uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    return f"`{uname}`; CPU: {cpu or platform.processor()}"
+    return f"`{uname}`; CPU: {cpu_name()}"
 
 
 def bits_per_byte(model: Any, data: bytes, seq_len: int, tabs: dict[str, Any] | None, batch: int) -> float:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,13 +55,9 @@ def log(msg: str) -> None:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
-        name = names[0] if names else "?"
-    except OSError:
-        name = "?"
-    return f"{name}; {os.cpu_count()} logical CPUs; {platform.platform()}; torch {torch.__version__}"
+    from actiba.evaluate.report import cpu_name
+
+    return f"{cpu_name()}; {os.cpu_count()} logical CPUs; {platform.platform()}; torch {torch.__version__}"
 
 
 def bpb(model, data: bytes, seq_len: int, tables: dict) -> float:

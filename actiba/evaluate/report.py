@@ -24,18 +24,22 @@ CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba"
                "same_graph_as")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows; every benchmark names its machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "?"
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on and with (DESIGN §5: every number names its machine)."""
     import importlib.metadata as md
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     versions = {}
     for pkg in ("actiba", "torch", "transformers", "openvino", "onnx", "onnxruntime", "lm_eval", "numpy"):
         try:
