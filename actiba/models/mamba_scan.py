@@ -101,6 +101,16 @@ def _carry(hlast: torch.Tensor, chunk_dt: torch.Tensor, A: torch.Tensor) -> torc
     return torch.einsum("bdcen,bedn->bcdn", weight, hlast)
 
 
+def _pad_to_chunks(x: torch.Tensor, dt: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero-pad the time axis to a multiple of q. dt = 0 on the padding means decay 1 and no input, so
+    the real positions are untouched (callers drop the padded outputs)."""
+    pad = (q - x.shape[-1] % q) % q
+    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
+    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    return x, dt, B, C
+
+
 def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                            C: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
     """SSD-style chunked scan; same result as `selective_scan_reference` up to float rounding.
@@ -112,10 +122,7 @@ def selective_scan_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B
     b, d, length = x.shape
     n = A.shape[1]
     q = chunk_size
-    pad = (q - length % q) % q
-    # dt = 0 on padding: decay 1 and no input, so the real positions are untouched
-    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
-    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    x, dt, B, C = _pad_to_chunks(x, dt, B, C, q)
     dtc = dt.reshape(b, d, -1, q)  # (b, d, chunks, q)
     cum = torch.cumsum(dtc, dim=-1)  # within each chunk
     steps = torch.arange(q, device=x.device)
@@ -148,9 +155,7 @@ def selective_scan_doubling(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, 
     q = chunk_size
     if q & (q - 1):
         raise ValueError(f"chunk_size must be a power of two for the doubling scan, got {q}")
-    pad = (q - length % q) % q
-    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
-    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    x, dt, B, C = _pad_to_chunks(x, dt, B, C, q)
     dtt = dt.transpose(1, 2).reshape(b, -1, q, d)  # (b, chunks, q, d)
     a = torch.exp(dtt[..., None] * A)  # (b, chunks, q, d, n)
     u = (dtt * x.transpose(1, 2).reshape(b, -1, q, d))[..., None] * B.reshape(b, -1, q, 1, n)
@@ -182,9 +187,7 @@ def selective_scan_stepped(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B
     b, d, length = x.shape
     n = A.shape[1]
     q = chunk_size
-    pad = (q - length % q) % q
-    x, dt = F.pad(x, (0, pad)), F.pad(dt, (0, pad))
-    B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    x, dt, B, C = _pad_to_chunks(x, dt, B, C, q)
     dtq = dt.reshape(b, d, -1, q).permute(3, 0, 2, 1)  # (q, b, chunks, d)
     xq = x.reshape(b, d, -1, q).permute(3, 0, 2, 1)
     a = torch.exp(dtq[..., None] * A).unbind(0)  # q × (b, chunks, d, n)
