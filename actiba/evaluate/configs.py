@@ -246,26 +246,34 @@ def _table_cache() -> Path:
     return cache_root() / "tables"
 
 
+def _disk_cached(path: Path, load: Any, make: Any) -> Any:
+    """`load(path)` if the cached file is valid, else `make()` saved there (best effort: the cache is an
+    optimization only, so an invalid file is dropped and an unwritable cache is ignored)."""
+    if path.is_file():
+        try:
+            return load(path)
+        except InputError:
+            path.unlink(missing_ok=True)
+    obj = make()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        obj.save(path)
+    except (OSError, InputError):
+        pass
+    return obj
+
+
 def fitted_table(function: str, segments: int) -> Any:
     """A fitted table with asymptote tails (bounded on all of ℝ), cached outside the repo: refits are slow."""
     import actiba
 
-    path = _table_cache() / f"{function}-{segments}-asymptote.json"
-    if path.is_file():
+    def make() -> Any:
         try:
-            return actiba.load(path)
+            return actiba.fit(function, segments, tails="asymptote")
         except InputError:
-            path.unlink(missing_ok=True)
-    try:
-        table = actiba.fit(function, segments, tails="asymptote")
-    except InputError:
-        table = actiba.fit(function, segments)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.save(path)
-    except (OSError, InputError):
-        pass  # the cache is an optimization only
-    return table
+            return actiba.fit(function, segments)
+
+    return _disk_cached(_table_cache() / f"{function}-{segments}-asymptote.json", actiba.load, make)
 
 
 def _fingerprint(model: Any) -> dict[str, Any]:
@@ -312,26 +320,19 @@ def calibration_stats(lm: Any) -> Any:
     name = f"{sha[:16]}-train{CALIB_BYTES}x{CALIB_CHUNKS}-L{CALIB_SEQ_LEN}.stats.json"
     if name in _MEMO:
         return _MEMO[name]
-    path = _calibration_dir() / name
-    stats = None
-    if path.is_file():
-        try:
-            stats = load_stats(path)
-            stats.check_model(lm.model)
-        except InputError:
-            stats = None
-            path.unlink(missing_ok=True)
-    if stats is None:
-        stats = calibrate(lm.model, calibration_data(), seq_len=CALIB_SEQ_LEN, functions=ACT_NAMES,
-                          model_name=lm.name,
-                          data_name=f"train split: {CALIB_CHUNKS} evenly spaced pieces, {CALIB_BYTES} bytes")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            stats.save(path)
-        except (OSError, InputError):
-            pass  # the cache is an optimization only
-    _MEMO[name] = stats
-    return stats
+
+    def load(path: Path) -> Any:
+        stats = load_stats(path)
+        stats.check_model(lm.model)
+        return stats
+
+    def make() -> Any:
+        return calibrate(lm.model, calibration_data(), seq_len=CALIB_SEQ_LEN, functions=ACT_NAMES,
+                         model_name=lm.name,
+                         data_name=f"train split: {CALIB_CHUNKS} evenly spaced pieces, {CALIB_BYTES} bytes")
+
+    _MEMO[name] = _disk_cached(_calibration_dir() / name, load, make)
+    return _MEMO[name]
 
 
 def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = DEFAULT_WEIGHTING,
@@ -346,23 +347,11 @@ def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site"
             f"{weighting}-p{lo:g}-{hi:g}.set.json")
     if name in _MEMO:
         return _MEMO[name]
-    path = _calibration_dir() / name
-    ts = None
-    if path.is_file():
-        try:
-            ts = load_set(path)
-        except InputError:
-            path.unlink(missing_ok=True)
-    if ts is None:
-        ts = fit_sites(calibration_stats(lm), function, int(segments), per_site=(mode == "per-site"),
-                       weighting=weighting, percentiles=(lo, hi))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ts.save(path)
-        except (OSError, InputError):
-            pass
-    _MEMO[name] = ts
-    return ts
+    _MEMO[name] = _disk_cached(
+        _calibration_dir() / name, load_set,
+        lambda: fit_sites(calibration_stats(lm), function, int(segments), per_site=(mode == "per-site"),
+                          weighting=weighting, percentiles=(lo, hi)))
+    return _MEMO[name]
 
 
 def _set_tables(path: str, function: str, lm: Any) -> dict[str, Any]:
