@@ -2,8 +2,9 @@
 
 Per-site tables: `--act-set SET.json` (ONNX graphs exported by actiba, whose nodes carry site ids).
 
-`--ssd-d1` (Mamba-2 segment sum as the outer difference of one CumSum) runs first and verifies itself
-(whole model before/after, offending sites skipped; refused for `--precision bf16|f16`). Then two
+`--ssd-d1` (Mamba-2 segment sum as the outer difference of one CumSum; refused for `--precision
+bf16|f16`) and `--ssd-d2` (C·Bᵀ once per layer from the un-repeated B/C, the SSD einsums as MatMuls)
+run first, each verifying itself (whole model before/after, offending sites skipped). Then two
 verified stages: the exact rewrites (CumBA, ReduBA, contraction) must match the original within
 `--tolerance`; ActiBA is then checked against that result within `--act-tolerance`, because its
 difference is the tables' approximation error, not a bug. Nothing is written if a check fails
@@ -24,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help=".onnx, or OpenVINO .xml (with its .bin)")
     p.add_argument("--ssd-d1", action="store_true",
                    help="Mamba-2 SSD segment sum -> outer difference of one CumSum (refused for bf16/f16)")
+    p.add_argument("--ssd-d2", action="store_true",
+                   help="Mamba-2 SSD: C·B^T once per layer (n_groups=1), einsums as MatMuls (needs a fixed length)")
     p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
                    help="the inference precision the model will run at (rewrites unsafe there are refused)")
     p.add_argument("--cumba", action="store_true", help="CumSum -> MatMul with a triangular constant")
@@ -131,8 +134,10 @@ def run(args) -> int:
     if args.contract and kind == "openvino":
         raise InputError("--contract is implemented for ONNX models only")
     tables, site_tables = _load_tables(args)
-    if not exact and not tables and not site_tables and not args.ssd_d1:
-        raise InputError("nothing to do: give --ssd-d1, --cumba, --reduba, --contract, --act, --act-site or --act-set")
+    ssd = [r for r in ("ssd-d1", "ssd-d2") if getattr(args, r.replace("-", "_"))]
+    if not exact and not tables and not site_tables and not ssd:
+        raise InputError("nothing to do: give --ssd-d1, --ssd-d2, --cumba, --reduba, --contract, --act, --act-site "
+                         "or --act-set")
     if not args.dry_run:
         if not args.output:
             raise InputError("-o OUT is required (or use --dry-run)")
@@ -142,16 +147,17 @@ def run(args) -> int:
     original = backend.load_model(args.model)
 
     stage0, sites = original, []
-    if args.ssd_d1:  # first: it removes the T×T CumSums CumBA would otherwise turn into MatMuls
+    for rw in ssd:  # first: d1 removes the T×T CumSums CumBA would otherwise turn into MatMuls
         from .. import rewrite
 
-        found = rewrite.find_sites(original, "ssd-d1", precision=args.precision)
-        names = _selected(found, args, "ssd-d1")
-        stage0, done = rewrite.apply(original, ["ssd-d1"], sites=names, precision=args.precision)
-        sites += _with_reasons([d for d in done if d.rewrite == "ssd-d1"], found)
-        for s in sites:
+        found = rewrite.find_sites(stage0, rw, precision=args.precision)
+        names = _selected(found, args, rw)
+        stage0, done = rewrite.apply(stage0, [rw], sites=names, precision=args.precision)
+        done = _with_reasons([d for d in done if d.rewrite == rw], found)
+        sites += done
+        for s in done:
             if s.ok and "max_diff_real" in s.detail:
-                _log(f"actiba: ssd-d1 {s.name}: verified, max |output diff| {s.detail['max_diff_real']:.3g} (real), "
+                _log(f"actiba: {rw} {s.name}: verified, max |output diff| {s.detail['max_diff_real']:.3g} (real), "
                      f"{s.detail.get('max_diff_random', float('nan')):.3g} (random)")
                 break
     stage1 = stage0
@@ -178,7 +184,7 @@ def run(args) -> int:
     _log("op inventory (changed types):\n" + spec.inventory_diff(backend.inventory(original),
                                                                   backend.inventory(final)))
     failures = []
-    if stage1 is not stage0 and any(s.ok for s in sites if s.rewrite != "ssd-d1"):
+    if stage1 is not stage0 and any(s.ok for s in sites if s.rewrite not in ssd):
         ref = backend.run(stage0, backend.random_inputs(stage0))
         scale = max(1.0, max(float(np.max(np.abs(r))) if np.size(r) else 0.0 for r in ref))
         tol = args.tolerance if args.tolerance is not None else 1e-4 * scale

@@ -7,9 +7,10 @@ per site (CumSum on axis −2 is faster as MatMul on CPU, on the last axis slowe
     sites = find_sites(model, "cumba")                       # onnx.ModelProto or openvino.Model
     new, done = apply(model, ["cumba"], sites=[s for s in sites if s.ok and s.axis == -2])
 
-"ssd-d1" also works on ONNX / OpenVINO graphs (`onnx_ssd`, `openvino_ssd`: HF's segment sum matched by
-value). For a torch `nn.Module`, the rewrites are "ssd-d1" / "ssd-d2" (patched in place; undo with
-`torch_rw.unpatch_ssd`); torch ActiBA is the `torch_rw.actiba_scope` context manager.
+The SSD rewrites "ssd-d1" / "ssd-d2" work on ONNX / OpenVINO graphs (`onnx_ssd`, `openvino_ssd`; d1's
+segment sum is matched by value, d2's einsums by equation through the backend-neutral `ssd_d2`) and on
+a torch `nn.Module` (patched in place; undo with `torch_rw.unpatch_ssd`); torch ActiBA is the
+`torch_rw.actiba_scope` context manager.
 """
 
 from __future__ import annotations
@@ -39,18 +40,21 @@ def _level(model: Any) -> str:
     raise InputError(f"cannot rewrite a {kind}; expected onnx.ModelProto, openvino.Model or torch.nn.Module")
 
 
+_SSD = ("ssd-d1", "ssd-d2")
+
+
 def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
                site_tables: list[tuple[str, Any]] | None = None, precision: str = "f32") -> list[Site]:
     """Every place `rewrite` could apply in `model`, each with decision ('rewrite'/'skip') and reason."""
     level = _level(model)
-    if level == "onnx" and rewrite == "ssd-d1":
+    if level == "onnx" and rewrite in _SSD:
         from . import onnx_ssd
 
-        return onnx_ssd.find_sites(model, precision)
-    if level == "openvino" and rewrite == "ssd-d1":
+        return onnx_ssd.find_sites(model, precision, rewrite=rewrite)
+    if level == "openvino" and rewrite in _SSD:
         from . import openvino_ssd
 
-        return openvino_ssd.find_sites(model, precision)
+        return openvino_ssd.find_sites(model, precision, rewrite)
     if level == "onnx":
         from . import onnx_rw
 
@@ -69,20 +73,21 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
           lowering: str = "auto", precision: str = "f32") -> tuple[Any, list[Site]]:
     """Apply `rewrites` at `sites` (all eligible if None); returns (model, every site considered).
 
-    ONNX / OpenVINO: a rewritten copy ("ssd-d1" runs first, verified, and is refused for bf16/f16 graphs
-    or `precision`). torch: the same module, patched in place.
+    ONNX / OpenVINO: a rewritten copy ("ssd-d1" then "ssd-d2" run first, each verified on the whole model;
+    d1 is refused for bf16/f16 graphs or `precision`). torch: the same module, patched in place.
     """
     level = _level(model)
     rewrites = list(rewrites)
-    if level in ("onnx", "openvino") and "ssd-d1" in rewrites:
-        # d1 first: it removes the T×T CumSums that CumBA would otherwise turn into MatMuls
+    first = next((r for r in _SSD if r in rewrites), None)
+    if level in ("onnx", "openvino") and first is not None:
+        # the SSD rewrites first: d1 removes the T×T CumSums that CumBA would otherwise turn into MatMuls
         if level == "onnx":
             from . import onnx_ssd as ssd
         else:
             from . import openvino_ssd as ssd  # type: ignore[no-redef]
         sites = None if sites is None else list(sites)
-        model, done = ssd.apply(model, sites, precision)
-        rest = [r for r in rewrites if r != "ssd-d1"]
+        model, done = ssd.apply(model, sites, precision, rewrite=first)
+        rest = [r for r in rewrites if r != first]
         if not rest:
             return model, done
         model, more = apply(model, rest, sites, tables, site_tables, lowering, precision)

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from . import spec
+from ..errors import InputError
+from . import spec, ssd_d2
 from .onnx_rw import _attr, _Builder, _Graph, _site_name
 from .spec import Site
 
@@ -288,11 +289,136 @@ def _existing_cumsum(g: _Graph, x: str) -> str | None:
     return None
 
 
-def find_sites(model: Any, precision: str = "f32", _g: _Graph | None = None) -> list[Site]:
-    """Every CumSum of `model`'s top-level graph as an ssd-d1 site: segment sums 'rewrite', others 'skip'."""
+def find_sites(model: Any, precision: str = "f32", _g: _Graph | None = None,
+               rewrite: str = REWRITE) -> list[Site]:
+    """ssd-d1: every CumSum of the top-level graph (segment sums 'rewrite', others 'skip');
+    ssd-d2: every C·Bᵀ einsum of HF's chunk scan (see `ssd_d2`)."""
     g = _g or _Graph(model)
+    if rewrite == ssd_d2.REWRITE:
+        view = _View(g)
+        found = (ssd_d2.match(view, n) for n in model.graph.node if n.op_type == "Einsum")
+        return [ssd_d2.check_precision(s, precision) for s in found if s is not None]
+    if rewrite != REWRITE:
+        raise InputError(f"unknown SSD rewrite {rewrite!r}; use ssd-d1 or ssd-d2")
     cache: dict[str, Any] = {}
     return [_match(g, n, precision, cache) for n in model.graph.node if n.op_type == "CumSum"]
+
+
+# --- d2: the graph view and builder `ssd_d2` works through ---------------------------------------------------
+
+_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+class _GraphOutput:
+    """Stands for "read by the graph's outputs" among a tensor's users (matches no op)."""
+
+    op_type = "<graph output>"
+
+
+class _View:
+    """`ssd_d2.View` over an ONNX graph: tensors are names."""
+
+    def __init__(self, g: _Graph) -> None:
+        self.g = g
+
+    def op(self, node: Any) -> str:
+        return node.op_type
+
+    def ins(self, node: Any) -> list[str]:
+        return list(node.input)
+
+    def out(self, node: Any) -> str:
+        return node.output[0]
+
+    def producer(self, t: str) -> Any | None:
+        return self.g.producer.get(t)
+
+    def users(self, t: str) -> list[Any]:
+        return list(self.g.consumers.get(t, [])) + ([_GraphOutput()] if t in self.g.outputs else [])
+
+    def equation(self, node: Any) -> str | None:
+        eq = _attr(node, "equation")
+        return eq.decode() if isinstance(eq, bytes) else eq
+
+    def shape(self, t: str) -> tuple[Any, ...] | None:
+        return self.g.shape(t)
+
+    def dtype(self, t: str) -> str:
+        et = self.g.elem_type(t)
+        return _DTYPES.get(et or 0, str(et))
+
+    def key(self, t: str) -> str:
+        return t
+
+    def name(self, node: Any) -> str:
+        return _site_name(node)
+
+
+class _D2Builder:
+    """`ssd_d2.Builder` emitting ONNX nodes through `_Builder`."""
+
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+
+    def transpose(self, t: str, perm: list[int]) -> str:
+        return self.b.op("Transpose", [t], perm=perm)
+
+    def matmul(self, a: str, b: str) -> str:
+        return self.b.op("MatMul", [a, b])
+
+    def mul(self, a: str, b: str) -> str:
+        return self.b.op("Mul", [a, b])
+
+    def add(self, a: str, b: str) -> str:
+        return self.b.op("Add", [a, b])
+
+    def unsqueeze(self, t: str, axis: int) -> str:
+        return self.b.unsqueeze(t, [axis])
+
+    def chunks(self, src: str, pad: Any | None, shape: list[int]) -> str:
+        if pad is not None:  # HF's own Pad (same pads / value / mode), applied to the un-repeated tensor
+            attrs = {a.name: _attr(pad, a.name) for a in pad.attribute}
+            src = self.b.op("Pad", [src, *pad.input[1:]], **attrs)
+        return self.b.op("Reshape", [src, self.b.ints(shape, "chunks")])
+
+
+def _rewrite_d2(model: Any, sites: list[Site]) -> Any:
+    """A copy of `model` with the given d2 sites replaced (their states and output tensors re-pointed)."""
+    import onnx
+
+    g = _Graph(model)
+    new_nodes: list[Any] = []
+    new_inits: list[Any] = []
+    rename: dict[str, str] = {}
+    dead: set[str] = set()
+    for s in sites:
+        r: ssd_d2.Roles = s.detail["roles"]
+        b = _Builder(g, s.name)
+        states, y = ssd_d2.build(_D2Builder(b), r)
+        rename.update({r.states: states, r.y: y})
+        new_nodes.extend(b.nodes)
+        new_inits.extend(b.inits)
+        dead |= {n.output[0] for n in r.nodes}
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    for n in out.graph.node:
+        for k, i in enumerate(n.input):
+            if i in rename:
+                n.input[k] = rename[i]
+    kept_names = {o.name for o in out.graph.output} & set(rename)
+    if kept_names:  # a replaced tensor that is a graph output keeps its name, via an Identity
+        keep = [n for n in out.graph.node if n.output[0] not in kept_names]
+        del out.graph.node[:]
+        out.graph.node.extend(keep)
+        new_nodes += [onnx.helper.make_node("Identity", [rename[t]], [t], name=g.fresh(t + "/ssd_d2"))
+                      for t in sorted(kept_names)]
+    ready = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer}
+    ready |= {t.name for t in new_inits} | {""}
+    nodes = _toposort(list(out.graph.node) + new_nodes, ready)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    out.graph.initializer.extend(new_inits)
+    _prune(out, dead)
+    return out
 
 
 # --- replacement -----------------------------------------------------------------------------------------
@@ -314,8 +440,8 @@ def _toposort(nodes: list[Any], ready: set[str]) -> list[Any]:
     return out
 
 
-def _rewrite(model: Any, sites: list[Site]) -> Any:
-    """A copy of `model` with the given (ok) sites rewritten; sites must come from `model` itself."""
+def _rewrite_d1(model: Any, sites: list[Site]) -> Any:
+    """A copy of `model` with the given (ok) d1 sites rewritten; sites must come from `model` itself."""
     import onnx
 
     g = _Graph(model)
@@ -405,17 +531,19 @@ def verify(original: Any, rewritten: Any, seed: int = 0, real: bool = True) -> d
 
 
 def apply(model: Any, sites: Iterable[Site | str] | None = None, precision: str = "f32",
-          verify_mode: str = "model", tolerance: float | None = None) -> tuple[Any, list[Site]]:
-    """Return (rewritten copy of `model`, every CumSum considered with its decision).
+          verify_mode: str = "model", tolerance: float | None = None,
+          rewrite: str = REWRITE) -> tuple[Any, list[Site]]:
+    """Return (rewritten copy of `model`, every site of `rewrite` ("ssd-d1" / "ssd-d2") with its decision).
 
     `sites` restricts to those names (None: all eligible). `verify_mode` "model" runs the full model once
     before/after (random and held-out inputs) and, if that exceeds `tolerance` (default the spec's),
     re-checks site by site and skips the offenders; "each" always checks site by site; "none" skips it.
     """
-    tol = spec.SSD_D1.tolerance if tolerance is None else tolerance
+    tol = spec.SPECS[rewrite].tolerance if tolerance is None else tolerance
     g = _Graph(model)
-    found = find_sites(model, precision, _g=g)
-    chosen = spec.keep_selected(found, sites, REWRITE)
+    found = find_sites(model, precision, _g=g, rewrite=rewrite)
+    chosen = spec.keep_selected(found, sites, rewrite)
+    _rewrite = _rewrite_d2 if rewrite == ssd_d2.REWRITE else _rewrite_d1
     if not chosen:
         return _copy(model), found
     if verify_mode == "none":

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import spec
+from ..errors import InputError
+from . import spec, ssd_d2
 from .openvino_rw import _const, _shape
 from .spec import Site
 
@@ -188,9 +189,91 @@ def _match(op: Any, precision: str) -> Site:
     return site
 
 
-def find_sites(model: Any, precision: str = "f32") -> list[Site]:
-    """Every CumSum of `model` as an ssd-d1 site: HF segment sums 'rewrite', the others 'skip'."""
+def find_sites(model: Any, precision: str = "f32", rewrite: str = REWRITE) -> list[Site]:
+    """ssd-d1: every CumSum of `model` (HF segment sums 'rewrite', the others 'skip');
+    ssd-d2: every C·Bᵀ einsum of HF's chunk scan (see `ssd_d2`)."""
+    if rewrite == ssd_d2.REWRITE:
+        found = (ssd_d2.match(_View(), op) for op in model.get_ordered_ops() if op.get_type_name() == "Einsum")
+        return [ssd_d2.check_precision(s, precision) for s in found if s is not None]
+    if rewrite != REWRITE:
+        raise InputError(f"unknown SSD rewrite {rewrite!r}; use ssd-d1 or ssd-d2")
     return [_match(op, precision) for op in model.get_ordered_ops() if op.get_type_name() == "CumSum"]
+
+
+# --- d2: the graph view and builder `ssd_d2` works through ---------------------------------------------------
+
+_OPS = {"Multiply": "Mul", "Broadcast": "Expand"}  # OpenVINO names -> the ONNX names ssd_d2 speaks
+_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "bf16": "bfloat16"}
+
+
+class _View:
+    """`ssd_d2.View` over an OpenVINO model: tensors are node outputs."""
+
+    def op(self, node: Any) -> str:
+        t = node.get_type_name()
+        return _OPS.get(t, t)
+
+    def ins(self, node: Any) -> list[Any]:
+        return [_src(node, k) for k in range(node.get_input_size())]
+
+    def out(self, node: Any) -> Any:
+        return node.output(0)
+
+    def producer(self, t: Any) -> Any | None:
+        return t.get_node()
+
+    def users(self, t: Any) -> list[Any]:
+        return _users(t)
+
+    def equation(self, node: Any) -> str | None:
+        return node.get_attributes().get("equation")
+
+    def shape(self, t: Any) -> tuple[Any, ...] | None:
+        return _shape(t)
+
+    def dtype(self, t: Any) -> str:
+        name = t.get_element_type().get_type_name()
+        return _DTYPES.get(name, name)
+
+    def key(self, t: Any) -> tuple[str, int]:
+        return t.get_node().get_name(), t.get_index()
+
+    def name(self, node: Any) -> str:
+        return node.get_friendly_name()
+
+
+class _D2Builder:
+    """`ssd_d2.Builder` emitting OpenVINO ops."""
+
+    def __init__(self) -> None:
+        from openvino import opset13
+
+        self.ops = opset13
+
+    def _ints(self, values: list[int]) -> Any:
+        return self.ops.constant(np.array(values, dtype=np.int64))
+
+    def transpose(self, t: Any, perm: list[int]) -> Any:
+        return self.ops.transpose(t, self._ints(perm)).output(0)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.ops.matmul(a, b, False, False).output(0)
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return self.ops.multiply(a, b).output(0)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return self.ops.add(a, b).output(0)
+
+    def unsqueeze(self, t: Any, axis: int) -> Any:
+        return self.ops.unsqueeze(t, self._ints([axis])).output(0)
+
+    def chunks(self, src: Any, pad: Any | None, shape: list[int]) -> Any:
+        if pad is not None:  # HF's own Pad (same pads / value / mode), applied to the un-repeated tensor
+            value = _src(pad, 3) if pad.get_input_size() > 3 else None
+            mode = pad.get_attributes().get("pad_mode", "constant")
+            src = self.ops.pad(src, _src(pad, 1), _src(pad, 2), mode, value).output(0)
+        return self.ops.reshape(src, self._ints(shape), special_zero=False).output(0)
 
 
 def _rewrite_site(site: Site) -> None:
@@ -208,11 +291,20 @@ def _rewrite_site(site: Site) -> None:
     site.detail["final"].input(site.detail["final_index"]).replace_source_output(diff.output(0))
 
 
-def _rewritten(model: Any, names: set[str], precision: str) -> Any:
+def _rewrite_site_d2(site: Site) -> None:
+    """Re-point the users of the site's per-chunk states and output to the d2 computation (in place)."""
+    r: ssd_d2.Roles = site.detail["roles"]
+    states, y = ssd_d2.build(_D2Builder(), r)
+    r.states.replace(states)
+    r.y.replace(y)
+
+
+def _rewritten(model: Any, names: set[str], precision: str, rewrite: str = REWRITE) -> Any:
     new = model.clone()
-    for s in find_sites(new, precision):
+    how = _rewrite_site_d2 if rewrite == ssd_d2.REWRITE else _rewrite_site
+    for s in find_sites(new, precision, rewrite):
         if s.ok and s.name in names:
-            _rewrite_site(s)
+            how(s)
     new.validate_nodes_and_infer_types()
     return new
 
@@ -246,26 +338,28 @@ def verify(original: Any, rewritten: Any, seed: int = 0) -> dict[str, float]:
 
 
 def apply(model: Any, sites: Iterable[Site | str] | None = None, precision: str = "f32",
-          verify_mode: str = "model", tolerance: float | None = None) -> tuple[Any, list[Site]]:
-    """Return (rewritten clone of `model`, every CumSum considered); verification as in `onnx_ssd.apply`."""
-    tol = spec.SSD_D1.tolerance if tolerance is None else tolerance
-    found = find_sites(model, precision)
-    chosen = spec.keep_selected(found, sites, REWRITE)
+          verify_mode: str = "model", tolerance: float | None = None,
+          rewrite: str = REWRITE) -> tuple[Any, list[Site]]:
+    """Return (rewritten clone of `model`, every site of `rewrite` considered); verification as in
+    `onnx_ssd.apply`."""
+    tol = spec.SPECS[rewrite].tolerance if tolerance is None else tolerance
+    found = find_sites(model, precision, rewrite)
+    chosen = spec.keep_selected(found, sites, rewrite)
     if not chosen:
         return model.clone(), found
     names = {s.name for s in chosen}
     if verify_mode == "none":
-        return _rewritten(model, names, precision), found
+        return _rewritten(model, names, precision, rewrite), found
     if verify_mode == "model":
-        diffs = verify(model, new := _rewritten(model, names, precision))
+        diffs = verify(model, new := _rewritten(model, names, precision, rewrite))
         if max(diffs.values()) <= tol:
             for s in chosen:
                 s.detail.update({f"max_diff_{k}": v for k, v in diffs.items()}, verified="model")
             return new, found
     for s in chosen:
-        diffs = verify(model, _rewritten(model, {s.name}, precision))
+        diffs = verify(model, _rewritten(model, {s.name}, precision, rewrite))
         s.detail.update({f"max_diff_{k}": v for k, v in diffs.items()}, verified="site")
         if max(diffs.values()) > tol:
             s.skip(f"verification failed: max output diff {max(diffs.values()):.3g} > {tol:g}")
     names = {s.name for s in chosen if s.ok}
-    return (_rewritten(model, names, precision) if names else model.clone()), found
+    return (_rewritten(model, names, precision, rewrite) if names else model.clone()), found

@@ -125,10 +125,16 @@ SSD_D1 = RewriteSpec(
 
 SSD_D2 = RewriteSpec(
     name="ssd-d2",
-    matches=("Mamba-2 SSD einsums with per-head repeated B/C (HF mamba2_chunk_scan)",),
-    conditions=("torch level: HF Mamba2Mixer (chunk form)", "n_groups == 1"),
+    matches=("Mamba-2 SSD einsums with per-head repeated B/C (HF mamba2_chunk_scan)",
+             "ONNX / OpenVINO: Einsum C·Bᵀ 'bclhn,bcshn->bclsh' (labels up to renaming) → Mul(decay) → Einsum "
+             "'bclsh,bcshp->bclhp'; Mul(B, decay) → Einsum 'bclhn,bclhp->bchpn'; Einsum 'bclhn,bchpn->bclhp' → "
+             "Mul → Add; B/C = Reshape(Pad?(Reshape(Expand|Broadcast(Unsqueeze(src, 3))))) (ssd_d2)"),
+    conditions=("torch level: HF Mamba2Mixer (chunk form)", "n_groups == 1",
+                "graph level: static chunk shapes (fixed sequence length); each einsum result has one user; "
+                "the state decay is constant over the state axis"),
     math=("G = C·Bᵀ once per layer from the un-repeated B/C; the SSD einsums as MatMuls in (batch, chunk, "
-          "head, ...) order: no per-head Expand, few Transposes; same products, different order"),
+          "head, ...) order: no per-head Expand, few Transposes; same products, different order; the graph "
+          "level moves the per-head decay from B onto X and keeps the inter-chunk recurrence"),
     limits={"f32": "exact up to summation order", "bf16": "exact up to summation order",
             "f16": "exact up to summation order"},
     tolerance=1e-3,

@@ -1,0 +1,263 @@
+"""SSD rewrite d2 on graphs, backend-neutral: match HF's Mamba-2 chunk-scan einsums, plan the MatMul form.
+
+HF's `torch_forward` repeats B and C to every head (``repeat_interleave`` → Unsqueeze / Expand / Reshape)
+and then contracts them per head with five einsums (labels: b batch, c chunk, l/s position in chunk,
+h head, n state, p head dim):
+
+    G      = einsum("bclhn,bcshn->bclsh", C5, B5)          # C·Bᵀ, computed h times over the same data
+    y_diag = einsum("bclsh,bcshp->bclhp", G * Lp, X5)       # Lp: the decay matrix, permuted
+    states = einsum("bclhn,bclhp->bchpn", B5 * Du, X5)      # Du: decay to chunk end, (b,c,l,h,1)
+    ... Concat(prev, states) → inter-chunk einsum → Slice → S ...
+    y      = y_diag + einsum("bclhn,bchpn->bclhp", C5, S) * Eu
+
+With one group (n_groups == 1) every head of B5 / C5 is the same tensor, so d2 contracts C·Bᵀ once from the
+*un-repeated* B/C and runs the three products as batched MatMuls in (b, c, h, ...) order: the Expands
+and the h-fold C·Bᵀ vanish, and so do most of the einsums' internal transposes. The per-head decay Du
+moves from B onto X (both are multiplied into the same product; Du is constant over n). The inter-chunk
+recurrence (c+1 × c+1 per head, tiny) is kept as it is.
+
+The matcher only reads the graph through a small `View` (ONNX and OpenVINO each provide one, see
+`onnx_ssd` / `openvino_ssd`), einsum equations are compared up to renaming of labels, and every role is
+checked by shape; anything else is a skipped site with the reason. `build` writes the replacement
+through a `Builder`, so both backends emit the same graph. Verification (whole model, random and held-out
+inputs) is done by the callers, exactly as for d1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import spec
+from .spec import Site
+
+REWRITE = "ssd-d2"
+
+
+class View(Protocol):
+    """What the matcher needs to know about a graph (tensors are opaque handles; `key` makes them hashable)."""
+
+    def op(self, node: Any) -> str: ...           # ONNX op names: Einsum, Mul, Add, Concat, Reshape, ...
+    def ins(self, node: Any) -> list[Any]: ...
+    def out(self, node: Any) -> Any: ...
+    def producer(self, t: Any) -> Any | None: ...
+    def users(self, t: Any) -> list[Any]: ...
+    def equation(self, node: Any) -> str | None: ...
+    def shape(self, t: Any) -> tuple[Any, ...] | None: ...
+    def dtype(self, t: Any) -> str: ...          # "float32", "float16", "bfloat16", "float64", other
+    def key(self, t: Any) -> Any: ...
+    def name(self, node: Any) -> str: ...
+
+
+class Builder(Protocol):
+    """The ops the replacement uses (each returns a tensor handle)."""
+
+    def transpose(self, t: Any, perm: list[int]) -> Any: ...
+    def matmul(self, a: Any, b: Any) -> Any: ...
+    def mul(self, a: Any, b: Any) -> Any: ...
+    def add(self, a: Any, b: Any) -> Any: ...
+    def unsqueeze(self, t: Any, axis: int) -> Any: ...
+    def chunks(self, src: Any, pad: Any | None, shape: list[int]) -> Any: ...  # Reshape(pad(src) like `pad`)
+
+
+def canonical(equation: str) -> str:
+    """`equation` with labels renamed in order of first appearance ("bclhn,..." → "abcde,...")."""
+    names: dict[str, str] = {}
+    out = []
+    for ch in equation.replace(" ", ""):
+        if ch.isalpha():
+            names.setdefault(ch, chr(ord("a") + len(names)))
+            out.append(names[ch])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+EQ_G, EQ_DIAG, EQ_STATES, EQ_OFF = (canonical(e) for e in (
+    "bclhn,bcshn->bclsh", "bclsh,bcshp->bclhp", "bclhn,bclhp->bchpn", "bclhn,bchpn->bclhp"))
+
+
+@dataclass
+class Roles:
+    """The tensors d2 reads and the two it replaces (`states`: the per-chunk states; `y`: the SSD output)."""
+
+    c_src: Any
+    c_pad: Any | None
+    b_src: Any
+    b_pad: Any | None
+    chunk_shape: list[int]     # (b, c, l, n) of the un-repeated B/C in chunks
+    lp: Any                    # decay matrix as multiplied into G: (b, c, l, s, h)
+    x: Any                     # (b, c, l, h, p)
+    du: Any                    # (b, c, l, h, 1)
+    eu: Any                    # (b, c, l, h, 1)
+    s: Any                     # states entering the off-diagonal term: (b, c, h, p, n)
+    states: Any                # tensor replaced by the new per-chunk states
+    y: Any                     # tensor replaced by the new output
+    nodes: list[Any]           # matched nodes that die (for pruning)
+
+
+def _other(v: View, node: Any, t: Any) -> Any | None:
+    """The other input of a binary node, given one of them."""
+    ins = v.ins(node)
+    if len(ins) != 2:
+        return None
+    if v.key(ins[0]) == v.key(t):
+        return ins[1]
+    if v.key(ins[1]) == v.key(t):
+        return ins[0]
+    return None
+
+
+def _only_user(v: View, t: Any, op: str) -> Any | None:
+    users = v.users(t)
+    return users[0] if len(users) == 1 and v.op(users[0]) == op else None
+
+
+def _einsum(v: View, node: Any, eq: str) -> bool:
+    e = v.equation(node) if v.op(node) == "Einsum" else None
+    return e is not None and canonical(e) == eq
+
+
+def _static(shape: tuple[Any, ...] | None, rank: int) -> bool:
+    return shape is not None and len(shape) == rank and all(isinstance(d, int) for d in shape)
+
+
+def _group_source(v: View, t: Any) -> tuple[Any, Any | None, list[Any]] | str:
+    """(src (b, L, 1, n), Pad node or None, chain) if `t` (b, c, l, h, n) is one group repeated to h heads.
+
+    HF: Reshape(Pad?(Reshape(Expand(Unsqueeze(src, 3))))), i.e. repeat_interleave then chunking.
+    """
+    st = v.shape(t)
+    if not _static(st, 5):
+        return "B/C chunk shapes are not static (export with a fixed sequence length)"
+    chain = []
+    r1 = v.producer(t)
+    if r1 is None or v.op(r1) != "Reshape":
+        return "B/C are not reshaped into chunks"
+    chain.append(r1)
+    nxt = v.producer(v.ins(r1)[0])
+    pad = None
+    if nxt is not None and v.op(nxt) == "Pad":
+        pad = nxt
+        chain.append(pad)
+        nxt = v.producer(v.ins(pad)[0])
+    if nxt is None or v.op(nxt) != "Reshape":
+        return "B/C are not a repeat_interleave over heads (no Reshape)"
+    chain.append(nxt)
+    rep = v.out(nxt)
+    ex = v.producer(v.ins(nxt)[0])
+    if ex is None or v.op(ex) != "Expand":
+        return "B/C are not a repeat_interleave over heads (no Expand)"
+    chain.append(ex)
+    un = v.producer(v.ins(ex)[0])
+    if un is None or v.op(un) != "Unsqueeze":
+        return "B/C are not a repeat_interleave over heads (no Unsqueeze)"
+    chain.append(un)
+    src = v.ins(un)[0]
+    ss, su, se, sr = v.shape(src), v.shape(v.out(un)), v.shape(v.out(ex)), v.shape(rep)
+    if not (_static(ss, 4) and _static(su, 5) and _static(se, 5) and _static(sr, 4)):
+        return "repeat_interleave shapes are not static"
+    b, length, g, n = ss
+    if g != 1:
+        return f"n_groups={g} (d2 needs 1)"
+    h = st[3]
+    if su != (b, length, 1, 1, n) or se != (b, length, 1, h, n) or sr != (b, length, h, n):
+        return "the repeat is not over the head axis"
+    if pad is not None:
+        sp = v.shape(v.out(pad))
+        if not _static(sp, 4) or sp[0] != b or sp[2:] != (h, n):
+            return "the chunk padding is not along the sequence axis only"
+        length = sp[1]
+    if st != (b, st[1], st[2], h, n) or st[1] * st[2] != length:
+        return "the chunk reshape does not split the sequence axis"
+    return src, pad, chain
+
+
+def match(v: View, eg: Any) -> Site | None:
+    """The d2 site rooted at C·Bᵀ einsum `eg` (a skip with the reason if the rest does not match), or
+    None if `eg` is not that einsum at all."""
+    if not _einsum(v, eg, EQ_G):
+        return None
+    c5, b5 = v.ins(eg)
+    site = Site(REWRITE, v.name(eg), "SSD", v.shape(v.out(eg)), axis=None)
+    dead = [eg]
+
+    def fail(why: str) -> Site:
+        return site.skip(f"not HF's SSD chunk scan ({why})")
+
+    m = _only_user(v, v.out(eg), "Mul")
+    lp = None if m is None else _other(v, m, v.out(eg))
+    ed = None if m is None else _only_user(v, v.out(m), "Einsum")
+    if lp is None or ed is None or not _einsum(v, ed, EQ_DIAG) or v.key(v.ins(ed)[0]) != v.key(v.out(m)):
+        return fail("C·Bᵀ is not masked by the decay matrix and applied to X")
+    x5 = v.ins(ed)[1]
+    dead += [m, ed]
+    found = None
+    for bd in v.users(b5):
+        if v.op(bd) != "Mul":
+            continue
+        du = _other(v, bd, b5)
+        es = _only_user(v, v.out(bd), "Einsum")
+        if du is not None and es is not None and _einsum(v, es, EQ_STATES) and \
+                [v.key(i) for i in v.ins(es)] == [v.key(v.out(bd)), v.key(x5)]:
+            found = (bd, du, es)
+    if found is None:
+        return fail("no per-chunk state einsum of decayed B with X")
+    bd, du, es = found
+    dead += [bd, es]
+    eo = next((u for u in v.users(c5) if _einsum(v, u, EQ_OFF) and v.key(v.ins(u)[0]) == v.key(c5)), None)
+    if eo is None:
+        return fail("no off-diagonal einsum of C with the states")
+    s = v.ins(eo)[1]
+    mo = _only_user(v, v.out(eo), "Mul")
+    eu = None if mo is None else _other(v, mo, v.out(eo))
+    ya = None if mo is None else _only_user(v, v.out(mo), "Add")
+    if eu is None or ya is None or _other(v, ya, v.out(mo)) is None or \
+            v.key(_other(v, ya, v.out(mo))) != v.key(v.out(ed)) or len(v.users(v.out(ed))) != 1:
+        return fail("y is not y_diag + (C·states)·decay")
+    dead += [eo, mo, ya]
+    for t, what in ((lp, "decay matrix"), (du, "state decay"), (eu, "output decay")):
+        st = v.shape(t)
+        if st is None or len(st) != 5:
+            return fail(f"{what} is not rank 5")
+    if v.shape(du)[4] != 1:
+        return fail("state decay varies over the state axis")
+    groups = []
+    for t in (c5, b5):
+        g = _group_source(v, t)
+        if isinstance(g, str):
+            return site.skip(g) if g.startswith("n_groups") else fail(g)
+        groups.append(g)
+    (c_src, c_pad, c_chain), (b_src, b_pad, b_chain) = groups
+    dtype = v.dtype(x5)
+    site.dtype = dtype
+    if dtype not in ("float32", "float64", "float16", "bfloat16"):
+        return site.skip(f"element type {dtype} is not a float type")
+    b, c, l_, _h, n = v.shape(c5)
+    site.detail.update(roles=Roles(c_src, c_pad, b_src, b_pad, [b, c, l_, n], lp, x5, du, eu, s, v.out(es),
+                                   v.out(ya), dead + c_chain + b_chain))
+    site.reason = (f"C·Bᵀ once instead of {v.shape(c5)[3]}× per head; MatMuls in (b, c, h, ·) order "
+                   f"(chunk {l_}, {c} chunk{'s' if c != 1 else ''})")
+    return site
+
+
+def build(bld: Builder, r: Roles) -> tuple[Any, Any]:
+    """(new per-chunk states (b,c,h,p,n), new output (b,c,l,h,p)) computed the d2 way."""
+    cg = bld.chunks(r.c_src, r.c_pad, r.chunk_shape)                     # (b, c, l, n)
+    bg = bld.chunks(r.b_src, r.b_pad, r.chunk_shape)                     # (b, c, s, n)
+    g = bld.unsqueeze(bld.matmul(cg, bld.transpose(bg, [0, 1, 3, 2])), 2)  # (b, c, 1, l, s): once per layer
+    m = bld.mul(g, bld.transpose(r.lp, [0, 1, 4, 2, 3]))                  # (b, c, h, l, s)
+    xh = bld.transpose(r.x, [0, 1, 3, 2, 4])                              # (b, c, h, l, p)
+    y_diag = bld.matmul(m, xh)                                            # (b, c, h, l, p)
+    xd = bld.mul(xh, bld.transpose(r.du, [0, 1, 3, 2, 4]))                # decay moved from B onto X
+    states = bld.matmul(bld.transpose(xd, [0, 1, 2, 4, 3]), bld.unsqueeze(bg, 2))  # (b, c, h, p, n)
+    y_off = bld.matmul(bld.unsqueeze(cg, 2), bld.transpose(r.s, [0, 1, 2, 4, 3]))  # (b, c, h, l, p)
+    y_off = bld.mul(y_off, bld.transpose(r.eu, [0, 1, 3, 2, 4]))
+    y = bld.transpose(bld.add(y_diag, y_off), [0, 1, 3, 2, 4])            # (b, c, l, h, p)
+    return states, y
+
+
+def check_precision(site: Site, precision: str) -> Site:
+    """d2 is exact in every precision; kept for symmetry with d1 (the spec decides)."""
+    why = spec.check_precision(spec.SSD_D2, precision)
+    return site.skip(why) if why and site.ok else site
