@@ -1,11 +1,20 @@
-"""CumBA / ReduBA / contraction / ActiBA on ONNX graphs (top-level graph; subgraphs are left alone).
+"""CumBA / ReduBA / contraction / ActiBA on ONNX graphs, inside If / Loop / Scan bodies too.
 
     sites = find_sites(model, "cumba")                 # every CumSum, with decision and reason
     new, done = apply(model, ["cumba"], sites=[s.name for s in sites if s.axis == -2])
 
 Each replacement writes the original output tensor name, so consumers and graph outputs are untouched;
-pattern nodes left without consumers are removed. Anything the rewrite cannot do exactly (dynamic
-length, non-constant axis, integer type, ...) is left as it was, with the reason on its `Site`.
+pattern nodes left without consumers are removed (a name read only inside a body still counts as used).
+Anything the rewrite cannot do exactly (dynamic length, non-constant axis, integer type, ...) is left
+as it was, with the reason on its `Site`.
+
+Control flow: every graph attribute (If `then_branch`/`else_branch`, Loop/Scan `body`, nested to any
+depth) is a scope of its own (`_Graph.scopes()`), searched like the top level. A site inside one is
+named by the path to it, `<container site>/<attribute>/<node site>`, e.g. `If_3/then_branch/CumSum_7`
+or `Loop_0/body/If_2/else_branch/Softplus_1` (top-level names are unchanged). Shapes come from ONNX
+shape inference, which types bodies but drops Loop-carried shapes (they may change per iteration), so
+CumBA/ReduBA there are skipped with a reason unless the body input declares a static shape. New
+constants of a body replacement are Constant nodes inside that body; fresh names avoid every scope.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tableset import TableSet
-from . import spec
+from . import onnx_subgraphs, spec
 from ._inputs import max_abs_diff, random_array
 from .spec import Site
 
@@ -57,9 +66,10 @@ def load_model(path: str | os.PathLike) -> Any:
     return model
 
 
-def inventory(model: Any) -> dict[str, int]:
-    """Node counts by op type (top-level graph)."""
-    return dict(Counter(n.op_type for n in model.graph.node))
+def inventory(model: Any, subgraphs: bool = True) -> dict[str, int]:
+    """Node counts by op type, inside If / Loop / Scan bodies too unless `subgraphs=False`."""
+    nodes = onnx_subgraphs.walk(model.graph) if subgraphs else model.graph.node
+    return dict(Counter(n.op_type for n in nodes))
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
@@ -75,39 +85,82 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
 # --- graph view --------------------------------------------------------------------------------------
 
 class _Graph:
-    """Producers, consumers, constants and inferred shapes of a model's top-level graph."""
+    """Producers, consumers, constants and inferred shapes of one graph scope.
 
-    def __init__(self, model: Any) -> None:
+    `_Graph(model)` is the top-level graph; `scopes()` adds one `_Graph` per control-flow body (If
+    branches, Loop / Scan bodies, nested ones too), whose `parent` answers for outer-scope names.
+    `consumers` counts a node whose bodies read a name as a consumer of it; `fresh` avoids every name
+    in every scope, because outer names are visible inside bodies.
+    """
+
+    def __init__(self, model: Any, *, graph: Any = None, parent: _Graph | None = None,
+                 inferred: Any = None, prefix: str = "") -> None:
         import onnx
 
         self.model = model
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-        except Exception:
-            inferred = model
-        g = inferred.graph
+        self.parent = parent
+        self.graph = model.graph if graph is None else graph
+        self.prefix = prefix
+        self.depth = 0 if parent is None else parent.depth + 1
+        if parent is None:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+            except Exception:
+                inferred = model.graph
+        self._inferred = inferred if inferred is not None else self.graph
+        g = self._inferred
         self.types: dict[str, Any] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             if vi.type.HasField("tensor_type"):
                 self.types[vi.name] = vi.type.tensor_type
-        self.inits = {t.name: t for t in model.graph.initializer}
-        for t in model.graph.initializer:
+        self.inits = {t.name: t for t in self.graph.initializer}
+        for t in self.graph.initializer:
             self.types.setdefault(t.name, None)
+        self._inputs = {i.name for i in self.graph.input}
         self.producer: dict[str, Any] = {}
         self.consumers: dict[str, list[Any]] = {}
-        for node in model.graph.node:
+        for node in self.graph.node:
             for o in node.output:
                 self.producer[o] = node
             for i in node.input:
                 self.consumers.setdefault(i, []).append(node)
-        self.outputs = {o.name for o in model.graph.output}
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-        self._names = {n.name for n in model.graph.node} | set(self.producer) | set(self.inits)
-        self._names |= {i.name for i in model.graph.input}
-        self._counter = 0
+            for i in sorted(onnx_subgraphs.outer_refs(node) - set(node.input)):
+                self.consumers.setdefault(i, []).append(node)
+        self.outputs = {o.name for o in self.graph.output}
+        if parent is None:
+            self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+            self._names = onnx_subgraphs.all_names(self.graph)
+            self._counter = 0
+        else:
+            self.opset = parent.opset
+        self._scopes: list[_Graph] | None = None
 
-    # shapes / types
+    def site(self, node: Any) -> str:
+        """Site name: `If_3/then_branch/CumSum_7` inside bodies (container/attribute/node), bare at top level."""
+        return self.prefix + _site_name(node)
+
+    def scopes(self) -> list[_Graph]:
+        """This scope, then every nested body scope, depth first in graph order."""
+        if self._scopes is None:
+            self._scopes = [self]
+            inf = self._inferred
+            paired = len(inf.node) == len(self.graph.node) and all(
+                a.op_type == b.op_type for a, b in zip(inf.node, self.graph.node, strict=True))
+            for k, node in enumerate(self.graph.node):
+                inf_subs = dict(onnx_subgraphs.subgraphs(inf.node[k])) if paired else {}
+                for label, sub in onnx_subgraphs.subgraphs(node):
+                    child = _Graph(self.model, graph=sub, parent=self, inferred=inf_subs.get(label),
+                                   prefix=f"{self.site(node)}/{label}/")
+                    self._scopes.extend(child.scopes())
+        return self._scopes
+
+    def _local(self, name: str) -> bool:
+        return self.parent is None or name in self.inits or name in self.producer or name in self._inputs
+
+    # shapes / types (names a body does not define are looked up in the enclosing scope)
     def shape(self, name: str) -> tuple[Any, ...] | None:
+        if not self._local(name):
+            return self.parent.shape(name)
         if name in self.inits:
             return tuple(int(d) for d in self.inits[name].dims)
         tt = self.types.get(name)
@@ -122,17 +175,21 @@ class _Graph:
         return tuple(out)
 
     def elem_type(self, name: str) -> int | None:
+        if not self._local(name):
+            return self.parent.elem_type(name)
         if name in self.inits:
             return int(self.inits[name].data_type)
         tt = self.types.get(name)
         return int(tt.elem_type) if tt is not None and tt.elem_type else None
 
     def const(self, name: str) -> np.ndarray | None:
-        """The value of a constant tensor (initializer or Constant node), else None."""
+        """The value of a constant tensor (initializer or Constant node, here or outside), else None."""
         from onnx import numpy_helper
 
         if not name:
             return None
+        if not self._local(name):
+            return self.parent.const(name)
         if name in self.inits:
             return numpy_helper.to_array(self.inits[name])
         node = self.producer.get(name)
@@ -147,6 +204,9 @@ class _Graph:
         return None
 
     def fresh(self, stem: str) -> str:
+        """A name used nowhere in the model (all scopes)."""
+        if self.parent is not None:
+            return self.parent.fresh(stem)
         while True:
             self._counter += 1
             name = f"{stem}__rw{self._counter}"
@@ -232,14 +292,31 @@ def _type_name(et: int | None) -> str:
     return "?" if et is None else onnx.TensorProto.DataType.Name(et).lower()
 
 
+def _rank_unknown(g: _Graph) -> str:
+    if g.parent is None:
+        return "rank unknown"
+    return (f"rank unknown inside {g.prefix.rstrip('/')} (no inferred shape there, e.g. a Loop-carried "
+            "value; declare the body input's shape)")
+
+
+def _per_scope(g: _Graph, find: Any) -> list[Site]:
+    """`find(scope)` over the top-level graph and every body; each site remembers its scope."""
+    out = []
+    for scope in g.scopes():
+        for site in find(scope):
+            site.detail["scope"] = scope
+            out.append(site)
+    return out
+
+
 def _cumba_sites(g: _Graph) -> list[Site]:
     sites = []
-    for node in g.model.graph.node:
+    for node in g.graph.node:
         if node.op_type != "CumSum" or node.domain not in ("", "ai.onnx"):
             continue
         x = node.input[0]
         shape = g.shape(x)
-        site = Site("cumba", _site_name(node), "CumSum", shape, dtype=_type_name(g.elem_type(x)))
+        site = Site("cumba", g.site(node), "CumSum", shape, dtype=_type_name(g.elem_type(x)))
         site.detail.update(node=node, exclusive=int(_attr(node, "exclusive", 0)),
                            reverse=int(_attr(node, "reverse", 0)))
         sites.append(site)
@@ -251,7 +328,7 @@ def _cumba_sites(g: _Graph) -> list[Site]:
             site.skip(why)
             continue
         if shape is None:
-            site.skip("rank unknown")
+            site.skip(_rank_unknown(g))
             continue
         rank = len(shape)
         a = int(ax.reshape(-1)[0])
@@ -287,23 +364,23 @@ def _reduce_axes(g: _Graph, node: Any) -> tuple[list[int] | None, str | None]:
 
 def _reduba_sites(g: _Graph, claimed: set[str]) -> list[Site]:
     sites = []
-    for node in g.model.graph.node:
+    for node in g.graph.node:
         if node.op_type not in ("ReduceSum", "ReduceMean") or node.domain not in ("", "ai.onnx"):
             continue
-        if _site_name(node) in claimed:
+        if g.site(node) in claimed:
             continue
         x = node.input[0]
         shape = g.shape(x)
         keep = int(_attr(node, "keepdims", 1))
         noop = int(_attr(node, "noop_with_empty_axes", 0))
-        site = Site("reduba", _site_name(node), node.op_type, shape, dtype=_type_name(g.elem_type(x)))
+        site = Site("reduba", g.site(node), node.op_type, shape, dtype=_type_name(g.elem_type(x)))
         site.detail.update(node=node, keepdims=keep, mean=node.op_type == "ReduceMean")
         sites.append(site)
         axes, why = _reduce_axes(g, node)
         if why is None:
             why = _float_check(g, x)
         if why is None and shape is None:
-            why = "rank unknown"
+            why = _rank_unknown(g)
         if why is not None:
             site.skip(why)
             continue
@@ -337,7 +414,7 @@ def _reduba_sites(g: _Graph, claimed: set[str]) -> list[Site]:
 
 def _contract_sites(g: _Graph) -> list[Site]:
     sites = []
-    for node in g.model.graph.node:
+    for node in g.graph.node:
         if node.op_type != "ReduceSum" or node.domain not in ("", "ai.onnx"):
             continue
         mul = g.producer.get(node.input[0])
@@ -345,7 +422,7 @@ def _contract_sites(g: _Graph) -> list[Site]:
             continue
         a, b = mul.input[0], mul.input[1]
         sa, sb, so = g.shape(a), g.shape(b), g.shape(node.input[0])
-        site = Site("contract", _site_name(node), "Mul+ReduceSum", so, dtype=_type_name(g.elem_type(a)))
+        site = Site("contract", g.site(node), "Mul+ReduceSum", so, dtype=_type_name(g.elem_type(a)))
         site.detail.update(node=node, mul=mul, keepdims=int(_attr(node, "keepdims", 1)))
         sites.append(site)
         axes, why = _reduce_axes(g, node)
@@ -468,7 +545,7 @@ def _assign_site_ids(g: _Graph, sites: list[Site]) -> None:
     k counts that function's sites per module in graph order, which is execution order."""
     from . import site_ids
 
-    order = {id(n): i for i, n in enumerate(g.model.graph.node)}
+    order = {id(n): i for i, n in enumerate(onnx_subgraphs.walk(g.graph))}
     counts: dict[tuple[str, str], int] = {}
     for site in sorted(sites, key=lambda s: min(order.get(id(n), 0) for n in s.detail["nodes"])):
         path = site_ids.onnx_module_path(_namespace(site.detail["root"]))
@@ -480,16 +557,16 @@ def _assign_site_ids(g: _Graph, sites: list[Site]) -> None:
         site.detail["site_id"] = site_ids.format_site(path, fn, k)
 
 
-def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
-    fn_tables, chooser = TableSet.split(tables)
+def _actiba_match(g: _Graph) -> list[Site]:
+    """Activation patterns of one scope (SiLU as x·Sigmoid(x) and erf-GELU before single ops)."""
     sites: list[Site] = []
     claimed: set[str] = set()  # first outputs of nodes consumed by a bigger pattern
-    for node in g.model.graph.node:
+    for node in g.graph.node:
         if node.op_type == "Mul" and node.domain in ("", "ai.onnx"):
             for xi, si in ((0, 1), (1, 0)):
                 s = g.producer.get(node.input[si])
                 if s is not None and s.op_type == "Sigmoid" and s.input[0] == node.input[xi]:
-                    site = Site("actiba", _site_name(node), "Mul(x,Sigmoid(x))", g.shape(node.input[xi]),
+                    site = Site("actiba", g.site(node), "Mul(x,Sigmoid(x))", g.shape(node.input[xi]),
                                 dtype=_type_name(g.elem_type(node.input[xi])))
                     site.detail.update(x=node.input[xi], root=node, nodes=[s, node], function="silu")
                     sites.append(site)
@@ -499,12 +576,12 @@ def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) ->
             m = _match_erf_gelu(g, node)
             if m is not None:
                 x, root, nodes = m
-                site = Site("actiba", _site_name(root), "Erf-GELU", g.shape(x),
+                site = Site("actiba", g.site(root), "Erf-GELU", g.shape(x),
                             dtype=_type_name(g.elem_type(x)))
                 site.detail.update(x=x, root=root, nodes=nodes, function="gelu")
                 sites.append(site)
                 claimed.update(n.output[0] for n in nodes)
-    for node in g.model.graph.node:
+    for node in g.graph.node:
         if node.output[0] in claimed or node.domain not in ("", "ai.onnx"):
             continue
         fn, beta = None, None
@@ -518,9 +595,15 @@ def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) ->
         if fn is None:
             continue
         x = node.input[0]
-        site = Site("actiba", _site_name(node), node.op_type, g.shape(x), dtype=_type_name(g.elem_type(x)))
+        site = Site("actiba", g.site(node), node.op_type, g.shape(x), dtype=_type_name(g.elem_type(x)))
         site.detail.update(x=x, root=node, nodes=[node], function=fn, beta=beta)
         sites.append(site)
+    return sites
+
+
+def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
+    fn_tables, chooser = TableSet.split(tables)
+    sites = _per_scope(g, _actiba_match)
     _assign_site_ids(g, sites)
     if chooser is not None:
         ids = [s.detail["site_id"] for s in sites if "site_id" in s.detail]
@@ -529,7 +612,7 @@ def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) ->
                              "actiba.models.export / the torch dynamo exporter); this graph has none")
         chooser.check_unmatched(ids, "this ONNX graph")
     for site in sites:
-        if (why := _float_check(g, site.detail["x"])) is not None:
+        if (why := _float_check(site.detail["scope"], site.detail["x"])) is not None:
             site.skip(why)
             continue
         _pick_table(site, site.detail["function"], fn_tables, site_tables, site.detail.get("beta"), chooser)
@@ -538,7 +621,8 @@ def _actiba_sites(g: _Graph, tables: Any, site_tables: list[tuple[str, Any]]) ->
 
 def find_sites(model: Any, rewrite: str, tables: Any = None,
                site_tables: list[tuple[str, Any]] | None = None, _g: _Graph | None = None) -> list[Site]:
-    """Every place `rewrite` ('cumba', 'reduba', 'contract', 'actiba') could apply, with its decision.
+    """Every place `rewrite` ('cumba', 'reduba', 'contract', 'actiba') could apply, with its decision,
+    in the top-level graph and in every If / Loop / Scan body (site names as in the module docstring).
 
     ActiBA `tables`: {function: Table}, a TableSet, or a mapping keyed by site ids / site globs (mixed
     with function keys as fallback); every ActiBA site carries ``detail["site_id"]`` when the graph has
@@ -546,11 +630,11 @@ def find_sites(model: Any, rewrite: str, tables: Any = None,
     """
     g = _g or _Graph(model)
     if rewrite == "cumba":
-        return _cumba_sites(g)
+        return _per_scope(g, _cumba_sites)
     if rewrite == "reduba":
-        return _reduba_sites(g, set())
+        return _per_scope(g, lambda sc: _reduba_sites(sc, set()))
     if rewrite == "contract":
-        return _contract_sites(g)
+        return _per_scope(g, _contract_sites)
     if rewrite == "actiba":
         return _actiba_sites(g, tables, site_tables or [])
     raise InputError(f"unknown rewrite {rewrite!r}; known: {', '.join(spec.GRAPH_REWRITES)}")
@@ -652,7 +736,8 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
     """Return (a rewritten copy of `model`, every site considered with its decision).
 
     `sites` restricts the rewrite to those site names (or Site objects); None means every eligible site.
-    `tables` as in `find_sites` (function tables, a TableSet or a site-keyed mapping).
+    `tables` as in `find_sites` (function tables, a TableSet or a site-keyed mapping). Sites inside
+    If / Loop / Scan bodies are rewritten in their body, with body-local Constant nodes.
     """
     import onnx
 
@@ -666,7 +751,7 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
         if rw not in rewrites:
             continue
         if rw == "reduba":
-            found = _reduba_sites(g, claimed)
+            found = _per_scope(g, lambda sc: _reduba_sites(sc, claimed))
         else:
             found = find_sites(model, rw, tables, site_tables, _g=g)
         for s in found:
@@ -679,16 +764,16 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
     if unknown:
         raise InputError(f"unknown rewrite(s) {sorted(unknown)}; known: {', '.join(spec.GRAPH_REWRITES)}")
 
-    # replacement per root node (the node whose output the replacement writes)
-    replace: dict[int, list[Any]] = {}
-    dead: list[Any] = []
-    new_inits: list[Any] = []
+    # per scope: replacement per root node (the node whose output the replacement writes), dead nodes
+    plans: dict[int, tuple[_Graph, dict[str, list[Any]], list[Any], list[Any]]] = {}
     for s in all_sites:
         if not s.ok:
             continue
+        scope = s.detail["scope"]
+        _, replace, dead, new_inits = plans.setdefault(id(scope), (scope, {}, [], []))
         root = s.detail.get("root", s.detail.get("node"))
         y = root.output[0]
-        b = _Builder(g, s.name)
+        b = _Builder(scope, s.name)
         try:
             if s.rewrite == "cumba":
                 _build_cumba(b, s, root.input[0], y)
@@ -703,33 +788,51 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
         except ImportError as exc:
             s.skip(f"lowering unavailable ({exc})")
             continue
-        replace[root.output[0]] = b.nodes
-        new_inits.extend(b.inits)
-    out_nodes = []
-    for node in model.graph.node:
-        out_nodes.extend(replace.get(node.output[0], [node]) if node.output else [node])
-    del model.graph.node[:]
-    model.graph.node.extend(out_nodes)
-    model.graph.initializer.extend(new_inits)
-    _remove_dead(model, dead)
+        for n in b.nodes:  # names made by lowerings outside the builder must stay unique too
+            g._names.update(n.output)
+            g._names.add(n.name)
+        g._names.update(t.name for t in b.inits)
+        if scope.parent is None:
+            replace[y] = b.nodes
+            new_inits.extend(b.inits)
+        else:  # a body-local Constant, right before its users
+            replace[y] = [onnx.helper.make_node("Constant", [], [t.name], name=g.fresh(f"{s.name}/Constant"),
+                                                value=t) for t in b.inits] + b.nodes
+    # deepest scopes first: rebuilding a scope copies its nodes, so its bodies must already be final
+    for scope, replace, dead, new_inits in sorted(plans.values(), key=lambda p: -p[0].depth):
+        out_nodes = []
+        for node in scope.graph.node:
+            out_nodes.extend(replace.get(node.output[0], [node]) if node.output else [node])
+        del scope.graph.node[:]
+        scope.graph.node.extend(out_nodes)
+        scope.graph.initializer.extend(new_inits)
+        _remove_dead(model, dead, graph=scope.graph)
     return model, all_sites
 
 
-def _remove_dead(model: Any, candidates: list[Any]) -> None:
-    """Drop pattern nodes (e.g. a SiLU's Sigmoid) whose outputs nobody uses any more."""
+def _remove_dead(model: Any, candidates: list[Any], graph: Any = None) -> None:
+    """Drop pattern nodes (e.g. a SiLU's Sigmoid) whose outputs nobody uses any more.
+
+    `graph` is the scope the candidates live in (default the top level). A name read only inside a
+    body (If / Loop / Scan, outer-scope reference) is still used.
+    """
     if not candidates:
         return
+    graph = model.graph if graph is None else graph
     ids = {n.output[0] for n in candidates}
-    outputs = {o.name for o in model.graph.output}
+    outputs = {o.name for o in graph.output}
     changed = True
     while changed:
         changed = False
-        used = {i for n in model.graph.node for i in n.input} | outputs
-        keep = [n for n in model.graph.node
+        used = set(outputs)
+        for n in graph.node:
+            used.update(n.input)
+            used |= onnx_subgraphs.outer_refs(n)
+        keep = [n for n in graph.node
                 if not (n.output and n.output[0] in ids and not any(o in used for o in n.output))]
-        if len(keep) != len(model.graph.node):
-            del model.graph.node[:]
-            model.graph.node.extend(keep)
+        if len(keep) != len(graph.node):
+            del graph.node[:]
+            graph.node.extend(keep)
             changed = True
 
 
