@@ -1,10 +1,11 @@
-"""Graph-level SSD d1 vs torch-level d1, and Mamba-v1 scan forms, timed on OpenVINO CPU f32 (paired).
+"""Graph-level SSD rewrites vs torch-level, and Mamba-v1 scan forms, timed on OpenVINO CPU f32 (paired).
 
-    nice -n 10 python eval/bench_ssd_graph.py d1   [--model random:mamba2-130m] [--seq-len 256] [--repeats 6]
+    nice -n 10 python eval/bench_ssd_graph.py ssd [--rewrites d1|d2|d1+d2] [--model random:mamba2-130m]
+                                                  [--seq-len 256] [--repeats 6]
     nice -n 10 python eval/bench_ssd_graph.py scan [--model embedded:mamba] [--seq-len 256] [--forms ...]
 
-`d1`: one ONNX export of HF's Mamba-2 (baseline), the same graph after `onnx_ssd` (graph d1, ONNX level)
-and after `openvino_ssd` (graph d1, OpenVINO level), and an export of the torch-level d1 (`torch_rw`).
+`ssd`: one ONNX export of HF's Mamba-2 (baseline), the same graph after `onnx_ssd` (ONNX level) and after
+`openvino_ssd` (OpenVINO level), and an export with the same rewrites at the torch level (`torch_rw`).
 `scan`: Mamba v1 exported with HF's unrolled loop (baseline) and with actiba's scan forms
 (`mamba_scan`: chunked q×q, doubling). Every variant is timed in alternating single inferences next to the
 baseline (`latency.time_paired`), so ratios are robust to the shared machine's drifting load; results are
@@ -79,7 +80,8 @@ def _ratio_rows(variants: list[tuple[str, Any, dict[str, Any]]], base: Any, seq_
     return rows
 
 
-def run_d1(args: argparse.Namespace) -> None:
+def run_ssd(args: argparse.Namespace) -> None:
+    """Baseline, the SSD rewrites `args.rewrites` at the ONNX and OpenVINO level, and the same at torch level."""
     import onnx
     import openvino as ov
 
@@ -88,6 +90,8 @@ def run_d1(args: argparse.Namespace) -> None:
     from actiba.rewrite import onnx_ssd, openvino_ssd
     from actiba.rewrite.torch_rw import ssd_rewrites
 
+    names = {"d1": ["ssd-d1"], "d2": ["ssd-d2"], "d1+d2": ["ssd-d1", "ssd-d2"]}[args.rewrites]
+    tag = args.rewrites
     lm = load_model(args.model)
     t0 = time.time()
     real = _real_ids(args.seq_len)
@@ -96,17 +100,22 @@ def run_d1(args: argparse.Namespace) -> None:
         base_path = Path(tmp) / "hf.onnx"
         export_onnx(lm.model, base_path, args.seq_len, verbose=False)
         base_onnx = onnx.load(str(base_path))
-        g_onnx, sites = onnx_ssd.apply(base_onnx)
-        ok = [s for s in sites if s.ok]
-        g_path = Path(tmp) / "graph_d1.onnx"
+        g_onnx, sites = base_onnx, []
+        for rw in names:  # each verified on the whole model with onnxruntime
+            g_onnx, done = onnx_ssd.apply(g_onnx, rewrite=rw)
+            sites += done
+        g_path = Path(tmp) / "graph.onnx"
         onnx.save(g_onnx, str(g_path))
-        with ssd_rewrites(lm.model, d1=True, d2=False):
-            export_onnx(lm.model, Path(tmp) / "torch_d1.onnx", args.seq_len, verbose=False)
+        with ssd_rewrites(lm.model, d1="ssd-d1" in names, d2="ssd-d2" in names):
+            export_onnx(lm.model, Path(tmp) / "torch.onnx", args.seq_len, verbose=False)
         base_ov = ov.convert_model(str(base_path))
-        ov_d1, ov_sites = openvino_ssd.apply(base_ov, verify_mode="none")
-        models = {"hf (baseline)": base_ov, "graph d1 (ONNX level)": ov.convert_model(str(g_path)),
-                  "graph d1 (OpenVINO level)": ov_d1,
-                  "torch d1": ov.convert_model(str(Path(tmp) / "torch_d1.onnx"))}
+        ov_g, ov_sites = base_ov, []
+        for rw in names:
+            ov_g, done = openvino_ssd.apply(ov_g, verify_mode="none", rewrite=rw)
+            ov_sites += done
+        models = {"hf (baseline)": base_ov, f"graph {tag} (ONNX level)": ov.convert_model(str(g_path)),
+                  f"graph {tag} (OpenVINO level)": ov_g,
+                  f"torch {tag}": ov.convert_model(str(Path(tmp) / "torch.onnx"))}
     compiled = {k: _compile(m) for k, m in models.items()}
     base = compiled["hf (baseline)"]
     ref_ov = _ov_logits(base, real)
@@ -116,30 +125,33 @@ def run_d1(args: argparse.Namespace) -> None:
         ops = models[label].get_ops()
         variants.append((label, c, {
             "ops": len(ops), "cumsum": sum(o.get_type_name() == "CumSum" for o in ops),
+            "einsum": sum(o.get_type_name() == "Einsum" for o in ops),
             "diff_ov": float(np.abs(out - ref_ov).max()), "diff_torch": float(np.abs(out - ref_torch).max())}))
     rows = _ratio_rows(variants, base, args.seq_len, lm.vocab_size, args.repeats)
-    n_ov = sum(s.ok for s in ov_sites)
+    counts = ", ".join(f"{rw}: {sum(s.ok and s.rewrite == rw for s in sites)} sites in the ONNX graph "
+                       f"({sum(not s.ok and s.rewrite == rw for s in sites)} left with reasons), "
+                       f"{sum(s.ok and s.rewrite == rw for s in ov_sites)} in the OpenVINO model" for rw in names)
+    ok = [s for s in sites if s.ok and "max_diff_real" in s.detail]
     lines = [
-        "", "## Graph-level SSD d1 (ONNX / OpenVINO rewrite) vs torch-level d1", "",
-        f"Command: `nice -n 10 python eval/bench_ssd_graph.py d1 --model {args.model} --seq-len {args.seq_len} "
-        f"--repeats {args.repeats}`  ",
+        "", f"## Graph-level SSD {tag} (ONNX / OpenVINO rewrite) vs torch-level {tag}", "",
+        f"Command: `nice -n 10 python eval/bench_ssd_graph.py ssd --rewrites {tag} --model {args.model} "
+        f"--seq-len {args.seq_len} --repeats {args.repeats}`  ",
         f"Machine: {machine()}  ",
         f"OpenVINO CPU, INFERENCE_PRECISION_HINT=f32 (checked), 1 inference thread, batch 1, {args.seq_len} "
         f"tokens; each variant timed in {args.repeats} alternating (ABBA) inferences with the baseline "
         f"(`latency.time_paired`), speed-up = baseline median / variant median from the same window; "
         f"total {time.time() - t0:.0f} s. Random weights (accuracy meaningless; latency only).", "",
-        f"Graph d1 rewrote {len(ok)} segment sums in the ONNX graph ({sum(not s.ok for s in sites)} other "
-        f"CumSums left, with reasons) and {n_ov} in the OpenVINO model; onnxruntime verification of the "
-        f"ONNX rewrite: max |logit diff| {max(s.detail['max_diff_random'] for s in ok):.3g} (random ids), "
+        f"Rewritten: {counts}. onnxruntime verification of the ONNX rewrites: max |logit diff| "
+        f"{max(s.detail['max_diff_random'] for s in ok):.3g} (random ids), "
         f"{max(s.detail['max_diff_real'] for s in ok):.3g} (held-out bytes).", "",
         "Logit diffs on held-out bytes: vs the baseline graph on OpenVINO f32, and vs HF torch.", "",
-        "| variant | ops | CumSum ops | median ms | baseline ms (paired) | speed-up | diff vs hf (OV) "
+        "| variant | ops | CumSum ops | Einsum ops | median ms | baseline ms (paired) | speed-up | diff vs hf (OV) "
         "| diff vs torch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['ops']} | {r['cumsum']} | {r['ms']:.1f} | {r['base_ms']:.1f} | "
-                     f"{r['speedup']:.2f} | {r['diff_ov']:.3g} | {r['diff_torch']:.3g} |")
+        lines.append(f"| {r['variant']} | {r['ops']} | {r['cumsum']} | {r['einsum']} | {r['ms']:.1f} | "
+                     f"{r['base_ms']:.1f} | {r['speedup']:.2f} | {r['diff_ov']:.3g} | {r['diff_torch']:.3g} |")
     lines += ["", "The `hf (baseline)` row pairs the baseline with a second request of itself: its ratio is the "
               "noise of the pairing on this machine."]
     out = ROOT / "eval" / "results" / "rewrites.md"
@@ -216,10 +228,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
-    d1 = sub.add_parser("d1", help="graph-level vs torch-level SSD d1 (Mamba-2)")
-    d1.add_argument("--model", default="random:mamba2-130m")
-    d1.add_argument("--seq-len", type=int, default=256)
-    d1.add_argument("--repeats", type=int, default=6)
+    for name in ("ssd", "d1"):  # "d1" = "ssd --rewrites d1" (the command of earlier results)
+        d = sub.add_parser(name, help="graph-level vs torch-level SSD rewrites (Mamba-2)")
+        d.add_argument("--rewrites", choices=["d1", "d2", "d1+d2"], default="d1" if name == "d1" else "d1+d2")
+        d.add_argument("--model", default="random:mamba2-130m")
+        d.add_argument("--seq-len", type=int, default=256)
+        d.add_argument("--repeats", type=int, default=6)
     sc = sub.add_parser("scan", help="Mamba v1 scan forms vs HF's unrolled loop")
     sc.add_argument("--model", default="embedded:mamba")
     sc.add_argument("--seq-len", type=int, default=256)
@@ -229,7 +243,7 @@ def main() -> None:
     sc.add_argument("--out", type=Path, help="write the markdown section here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    run_d1(args) if args.what == "d1" else run_scan(args)
+    run_scan(args) if args.what == "scan" else run_ssd(args)
 
 
 if __name__ == "__main__":

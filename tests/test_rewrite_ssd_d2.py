@@ -244,3 +244,22 @@ def test_cli_ssd_d1_d2(tiny_mamba2, tmp_path, capsys) -> None:
     assert _ops(new)["Einsum"] == 1 and _ops(new)["CumSum"] < _ops(original)["CumSum"]
     ids = np.random.default_rng(6).integers(0, 256, (1, 40)).astype(np.int64)
     np.testing.assert_allclose(run(new, {"input_ids": ids})[0], _torch_logits(model, ids), atol=1e-3)
+
+
+def test_embedded_mamba2_graph_d1_d2_keeps_predictions(tmp_path) -> None:
+    """On the trained embedded Mamba-2 (4 layers, 2 chunks of 64 + padding): both SSD rewrites at the
+    graph level, then onnxruntime against HF torch on held-out bytes."""
+    from actiba import models
+    from actiba.models.export import export_onnx
+    from actiba.rewrite import onnx_ssd
+
+    model = models.load("embedded:mamba2")
+    path = tmp_path / "m2.onnx"
+    export_onnx(model, path, seq_len=100, verbose=False)
+    original = onnx.load(str(path))
+    new, done = apply(original, ["ssd-d1", "ssd-d2"])
+    assert sum(s.ok for s in done if s.rewrite == "ssd-d2") == 4, [s.line() for s in done]
+    ids = onnx_ssd.real_inputs(original)["input_ids"]
+    got, want = run(new, {"input_ids": ids})[0], _torch_logits(model, ids)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert float(np.mean(got.argmax(-1) == want.argmax(-1))) == 1.0
