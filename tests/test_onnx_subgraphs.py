@@ -398,3 +398,38 @@ def test_cli_dry_run_lists_body_sites(tmp_path, capsys):
     assert main(["rewrite", str(path), "--cumba", "--reduba", "-o", str(out)]) == 0
     new = onnx.load(str(out))
     assert ops_in(new, "Loop_0/body/").get("CumSum") == 1
+
+
+def test_compare_checks_both_branches():
+    """A difference confined to one branch is seen whichever way the random condition falls."""
+    m = if_model()
+
+    def broken(branch: str, edit) -> onnx.ModelProto:
+        out = onnx.ModelProto.FromString(m.SerializeToString())
+        edit(next(a.g for a in out.graph.node[-1].attribute if a.name == branch).node[0])
+        return out
+
+    relu = broken("else_branch", lambda n: setattr(n, "op_type", "Relu"))  # Softplus -> Relu
+    excl = broken("then_branch", lambda n: n.attribute.append(h.make_attribute("exclusive", 1)))
+    for seed in range(4):
+        assert onnx_rw.compare(m, relu, seed=seed) > 0.1
+        assert onnx_rw.compare(m, excl, seed=seed) > 0.1
+        assert onnx_rw.compare(m, m, seed=seed) == 0.0
+
+
+def test_cli_rewrites_if_branches(tmp_path, capsys):
+    pytest.importorskip("actiba.lower.onnx_lower")
+    from actiba.cli import main
+
+    path, out, table = tmp_path / "if.onnx", tmp_path / "out.onnx", tmp_path / "sp.json"
+    onnx.save(if_model(), str(path))
+    TABLES["softplus"].save(table)
+    assert main(["rewrite", str(path), "--cumba", "--reduba", "--act", f"softplus={table}", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "If_0/then_branch/cs" in err and "If_0/else_branch/sp" in err
+    assert "3 of 4 sites rewritten" in err  # the SiLU has no table
+    new = onnx.load(str(out))
+    assert "CumSum" not in ops_in(new, "If_0/then_branch/") and "Softplus" not in ops_in(new, "If_0/else_branch/")
+    feeds = if_feeds(False)
+    x = feeds["x"].astype(np.float64)
+    np.testing.assert_allclose(run(new, feeds)[0], TABLES["softplus"](x) + x * _sig(x), rtol=1e-5, atol=1e-5)

@@ -850,7 +850,8 @@ def random_inputs(model: Any, seed: int = 0) -> dict[str, np.ndarray]:
             continue
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        feeds[vi.name] = random_array(dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), rng)
+        arr = random_array(dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), rng)
+        feeds[vi.name] = np.asarray(arr)  # a 0-d input (an If condition) comes back as a numpy scalar
     return feeds
 
 
@@ -869,8 +870,15 @@ def run(model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def compare(original: Any, rewritten: Any, inputs: dict[str, np.ndarray] | None = None,
             seed: int = 0) -> float:
-    """Max |output difference| of original vs rewritten on random inputs (and on `inputs` if given)."""
-    worst = max_abs_diff(run(original, feeds := random_inputs(original, seed)), run(rewritten, feeds))
+    """Max |output difference| of original vs rewritten on random inputs (and on `inputs` if given).
+
+    Boolean inputs (typically an If's condition) are tried both ways, so both branches are checked.
+    """
+    feeds = random_inputs(original, seed)
+    worst = max_abs_diff(run(original, feeds), run(rewritten, feeds))
+    if any(v.dtype == np.bool_ for v in feeds.values()):
+        flipped = {k: np.asarray(~v) if v.dtype == np.bool_ else v for k, v in feeds.items()}
+        worst = max(worst, max_abs_diff(run(original, flipped), run(rewritten, flipped)))
     if inputs:
         worst = max(worst, max_abs_diff(run(original, inputs), run(rewritten, inputs)))
     return worst
