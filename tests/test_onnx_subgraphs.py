@@ -102,8 +102,10 @@ RNG = np.random.default_rng(0)
 
 # --- If ------------------------------------------------------------------------------------------
 
-def if_model():
-    """then: CumSum(x) + ReduceSum(x, -1, keepdims=1); else: Softplus(x) + x·Sigmoid(x)."""
+def if_model(computed: bool = False):
+    """then: CumSum(x) + ReduceSum(x, -1, keepdims=1); else: Softplus(x) + x·Sigmoid(x).
+
+    The condition is the input `c`, or with `computed` sum(x) > 0 (as torch.cond exports it)."""
     then = h.make_graph([h.make_node("CumSum", ["x", "ax1"], ["tc"], name="cs"),
                          h.make_node("ReduceSum", ["x", "axl"], ["tr"], name="rs", keepdims=1),
                          h.make_node("Add", ["tc", "tr"], ["t_out"], name="t_add")],
@@ -115,6 +117,11 @@ def if_model():
                        "else", [], [vi("e_out")])
     nodes = [i64("ax1", 1), i64("axl", [-1]),
              h.make_node("If", ["c"], ["y"], name="If_0", then_branch=then, else_branch=els)]
+    if computed:
+        zero = nh.from_array(np.array(0, np.float32), "zero")
+        nodes[-1:-1] = [h.make_node("ReduceSum", ["x"], ["sx"], name="sum", keepdims=0),
+                        h.make_node("Greater", ["sx", "zero"], ["c"], name="gt")]
+        return make(nodes, [vi("x", [3, 6])], [vi("y", [3, 6])], [zero])
     return make(nodes, [vi("x", [3, 6]), vi("c", [], T.BOOL)], [vi("y", [3, 6])])
 
 
@@ -400,9 +407,10 @@ def test_cli_dry_run_lists_body_sites(tmp_path, capsys):
     assert ops_in(new, "Loop_0/body/").get("CumSum") == 1
 
 
-def test_compare_checks_both_branches():
+@pytest.mark.parametrize("computed", [False, True])
+def test_compare_checks_both_branches(computed):
     """A difference confined to one branch is seen whichever way the random condition falls."""
-    m = if_model()
+    m = if_model(computed)
 
     def broken(branch: str, edit) -> onnx.ModelProto:
         out = onnx.ModelProto.FromString(m.SerializeToString())
@@ -433,3 +441,30 @@ def test_cli_rewrites_if_branches(tmp_path, capsys):
     feeds = if_feeds(False)
     x = feeds["x"].astype(np.float64)
     np.testing.assert_allclose(run(new, feeds)[0], TABLES["softplus"](x) + x * _sig(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_cond_export(tmp_path, capsys):
+    """A real exported torch.cond (dynamo exporter): both branches rewritten and verified by the CLI."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("actiba.lower.onnx_lower")
+    from actiba.cli import main
+
+    class Cond(torch.nn.Module):
+        def forward(self, x):
+            return torch.cond(x.sum() > 0, lambda v: torch.cumsum(v, 1) + v.sum(-1, keepdim=True),
+                              lambda v: torch.nn.functional.softplus(v), (x,))
+
+    path, out, table = tmp_path / "cond.onnx", tmp_path / "out.onnx", tmp_path / "sp.json"
+    torch.onnx.export(Cond(), (torch.randn(3, 6),), dynamo=True, verbose=False).save(str(path))
+    TABLES["softplus"].save(table)
+    assert main(["rewrite", str(path), "--cumba", "--reduba", "--act", f"softplus={table}", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "/then_branch/" in err and "/else_branch/" in err
+    new = onnx.load(str(out))
+    assert not {"CumSum", "Softplus"} & {op for (_, op) in count_ops(new.graph)}
+    for sign in (1, -1):
+        x = sign * np.abs(RNG.normal(size=(3, 6))).astype(np.float32)
+        xd = x.astype(np.float64)
+        ref = np.cumsum(xd, 1) + xd.sum(-1, keepdims=True) if sign > 0 else TABLES["softplus"](xd)
+        np.testing.assert_allclose(run(new, {new.graph.input[0].name: x})[0], ref, rtol=1e-5, atol=1e-5)

@@ -868,17 +868,31 @@ def run(model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return sess.run(None, {k: v for k, v in feeds.items() if k in names})
 
 
+def _mirrored(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Booleans flipped and floats negated: an If on `flag` or on `x.sum() > 0` takes its other branch."""
+    out = {}
+    for k, v in feeds.items():
+        if v.dtype == np.bool_:
+            v = np.asarray(~v)
+        elif np.issubdtype(v.dtype, np.floating):
+            v = np.asarray(-v)
+        out[k] = v
+    return out
+
+
 def compare(original: Any, rewritten: Any, inputs: dict[str, np.ndarray] | None = None,
             seed: int = 0) -> float:
     """Max |output difference| of original vs rewritten on random inputs (and on `inputs` if given).
 
-    Boolean inputs (typically an If's condition) are tried both ways, so both branches are checked.
+    Models with an If (or boolean inputs) also run on the mirrored inputs (`_mirrored`), so that a
+    condition decided by the inputs is checked both ways.
     """
     feeds = random_inputs(original, seed)
     worst = max_abs_diff(run(original, feeds), run(rewritten, feeds))
-    if any(v.dtype == np.bool_ for v in feeds.values()):
-        flipped = {k: np.asarray(~v) if v.dtype == np.bool_ else v for k, v in feeds.items()}
-        worst = max(worst, max_abs_diff(run(original, flipped), run(rewritten, flipped)))
+    if any(v.dtype == np.bool_ for v in feeds.values()) or any(
+            n.op_type == "If" for n in onnx_subgraphs.walk(original.graph)):
+        mirror = _mirrored(feeds)
+        worst = max(worst, max_abs_diff(run(original, mirror), run(rewritten, mirror)))
     if inputs:
         worst = max(worst, max_abs_diff(run(original, inputs), run(rewritten, inputs)))
     return worst
