@@ -77,10 +77,13 @@ def run(model, feeds):
     return onnx_rw.run(model, feeds)
 
 
-def check_valid(model):
+def check_valid(model, original):
+    """The checker passes and the rewrite defined no name twice (values and node names, all scopes;
+    names the original already repeats in sibling branches may stay)."""
     onnx.checker.check_model(model)
-    for nodes in (False, True):  # values and node names unique across every scope
-        dup = [n for n, k in Counter(defined_names(model.graph, nodes)).items() if k > 1]
+    for nodes in (False, True):
+        before = Counter(defined_names(original.graph, nodes))
+        dup = [n for n, k in Counter(defined_names(model.graph, nodes)).items() if k > max(1, before[n])]
         assert not dup, dup
 
 
@@ -135,7 +138,7 @@ def test_if_exact_rewrites_both_branches():
     assert {s.name: s.ok for s in sites} == {"If_0/then_branch/cs": True, "If_0/then_branch/rs": True}
     new, done = onnx_rw.apply(m, ["cumba", "reduba"])
     assert all(s.ok for s in done)
-    check_valid(new)
+    check_valid(new, m)
     assert ops_in(m, "If_0/then_branch/").get("CumSum") == 1
     then_ops = ops_in(new, "If_0/then_branch/")
     assert "CumSum" not in then_ops and "ReduceSum" not in then_ops and then_ops["MatMul"] == 2, then_ops
@@ -154,7 +157,7 @@ def test_if_actiba_matches_canonical_table():
     m = if_model()
     new, done = onnx_rw.apply(m, ["actiba"], tables=TABLES)
     assert sorted(s.name for s in done if s.ok) == ["If_0/else_branch/silu", "If_0/else_branch/sp"]
-    check_valid(new)
+    check_valid(new, m)
     els = ops_in(new, "If_0/else_branch/")
     assert not {"Softplus", "Sigmoid"} & set(els), els
     for cond in (True, False):
@@ -189,6 +192,40 @@ def test_if_cumsum_property(rank, data, exclusive, reverse, cond):
     if exclusive:
         ref = ref - x
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_contract_and_erf_gelu_in_branches():
+    """then: Mul -> ReduceSum (contraction); else: erf-GELU whose constants live in the outer graph.
+    Both branches reuse the value names `p` and `out` (legal: siblings are separate scopes)."""
+    pytest.importorskip("actiba.lower.onnx_lower")
+    import math
+
+    then = h.make_graph([h.make_node("Mul", ["a", "b"], ["p"], name="mul"),
+                         h.make_node("ReduceSum", ["p", "axl"], ["out"], name="rs", keepdims=0)],
+                        "then", [], [vi("out")])
+    els = h.make_graph([h.make_node("Div", ["a", "sq2"], ["d"]), h.make_node("Erf", ["d"], ["e"]),
+                        h.make_node("Add", ["one", "e"], ["p"]), h.make_node("Mul", ["a", "half"], ["ah"]),
+                        h.make_node("Mul", ["ah", "p"], ["g"], name="gelu"),
+                        h.make_node("Mul", ["g", "b"], ["gb"]),
+                        h.make_node("ReduceMax", ["gb"], ["out"], name="mx", axes=[-1], keepdims=0)],
+                       "else", [], [vi("out")])
+    consts = [nh.from_array(np.array(v, np.float32), n) for n, v in (("sq2", math.sqrt(2)), ("one", 1.0),
+                                                                     ("half", 0.5))]
+    m = make([i64("axl", [-1]), h.make_node("If", ["c"], ["y"], name="If_0", then_branch=then, else_branch=els)],
+             [vi("a", [3, 1, 8]), vi("b", [1, 4, 8]), vi("c", [], T.BOOL)], [vi("y", [3, 4])], consts)
+    gelu = chord_table(lambda x: 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))), "gelu")
+    new, done = onnx_rw.apply(m, ["contract", "actiba"], tables={"gelu": gelu})
+    assert sorted(s.name for s in done if s.ok) == ["If_0/else_branch/gelu", "If_0/then_branch/rs"]
+    check_valid(new, m)
+    assert ops_in(new, "If_0/then_branch/").get("Einsum") == 1 and "Mul" not in ops_in(new, "If_0/then_branch/")
+    assert "Erf" not in ops_in(new, "If_0/else_branch/")
+    a = RNG.normal(size=(3, 1, 8)).astype(np.float32)
+    b = RNG.normal(size=(1, 4, 8)).astype(np.float32)
+    ad = a.astype(np.float64)
+    got_t = run(new, {"a": a, "b": b, "c": np.array(True)})[0]
+    np.testing.assert_allclose(got_t, (ad * b).sum(-1), rtol=1e-5, atol=1e-5)
+    got_e = run(new, {"a": a, "b": b, "c": np.array(False)})[0]
+    np.testing.assert_allclose(got_e, (gelu(ad) * b).max(-1), rtol=1e-5, atol=1e-5)
 
 
 # --- Loop ----------------------------------------------------------------------------------------
@@ -240,7 +277,7 @@ def test_loop_body_sites_and_values():
     new, done = onnx_rw.apply(m, ["cumba", "reduba", "actiba"], tables={"tanh": TABLES["tanh"]})
     assert sorted(s.name for s in done if s.ok) == ["Loop_0/body/cs_x", "Loop_0/body/rs_drop",
                                                      "Loop_0/body/rs_keep", "Loop_0/body/tanh_s"]
-    check_valid(new)
+    check_valid(new, m)
     body = ops_in(new, "Loop_0/body/")
     assert body.get("CumSum") == 1 and "ReduceSum" not in body and "Tanh" not in body, body
     z2, scan2 = run(new, {"x": x})
@@ -275,7 +312,7 @@ def test_scan_body():
              [vi("s0", [5]), vi("x", [4, 3, 5])], [vi("sN", [5]), vi("cs", [4, 3, 5])], opset=16)
     new, done = onnx_rw.apply(m, ["cumba", "reduba", "actiba"], tables={"softplus": TABLES["softplus"]})
     assert sorted(s.name for s in done if s.ok) == ["Scan_0/body/cs", "Scan_0/body/rm", "Scan_0/body/sp"]
-    check_valid(new)
+    check_valid(new, m)
     body_ops = ops_in(new, "Scan_0/body/")
     assert not {"CumSum", "ReduceMean", "Softplus"} & set(body_ops), body_ops
     s0 = RNG.normal(size=5).astype(np.float32)
@@ -317,7 +354,7 @@ def test_if_nested_in_loop_body():
                      "Loop_0/body/If_1/else_branch/sp": True}
     new, done = onnx_rw.apply(m, ["cumba", "reduba", "actiba"], tables=TABLES)
     assert all(s.ok for s in done) and len(done) == 3
-    check_valid(new)
+    check_valid(new, m)
     assert ops_in(new, "Loop_0/body/If_1/then_branch/") == {"Constant": 1, "MatMul": 1}
     inner = ops_in(new, "Loop_0/body/If_1/else_branch/")
     assert not {"Softplus", "ReduceSum"} & set(inner), inner
@@ -347,7 +384,7 @@ def test_outer_scope_use_is_not_pruned():
     m = make(nodes, [vi("x", [2, 5]), vi("c", [], T.BOOL)], [vi("z", [2, 5])])
     new, done = onnx_rw.apply(m, ["actiba"], tables=TABLES)
     assert [s.name for s in done if s.ok] == ["silu"]
-    check_valid(new)
+    check_valid(new, m)
     assert ops_in(new, "").get("Sigmoid") == 1  # kept: the nested If still reads its output
     x = RNG.normal(size=(2, 5)).astype(np.float32)
     xd = x.astype(np.float64)
@@ -370,7 +407,7 @@ def test_outer_scope_use_is_not_pruned():
               [vi("x", [2, 5]), vi("c", [], T.BOOL)], [vi("z", [2, 5])])
     new2, done2 = onnx_rw.apply(m2, ["actiba"], tables=TABLES)
     assert [s.name for s in done2 if s.ok] == ["Loop_0/body/bsilu"]
-    check_valid(new2)
+    check_valid(new2, m2)
     assert ops_in(new2, "Loop_0/body/").get("Sigmoid") == 1
     for cond in (True, False):
         s = xd
