@@ -297,6 +297,30 @@ def test_loop_declared_state_shape_is_used():
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
+@settings(max_examples=10, deadline=None)
+@given(op=st.sampled_from(["ReduceSum", "ReduceMean"]), data=st.data(), keep=st.integers(0, 1))
+def test_loop_reduce_property(op, data, keep):
+    """A reduction over random axes of x·i inside a Loop body, collected as a scan output."""
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    rank = len(shape)
+    axes = data.draw(st.lists(st.integers(-rank, rank - 1), min_size=1, max_size=rank,
+                              unique_by=lambda a: a % rank))
+    body = h.make_graph([h.make_node("Identity", ["cin"], ["cout"]),
+                         h.make_node("Cast", ["i"], ["fi"], to=F),
+                         h.make_node("Mul", ["x", "fi"], ["xi"]),
+                         h.make_node(op, ["xi", "axes"], ["r"], name="red", keepdims=keep)],
+                        "body", [vi("i", [], T.INT64), vi("cin", [], T.BOOL)], [vi("cout", [], T.BOOL), vi("r")])
+    m = make([i64("axes", axes), i64("M", 2), h.make_node("Loop", ["M", ""], ["rs"], name="L", body=body)],
+             [vi("x", shape)], [vi("rs")], opset=18)
+    new, (site,) = onnx_rw.apply(m, ["reduba"])
+    assert site.ok and site.name == "L/body/red", site.line()
+    assert op not in ops_in(new, "L/body/")
+    x = RNG.normal(size=shape).astype(np.float32)
+    red = np.sum if op == "ReduceSum" else np.mean
+    ref = np.stack([red(x.astype(np.float64) * i, axis=tuple(axes), keepdims=bool(keep)) for i in range(2)])
+    np.testing.assert_allclose(run(new, {"x": x})[0], ref, rtol=1e-5, atol=1e-5)
+
+
 # --- Scan ----------------------------------------------------------------------------------------
 
 def test_scan_body():
