@@ -7,6 +7,10 @@ What keeps the default run short (see `actiba.evaluate.sweep`): timing stops onc
 known to ±--rel-tol or after --timing-seconds, slow graphs score fewer whole windows (--accuracy-seconds,
 never under 32), identical graphs are measured once. Every row also gets a decode-step latency unless
 --no-decode.
+
+--prefill-logits (default last): the timed prefill returns the last position's logits only, as a
+generator's prefill does (HF generate: ``logits_to_keep=1``); `all` times every position's logits, as
+perplexity scoring does. Accuracy is always scored with every position, so it does not change.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="OpenVINO CPU threads (default 1: shared machine)")
     p.add_argument("--max-loss", default="1%", help="loss budget for the recommended configuration")
     p.add_argument("--latency-only", action="store_true", help="skip accuracy")
+    p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
+                   help="timed prefill output: the last position's logits (a generator's prefill; default) "
+                        "or every position's (perplexity scoring); accuracy always uses every position")
     p.set_defaults(run=run)
 
 
@@ -115,7 +122,7 @@ def run(args) -> int:
         min_repeats=args.min_repeats, latency_only=args.latency_only or args.full_size,
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
         timing_seconds=args.timing_seconds or None,
-        profile=args.profile)
+        profile=args.profile, prefill_logits=args.prefill_logits)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     plans = []
     for lm in loaded:
@@ -144,7 +151,8 @@ def run(args) -> int:
     for r in runs:
         failed = sum(1 for c in r["configs"] if c.get("error"))
         tag = " [random weights]" if r.get("random_weights") else ""
-        print(f"{r['model']}{tag} {r['device']} {r['precision']} L={r['settings']['seq_len']}: "
+        print(f"{r['model']}{tag} {r['device']} {r['precision']} L={r['settings']['seq_len']} "
+              f"{r.get('prefill_logits')} logits: "
               f"{len(r['configs'])} configurations"
               f"{f', {failed} failed' if failed else ''}; {r.get('choice', 'no baseline')}")
     del doc

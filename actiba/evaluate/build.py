@@ -1,8 +1,10 @@
 """Turn (model, configuration, sequence length) into the OpenVINO model that is measured.
 
 Why through ONNX with a fixed length: CumBA / ReduBA need static lengths to build their constants, and
-exporting is the slow step (~10 s), so one export per (model, SSD variant, length) is cached and every
-configuration is a cheap graph rewrite (`actiba.rewrite.onnx_rw.apply`) of it.
+exporting is the slow step (~10 s), so one export per (model, SSD variant, length, logits mode) is cached
+and every configuration is a cheap graph rewrite (`actiba.rewrite.onnx_rw.apply`) of it. The logits mode
+("all": [1, L, V] for scoring; "last": [1, 1, V], a generator's prefill) changes the graph, so it is
+part of every cache key.
 
 Also here: `load_model`, which adds ``random:<arch>`` names (random-weight models with the layer sizes
 of Mamba-130M / Mamba-2-130M, or tiny ones for tests) to `actiba.models.load`. Their accuracy means
@@ -67,21 +69,33 @@ def load_model(name: str) -> LoadedModel:
     return LoadedModel(name, model, model.config.model_type, False, int(model.config.vocab_size))
 
 
-def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, cache_dir: Path | None) -> Any:
-    """The exported ONNX graph of `lm` with the config's SSD variant, at [1, seq_len] (memoized + on disk)."""
+def onnx_cache_name(lm: LoadedModel, config: Config, seq_len: int, logits: str = "all") -> str:
+    """File name of the cached export: model, SSD variant, length, Mamba v1 scan form and logits mode."""
+    d1, d2 = config.ssd
+    tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
+    scan = "-stepped32" if lm.model_type == "mamba" else ""  # the export's Mamba v1 scan form
+    mode = "" if logits == "all" else f"-logits{logits}"  # "all" keeps the names of earlier caches
+    return f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}{scan}{mode}.onnx"
+
+
+def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, cache_dir: Path | None,
+               logits: str = "all") -> Any:
+    """The exported ONNX graph of `lm` with the config's SSD variant, at [1, seq_len] (memoized + on disk);
+    output logits [1, seq_len, V] (`logits` "all") or [1, 1, V] ("last")."""
     import onnx
 
+    from ..models.export import check_logits_mode
+
+    check_logits_mode(logits)
     d1, d2 = config.ssd
     if (d1 or d2) and lm.model_type != "mamba2":
         raise InputError(f"SSD rewrites d1/d2 apply to Mamba-2 only, not {lm.model_type}")
-    key = (d1, d2, seq_len, precision if d1 else "any")
+    key = (d1, d2, seq_len, precision if d1 else "any", logits)
     if key in lm.onnx_cache:
         return lm.onnx_cache[key]
-    tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
     path = None
     if cache_dir is not None:
-        scan = "-stepped32" if lm.model_type == "mamba" else ""  # the export's Mamba v1 scan form
-        path = cache_dir / "onnx" / f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}{scan}.onnx"
+        path = cache_dir / "onnx" / onnx_cache_name(lm, config, seq_len, logits)
         if path.is_file():
             lm.onnx_cache[key] = onnx.load(str(path))
             return lm.onnx_cache[key]
@@ -98,19 +112,19 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
                 if not any(s.ok for s in sites):
                     why = "; ".join(sorted({s.reason for s in sites})) or "no Mamba2Mixer"
                     raise InputError(f"SSD rewrite not applicable: {why}")
-                export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len)
+                export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len, logits=logits)
         else:
-            export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len)
+            export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len, logits=logits)
         lm.onnx_cache[key] = onnx.load(str(out))
     return lm.onnx_cache[key]
 
 
 def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str = "f32",
-                   cache_dir: Path | None = None) -> tuple[Any, dict[str, int]]:
-    """(ONNX model for `config` at [1, seq_len], {rewrite: number of sites rewritten})."""
+                   cache_dir: Path | None = None, logits: str = "all") -> tuple[Any, dict[str, int]]:
+    """(ONNX model for `config` at [1, seq_len] with `logits` "all" or "last", {rewrite: sites rewritten})."""
     from ..rewrite import onnx_rw
 
-    base = _onnx_base(lm, config, seq_len, precision, cache_dir)
+    base = _onnx_base(lm, config, seq_len, precision, cache_dir, logits)
     rewrites = [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba),
                                 ("actiba", bool(config.activations))) if on]
     if not rewrites:

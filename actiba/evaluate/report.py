@@ -21,7 +21,17 @@ from .._atomic import write_bytes, write_text
 CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba", "reduba", "ssd_d1", "ssd_d2",
                "silu", "softplus", "metric", "metric_delta_rel", "latency_median_ms", "latency_p10_ms",
                "latency_p90_ms", "seq_len", "speedup", "pareto", "error", "decode_latency_median_ms", "decode_speedup",
-               "same_graph_as")
+               "same_graph_as", "prefill_logits")
+
+LOGITS_WORDS = {
+    "last": "last-position logits only ([1, 1, V], what a generator's prefill computes)",
+    "all": "logits at every position ([1, L, V], what perplexity scoring computes)",
+}
+
+
+def prefill_logits(run: dict[str, Any]) -> str:
+    """The run's timed prefill output mode; runs written before the mode existed timed all positions."""
+    return str(run.get("prefill_logits") or (run.get("settings") or {}).get("prefill_logits") or "all")
 
 
 def cpu_name() -> str:
@@ -117,6 +127,7 @@ def csv_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pareto": r.get("pareto"), "error": r.get("error") or "",
                 "decode_latency_median_ms": (r.get("decode_latency_ms") or {}).get("median"),
                 "decode_speedup": r.get("decode_speedup"), "same_graph_as": r.get("same_graph_as") or "",
+                "prefill_logits": prefill_logits(run),
             })
     return rows
 
@@ -197,7 +208,7 @@ def write_plot(path: Path, runs: list[dict[str, Any]]) -> None:
         label = " (RANDOM weights)" if run.get("random_weights") else ""
         seq = (run.get("settings") or {}).get("seq_len")
         ax.set_title(f"{run.get('model')}{label}\n{run.get('device')} {run.get('precision')}"
-                     f"{f', {seq} tokens' if seq else ''}", fontsize=9)
+                     f"{f', {seq} tokens' if seq else ''}, {prefill_logits(run)} logits", fontsize=9)
         if run.get("metric") is None:
             _bars(ax, rows, run.get("choice_name"))
         else:
@@ -357,15 +368,18 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
              f"<b>OpenVINO devices:</b> {html.escape(str(info.get('openvino_devices')))}; CPU capabilities: "
              f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}</p>",
              "<p>Metric: bits per byte of the held-out split (Macbeth + The Tempest, first N bytes in whole "
-             "windows), computed by the same OpenVINO graph that is timed, at the stated inference precision. "
-             "Latency: median of repeated synchronous prefill inferences of one request on [1, seq_len], each "
+             "windows), computed by the OpenVINO graph of the same configuration at the stated inference precision "
+             "(with every position's logits; when the timed prefill returns the last position only, scoring "
+             "runs the all-positions graph with the same rewrites). "
+             "Latency: median of repeated synchronous prefill inferences of one request on [1, seq_len] "
+             "returning the logits stated per run below (last position or every position), each "
              "configuration timed interleaved (ABBA) with the compiled baseline; speed-up = 1 / median of the "
              "per-pair time ratios (config / baseline), timing stops once that ratio is known to the stated "
              "tolerance. Decode: one single-token step with the conv and SSM states of every layer as graph "
              "inputs/outputs, timed the same way; only activation tables apply to it (CumBA, ReduBA and the "
              "SSD rewrites act on the prefill scan, which a single step does not have), so rows without tables "
              "share the baseline's decode graph. Baseline = the unmodified model at the same precision on the "
-             "same device. No NPU figure is claimed from these CPU runs.</p>"]
+             "same device and in the same logits mode. No NPU figure is claimed from these CPU runs.</p>"]
     if doc.get("choice"):
         parts.append(f"<p><b>Choice:</b> {html.escape(doc['choice'])}</p>")
     parts.append("<img src='pareto.png' style='max-width:100%'>")
@@ -376,7 +390,9 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
         parts.append(f"<h2>{html.escape(str(run['model']))} · {s.get('seq_len')} tokens · "
                      f"{html.escape(str(run['device']))} · precision hint "
                      f"{html.escape(str(run['precision']))} (used: {html.escape(str(run.get('precision_used')))})"
-                     f"{label}</h2>")
+                     f" · {prefill_logits(run)} logits{label}</h2>")
+        parts.append(f"<p><b>Prefill output timed:</b> {html.escape(LOGITS_WORDS.get(prefill_logits(run), '?'))}; "
+                     "speed-ups are against the baseline in the same mode.</p>")
         timing = (f"{s.get('warmup')} warm-up + {s.get('min_repeats')}–{s.get('repeats')} timed pairs (stop at "
                   f"±{100 * s['rel_tol']:g}% on the speed-up)" if s.get("rel_tol") else
                   f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs")

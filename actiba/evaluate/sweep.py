@@ -11,6 +11,13 @@ rewritten graph is byte-identical to one already measured reuses that measuremen
 whose graph is slow scores fewer whole windows (at least `min_eval_windows`, the bytes scored are in the
 run's settings); the baseline is compiled once and serves as the timing reference.
 
+Prefill output (`prefill_logits`): "last" times graphs that return only the last position's logits
+([1, 1, V]) — what a generator's prefill runs (HF generate passes ``logits_to_keep=1``) and the default;
+"all" times graphs that return every position ([1, L, V]) — what perplexity scoring runs. Accuracy
+always needs every position, so in "last" mode it is scored on the all-positions graph of the same
+configuration (same rewrites; only the slice before the LM head differs). Each mode's speed-up is
+against the baseline of the same mode.
+
 Decode: with `decode`, each row also gets the latency of one single-token step with the recurrent state
 as graph inputs/outputs (`actiba.models.decode`), with the row's activation tables applied. The prefill
 graph rewrites (CumBA, ReduBA, SSD d1/d2) are not applied to that graph — there is no CumSum over time
@@ -35,6 +42,7 @@ from .configs import Config, describe_activations, tables_for
 from .pareto import mark_pareto
 
 CACHE_VERSION = 3  # 2: latency timed interleaved with the baseline; 3: adaptive timing, decode, graph sha
+PREFILL_LOGITS = ("last", "all")  # the first is the default: what a generator's prefill computes
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Settings:
     min_eval_windows: int = 32  # never fewer windows than this, whatever the budget
     decode: bool = False  # also time one decode step (state in/out) per configuration
     decode_repeats: int = 60  # decode steps timed (pairs, at most); adaptive with rel_tol
+    prefill_logits: str = "last"  # timed prefill output: "last" position only ([1, 1, V]) or "all" ([1, L, V])
 
     def key(self) -> str:
         d = asdict(self)
@@ -106,7 +115,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         if reference is None:
             raise InputError(f"{config.name}: choosing sites by measurement needs the compiled baseline")
         config, measured = measured_sites(lm, config, settings, precision, cache_dir, reference)
-    onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir)
+    onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
     row: dict[str, Any] = {
@@ -137,7 +146,14 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
             raise InputError("no evaluation data")
         from .perplexity import openvino_logits_fn, windows_bits_per_byte
 
-        row["metric"] = windows_bits_per_byte(openvino_logits_fn(compiled), data, settings.seq_len)
+        scorer = compiled
+        if settings.prefill_logits != "all":  # scoring needs every position: the same config, all logits
+            scoring_model, _ = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, "all")
+            scorer, _ = latency.compile_model(to_openvino(scoring_model), settings.device, precision,
+                                              settings.threads)
+            row["metric_graph_sha"] = graph_sha(scoring_model)
+        row["metric"] = windows_bits_per_byte(openvino_logits_fn(scorer), data, settings.seq_len)
+        del scorer
     t3 = time.perf_counter()
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
     if reference is not None and reference is not compiled:
@@ -159,7 +175,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         row["profile_ms"] = latency.profile_by_type(compiled_p, feed)
     extra = {}
     for n in settings.extra_seq_lens:
-        m, _ = rewritten_onnx(lm, config, n, precision, cache_dir)
+        m, _ = rewritten_onnx(lm, config, n, precision, cache_dir, settings.prefill_logits)
         c, _ = latency.compile_model(to_openvino(m), settings.device, precision, settings.threads)
         extra[str(n)] = latency.time_compiled(c, latency.random_ids(n, lm.vocab_size), settings.warmup,
                                               settings.repeats).as_dict()
@@ -259,7 +275,7 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
     from .build import _onnx_base
     from .pareto import surely_faster
 
-    base = _onnx_base(lm, config, settings.seq_len, precision, cache_dir)
+    base = _onnx_base(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
     if config.ssd_d1 or config.ssd_d2:  # a class must beat the graph it is added to, not the plain baseline
         reference, _ = latency.compile_model(to_openvino(base), settings.device, precision, settings.threads)
@@ -354,6 +370,10 @@ def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, preci
     except (OSError, ValueError, KeyError, TypeError):
         pass
     ref = _reference(lm, configs, settings, precision, state, cache)
+    if settings.prefill_logits != "all":  # the budget is for scoring, which runs the all-logits graph
+        base_cfg = next(c for c in configs if c.is_baseline)
+        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache, "all")
+        ref, _ = latency.compile_model(to_openvino(m), settings.device, precision, settings.threads)
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
     window_ms = latency.time_compiled(ref, feed, warmup=1, repeats=3).median
     n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds * 1e3 / window_ms)))
@@ -368,10 +388,10 @@ def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, preci
 
 def _reference(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, state: RunState,
                cache: Path) -> Any:
-    """The compiled baseline (built on first need, once per run)."""
+    """The compiled baseline in the timed logits mode (built on first need, once per run)."""
     if state.reference is None:
         base_cfg = next(c for c in configs if c.is_baseline)
-        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache)
+        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache, settings.prefill_logits)
         state.reference, state.reference_notes = latency.compile_model(
             to_openvino(m), settings.device, precision, settings.threads)
     return state.reference
@@ -380,6 +400,8 @@ def _reference(lm: LoadedModel, configs: list[Config], settings: Settings, preci
 def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, out_dir: Path,
             step: Callable[[str], None] | None = None, data: bytes | None = None) -> dict[str, Any]:
     """Every configuration of one (model, precision) run, resumable from ``out_dir/cache``."""
+    if settings.prefill_logits not in PREFILL_LOGITS:
+        raise InputError(f"unknown prefill logits mode {settings.prefill_logits!r}; use {' or '.join(PREFILL_LOGITS)}")
     if not any(c.is_baseline for c in configs):
         configs = [Config("baseline"), *configs]
     base_name = next(c.name for c in configs if c.is_baseline)
@@ -434,7 +456,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     scored = None if data is None else len(data) - len(data) % settings.seq_len
     return {
         "model": lm.name, "model_type": lm.model_type, "random_weights": lm.random_weights,
-        "device": settings.device, "precision": precision,
+        "device": settings.device, "precision": precision, "prefill_logits": settings.prefill_logits,
         "precision_used": (base or {}).get("compile", {}).get("precision_used") if base else None,
         "metric": None if settings.latency_only else "bits_per_byte",
         "baseline": base, "configs": rows, "resumed": resumed,

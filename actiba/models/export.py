@@ -28,6 +28,8 @@ from .._atomic import atomic_path, write_text
 from ..errors import InputError
 
 Precision = Literal["f32", "bf16"]
+LogitsMode = Literal["all", "last"]
+LOGITS_MODES = ("all", "last")
 ScanChoice = Literal["stepped", "chunked", "doubling", "loop"]
 SCANS = ("stepped", "chunked", "doubling", "loop")
 
@@ -44,17 +46,43 @@ class ExportResult:
     precision: str | None = None
     exporter: str = "dynamo"
     nodes: int | None = None
+    logits: str = "all"  # "all": [1, seq, V]; "last": [1, 1, V]
 
 
 class LogitsOnly(torch.nn.Module):
-    """Wraps an HF causal LM as ``input_ids -> logits`` without cache (what every exporter needs)."""
+    """Wraps an HF causal LM as ``input_ids -> logits`` without cache (what every exporter needs).
 
-    def __init__(self, inner: Any) -> None:
+    `last_only` keeps only the last position's logits ([1, 1, V]): a generator's prefill needs nothing
+    else, and the LM head over every position is a large share of a 130M model's prefill (HF generate
+    passes ``logits_to_keep=1`` for the same reason). Perplexity scoring needs every position.
+    """
+
+    def __init__(self, inner: Any, last_only: bool = False) -> None:
         super().__init__()
         self.inner = inner
+        self.last_only = last_only
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.inner(input_ids=input_ids, use_cache=False).logits
+        if not self.last_only:
+            return self.inner(input_ids=input_ids, use_cache=False).logits
+        if _accepts_logits_to_keep(self.inner):
+            return self.inner(input_ids=input_ids, use_cache=False, logits_to_keep=1).logits
+        hidden = self.inner.backbone(input_ids=input_ids, use_cache=False)[0]  # older transformers: slice here
+        head = self.inner.lm_head
+        return head(hidden[:, -1:, :].to(head.weight.dtype)).float()
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def check_logits_mode(logits: str) -> LogitsMode:
+    """`logits` if it is a known mode ("all": every position; "last": the last position only)."""
+    if logits not in LOGITS_MODES:
+        raise InputError(f"unknown logits mode {logits!r}; use all or last")
+    return logits  # type: ignore[return-value]
 
 
 def _is_mamba_v1(model: Any) -> bool:
@@ -99,24 +127,36 @@ def _random_ids(seq_len: int, seed: int = 0) -> Any:
     return torch.randint(0, 256, (1, seq_len), generator=torch.Generator().manual_seed(seed))
 
 
-def _torch_logits(model: Any, ids: Any) -> Any:
-    """Reference logits from the unmodified torch model (HF's own scan), as numpy."""
+def _torch_logits(model: Any, ids: Any, logits: LogitsMode = "all") -> Any:
+    """Reference logits from the unmodified torch model (HF's own scan), as numpy; all positions are
+    computed either way and "last" keeps the last one, so the reference does not depend on the slicing."""
     with torch.inference_mode():
-        return model(input_ids=ids, use_cache=False).logits.float().numpy()
+        out = model(input_ids=ids, use_cache=False).logits.float().numpy()
+    return out[:, -1:, :] if logits == "last" else out
+
+
+def _diff(got: Any, want: Any) -> float:
+    """Max |difference|; a shape mismatch (e.g. an "all" graph checked as "last") is an error, not a broadcast."""
+    import numpy as np
+
+    if got.shape != want.shape:
+        raise InputError(f"exported logits have shape {list(got.shape)}, torch gives {list(want.shape)}")
+    return float(np.abs(got - want).max())
 
 
 def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, chunk_size: int,
-                       opset: int) -> tuple[Any, str]:
+                       opset: int, logits: LogitsMode = "all") -> tuple[Any, str]:
     """Run torch's exporter (dynamo first, legacy as fallback) and return (onnx.ModelProto, exporter)."""
     import onnx
 
+    check_logits_mode(logits)
     if seq_len is None and _is_mamba_v1(model) and mamba_scan == "loop":
         raise InputError("Mamba v1 with the loop scan needs a fixed --seq-len (the loop unrolls per token)")
     # a dynamic export traces with a length that is no multiple of any chunk size, so padding stays symbolic
     example = _random_ids(seq_len or 67)
     with tempfile.TemporaryDirectory() as tmp, export_view(model, mamba_scan, chunk_size):
         path = Path(tmp) / "model.onnx"
-        wrapped = LogitsOnly(model).eval()
+        wrapped = LogitsOnly(model, last_only=logits == "last").eval()
         try:
             seq_dim = torch.export.Dim("seq", min=2, max=65536)
             shapes = None if seq_len is not None else {"input_ids": {1: seq_dim}}
@@ -128,7 +168,8 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
         except Exception as exc:  # fall back to the TorchScript exporter
             print(f"actiba: dynamo export failed ({type(exc).__name__}); using the legacy exporter",
                   file=sys.stderr)
-            axes = None if seq_len is not None else {"input_ids": {1: "seq"}, "logits": {1: "seq"}}
+            axes = None if seq_len is not None else {"input_ids": {1: "seq"}} | (
+                {"logits": {1: "seq"}} if logits == "all" else {})
             torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=["input_ids"], output_names=["logits"], dynamic_axes=axes)
             exporter = "legacy"
@@ -150,9 +191,9 @@ def _save_onnx(proto: Any, out: Path) -> None:
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
 
 
-def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128) -> float:
-    """Max |logit difference| between onnxruntime on `path` and the torch model on random ids."""
-    import numpy as np
+def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128, logits: LogitsMode = "all") -> float:
+    """Max |logit difference| between onnxruntime on `path` and the torch model on random ids
+    (with ``logits="last"``: the graph's [1, 1, V] output against torch's last position)."""
     import onnxruntime as ort
 
     ids = _random_ids(seq_len, seed=1)
@@ -160,7 +201,7 @@ def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128) -> float
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: ids.numpy()})[0]
-    return float(np.abs(got - _torch_logits(model, ids)).max())
+    return _diff(got, _torch_logits(model, ids, check_logits_mode(logits)))
 
 
 def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None) -> Any:
@@ -186,31 +227,31 @@ def actual_precision(compiled: Any) -> str:
 
 
 def check_openvino(model: Any, path: str | os.PathLike, seq_len: int = 128,
-                   precision: Precision = "f32") -> float:
+                   precision: Precision = "f32", logits: LogitsMode = "all") -> float:
     """Max |logit difference| between OpenVINO CPU (given precision hint) on `path` and torch."""
-    import numpy as np
-
     ids = _random_ids(seq_len, seed=1)
     compiled = compile_openvino(path, precision, threads=1)
     got = compiled({0: ids.numpy()})[compiled.output(0)]
-    return float(np.abs(got - _torch_logits(model, ids)).max())
+    return _diff(got, _torch_logits(model, ids, check_logits_mode(logits)))
 
 
 def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
                 mamba_scan: ScanChoice = "stepped", chunk_size: int = 32, opset: int = 18,
-                check_seq_len: int = 128, verbose: bool = True) -> ExportResult:
+                check_seq_len: int = 128, verbose: bool = True, logits: LogitsMode = "all") -> ExportResult:
     """Write `model` as ONNX (input ``input_ids`` [1, seq] int64 -> ``logits``) and verify it.
 
-    `seq_len` None makes the sequence length dynamic; otherwise it is fixed.
+    `seq_len` None makes the sequence length dynamic; otherwise it is fixed. `logits` "all" gives
+    [1, seq, V] (scoring), "last" gives [1, 1, V] (a generator's prefill; see `LogitsOnly`).
     """
     out = Path(out)
+    check_logits_mode(logits)
     _check_out(out)
-    proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
+    proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset, logits)
     _save_onnx(proto, out)
     check_len = seq_len or check_seq_len
-    diff = check_onnx(model, out, check_len)
+    diff = check_onnx(model, out, check_len, logits)
     result = ExportResult(str(out), "onnx", seq_len, diff, check_len, exporter=exporter,
-                          nodes=len(proto.graph.node))
+                          nodes=len(proto.graph.node), logits=logits)
     if verbose:
         print(f"actiba: wrote {out} ({result.nodes} nodes, {exporter} exporter); onnxruntime vs torch "
               f"max |logit diff| = {diff:.3g} at {check_len} tokens", file=sys.stderr)
@@ -220,15 +261,17 @@ def export_onnx(model: Any, out: str | os.PathLike, seq_len: int | None = None,
 def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = None,
                     precision: Precision = "f32", mamba_scan: ScanChoice = "stepped", chunk_size: int = 32,
                     opset: int = 18, check_seq_len: int = 128, verbose: bool = True,
-                    from_onnx: str | os.PathLike | None = None) -> ExportResult:
+                    from_onnx: str | os.PathLike | None = None, logits: LogitsMode = "all") -> ExportResult:
     """Write `model` as OpenVINO IR (``out`` = .xml, plus .bin) via ONNX, verify it with an f32 hint, and
     record the chosen inference precision in the sidecar ``<out>.json``.
 
-    `from_onnx` converts an ONNX file already exported from `model` instead of exporting again.
+    `from_onnx` converts an ONNX file already exported from `model` (in the same `logits` mode) instead
+    of exporting again.
     """
     import openvino as ov
 
     out = Path(out)
+    check_logits_mode(logits)
     if out.suffix != ".xml":
         raise InputError(f"OpenVINO output must end in .xml, got {out}")
     _check_out(out)
@@ -236,7 +279,7 @@ def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = No
         exporter = "onnx-file"
         ov_model = ov.convert_model(str(from_onnx))
     else:
-        proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset)
+        proto, exporter = _export_onnx_model(model, seq_len, mamba_scan, chunk_size, opset, logits)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             _save_onnx(proto, onnx_path)
@@ -247,10 +290,10 @@ def export_openvino(model: Any, out: str | os.PathLike, seq_len: int | None = No
 
     save_ir(ov_model, out)
     check_len = seq_len or check_seq_len
-    diff = check_openvino(model, out, check_len, "f32")
+    diff = check_openvino(model, out, check_len, "f32", logits)
     used = actual_precision(compile_openvino(out, precision, threads=1))
     result = ExportResult(str(out), "openvino", seq_len, diff, check_len, precision=used, exporter=exporter,
-                          nodes=len(ov_model.get_ops()))
+                          nodes=len(ov_model.get_ops()), logits=logits)
     sidecar = {"inference_precision_hint": precision, "inference_precision": used, "device": "CPU",
                "verified_with": "f32", "openvino": ov.__version__, **asdict(result)}
     write_text(out.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
@@ -271,13 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq-len", type=int, help="fixed sequence length (default: dynamic)")
     ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--mamba-scan", choices=list(SCANS), default="stepped")
+    ap.add_argument("--logits", choices=list(LOGITS_MODES), default="all",
+                    help="all positions (scoring) or the last one only (a generator's prefill)")
     args = ap.parse_args(argv)
     try:
         model = load(args.model)
         if args.to == "onnx":
-            export_onnx(model, args.out, args.seq_len, args.mamba_scan)
+            export_onnx(model, args.out, args.seq_len, args.mamba_scan, logits=args.logits)
         else:
-            export_openvino(model, args.out, args.seq_len, args.precision, args.mamba_scan)
+            export_openvino(model, args.out, args.seq_len, args.precision, args.mamba_scan, logits=args.logits)
     except InputError as exc:
         print(f"actiba: error: {exc}", file=sys.stderr)
         return 2
