@@ -63,7 +63,7 @@ def ssd_reference(inp: dict[str, np.ndarray], c: int, l_: int, h: int) -> np.nda
 
 def ssd_graph(b: int, c: int, l_: int, h: int, n: int, p: int, pad: int, groups: int = 1,
               eqs: tuple[str, ...] = HF_EQS, swap: bool = False, dynamic: bool = False,
-              du_full: bool = False) -> onnx.ModelProto:
+              du_full: bool = False, merged: bool = False) -> onnx.ModelProto:
     """HF's SSD core as the dynamo exporter writes it (repeat_interleave → Pad → chunk Reshape, 5 Einsums)."""
     length = c * l_ - pad
     nodes, inits = [], []
@@ -76,6 +76,14 @@ def ssd_graph(b: int, c: int, l_: int, h: int, n: int, p: int, pad: int, groups:
         nodes.append(helper.make_node("Mul", [b_, a] if swap else [a, b_], [out]))
 
     for t in ("C", "B"):
+        if merged:  # OpenVINO's form without padding: one Reshape from the expanded tensor to chunks
+            nodes += [
+                helper.make_node("Unsqueeze", [t, const(t + "_ax", [3])], [t + "_u"]),
+                helper.make_node("Expand", [t + "_u", const(t + "_shp", [b, length, groups, h // groups, n])],
+                                 [t + "_e"]),
+                helper.make_node("Reshape", [t + "_e", const(t + "_ck", [b, c, l_, h, n])], [t + "5"]),
+            ]
+            continue
         nodes += [
             helper.make_node("Unsqueeze", [t, const(t + "_ax", [3])], [t + "_u"]),
             helper.make_node("Expand", [t + "_u", const(t + "_shp", [b, length, groups, h // groups, n])],
@@ -133,6 +141,12 @@ def _check(model: onnx.ModelProto, dims: tuple[int, ...], pad: int, atol: float 
 def test_synthetic_core_matches_reference(pad: int, eqs: tuple[str, ...], swap: bool) -> None:
     dims = (1, 3, 8, 4, 5, 3)
     _check(ssd_graph(*dims, pad=pad, eqs=eqs, swap=swap), dims, pad)
+
+
+def test_merged_reshape_without_pad() -> None:
+    """OpenVINO drops a zero Pad and merges the two Reshapes; the match follows the shapes."""
+    dims = (1, 2, 8, 4, 5, 3)
+    _check(ssd_graph(*dims, pad=0, merged=True), dims, 0)
 
 
 @settings(max_examples=12, deadline=None)
@@ -229,6 +243,25 @@ def test_exported_mamba2_openvino_d2(tiny_mamba2) -> None:
     assert [s.decision for s in done] == ["rewrite"] and done[0].detail["max_diff_real"] < 1e-4
     ids = np.random.default_rng(5).integers(0, 256, (1, 40)).astype(np.int64)
     np.testing.assert_allclose(ov_run(new, [ids])[0], _torch_logits(torch_model, ids), atol=1e-4)
+
+
+def test_exported_mamba2_openvino_whole_chunks(tmp_path) -> None:
+    """A length that is a multiple of the chunk size: OpenVINO's conversion has no Pad and one Reshape."""
+    ov = pytest.importorskip("openvino")
+    from actiba.evaluate.build import load_model
+    from actiba.models.export import export_onnx
+    from actiba.rewrite.openvino_rw import inventory
+    from actiba.rewrite.openvino_rw import run as ov_run
+
+    lm = load_model("random:tiny-mamba2")
+    path = tmp_path / "t32.onnx"
+    export_onnx(lm.model, path, seq_len=32, verbose=False)
+    model = ov.convert_model(str(path))
+    new, done = apply(model, ["ssd-d1", "ssd-d2"])
+    assert sorted(s.rewrite for s in done if s.ok) == ["ssd-d1", "ssd-d1", "ssd-d2"], [s.line() for s in done]
+    assert inventory(new)["Einsum"] == 1
+    ids = np.random.default_rng(8).integers(0, 256, (1, 32)).astype(np.int64)
+    np.testing.assert_allclose(ov_run(new, [ids])[0], _torch_logits(lm.model, ids), atol=1e-4)
 
 
 def test_cli_ssd_d1_d2(tiny_mamba2, tmp_path, capsys) -> None:

@@ -125,49 +125,47 @@ def _static(shape: tuple[Any, ...] | None, rank: int) -> bool:
 def _group_source(v: View, t: Any) -> tuple[Any, Any | None, list[Any]] | str:
     """(src (b, L, 1, n), Pad node or None, chain) if `t` (b, c, l, h, n) is one group repeated to h heads.
 
-    HF: Reshape(Pad?(Reshape(Expand(Unsqueeze(src, 3))))), i.e. repeat_interleave then chunking.
+    HF exports Reshape(Pad(Reshape(Expand(Unsqueeze(src, 3))))) (repeat_interleave, then chunking);
+    OpenVINO drops a zero Pad and merges the Reshapes, so any Reshape / Pad chain (one Pad at most) is
+    accepted between the Expand and `t`, and the shapes decide.
     """
     st = v.shape(t)
     if not _static(st, 5):
         return "B/C chunk shapes are not static (export with a fixed sequence length)"
-    chain = []
-    r1 = v.producer(t)
-    if r1 is None or v.op(r1) != "Reshape":
-        return "B/C are not reshaped into chunks"
-    chain.append(r1)
-    nxt = v.producer(v.ins(r1)[0])
+    chain: list[Any] = []
     pad = None
-    if nxt is not None and v.op(nxt) == "Pad":
-        pad = nxt
-        chain.append(pad)
-        nxt = v.producer(v.ins(pad)[0])
-    if nxt is None or v.op(nxt) != "Reshape":
-        return "B/C are not a repeat_interleave over heads (no Reshape)"
-    chain.append(nxt)
-    rep = v.out(nxt)
-    ex = v.producer(v.ins(nxt)[0])
-    if ex is None or v.op(ex) != "Expand":
+    node = v.producer(t)
+    while node is not None and v.op(node) in ("Reshape", "Pad"):
+        if v.op(node) == "Pad":
+            if pad is not None:
+                return "B/C are padded twice"
+            pad = node
+        chain.append(node)
+        node = v.producer(v.ins(node)[0])
+    if not chain or v.op(chain[0]) != "Reshape":
+        return "B/C are not reshaped into chunks"
+    if node is None or v.op(node) != "Expand":
         return "B/C are not a repeat_interleave over heads (no Expand)"
-    chain.append(ex)
+    ex = node
     un = v.producer(v.ins(ex)[0])
-    if un is None or v.op(un) != "Unsqueeze":
+    if un is None or v.op(un) not in ("Unsqueeze", "Reshape"):
         return "B/C are not a repeat_interleave over heads (no Unsqueeze)"
-    chain.append(un)
+    chain += [ex, un]
     src = v.ins(un)[0]
-    ss, su, se, sr = v.shape(src), v.shape(v.out(un)), v.shape(v.out(ex)), v.shape(rep)
-    if not (_static(ss, 4) and _static(su, 5) and _static(se, 5) and _static(sr, 4)):
+    ss, su, se = v.shape(src), v.shape(v.out(un)), v.shape(v.out(ex))
+    if not (_static(ss, 4) and _static(su, 5) and _static(se, 5)):
         return "repeat_interleave shapes are not static"
     b, length, g, n = ss
     if g != 1:
         return f"n_groups={g} (d2 needs 1)"
     h = st[3]
-    if su != (b, length, 1, 1, n) or se != (b, length, 1, h, n) or sr != (b, length, h, n):
+    if su != (b, length, 1, 1, n) or se != (b, length, 1, h, n):
         return "the repeat is not over the head axis"
     if pad is not None:
-        sp = v.shape(v.out(pad))
-        if not _static(sp, 4) or sp[0] != b or sp[2:] != (h, n):
-            return "the chunk padding is not along the sequence axis only"
-        length = sp[1]
+        si, so = v.shape(v.ins(pad)[0]), v.shape(v.out(pad))
+        if si != (b, length, h, n) or not _static(so, 4) or so[0] != b or so[2:] != (h, n):
+            return "the chunk padding is not along the sequence axis of (b, L, h, n)"
+        length = so[1]
     if st != (b, st[1], st[2], h, n) or st[1] * st[2] != length:
         return "the chunk reshape does not split the sequence axis"
     return src, pad, chain
