@@ -54,6 +54,7 @@ def export(name: str, seq_len: int, folder: Path) -> tuple[Any, Any]:
     from actiba.models.export import export_onnx
 
     export_onnx(lm.model, path, seq_len=seq_len, verbose=False)
+    lm.model = None  # only the graph is scored from here on (the 130M model would hold ~0.5 GB)
     return lm, onnx.load(str(path))
 
 
@@ -135,11 +136,48 @@ def segsum_errors(x: Any, precision: str) -> dict[str, float]:
     d1 = _round(cs[..., :, None] - cs[..., None, :], precision)
     out = {"max_abs_cs": float(np.abs(cs64).max())}
     for label, s in (("hf", hf), ("d1", d1)):
-        err = np.abs(s.astype(np.float64) - exact)[..., lower]
-        dec = np.abs(np.exp(s.astype(np.float64)) - np.exp(exact))[..., lower]
+        err = np.abs(s.astype(np.float64)[..., lower] - exact[..., lower])
+        dec = np.abs(np.exp(s.astype(np.float64)[..., lower]) - np.exp(exact[..., lower]))
         out[f"{label}_max_abs"] = float(err.max())
         out[f"{label}_max_decay"] = float(dec.max())
     return out
+
+
+F16_MAX = 65504.0
+
+
+def f16_overflow_census(base: Any, data: bytes, seq_len: int) -> list[dict[str, Any]]:
+    """Float tensors of the f32 graph with values beyond f16's largest finite number (they become inf
+    in an f16 run): tensor, op type, how many elements over all windows, largest |value|."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    from actiba.evaluate.emulate import _elem_types, session
+
+    types = _elem_types(base)
+    m = onnx.ModelProto.FromString(base.SerializeToString())
+    outs = {o.name for o in m.graph.output}
+    op_of = {}
+    for n in m.graph.node:
+        for o in n.output:
+            if o and types.get(o) == onnx.TensorProto.FLOAT and o not in outs and n.op_type != "Constant":
+                m.graph.output.append(helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None))
+                op_of[o] = n.op_type
+    sess = session(m)
+    feed = sess.get_inputs()[0].name
+    names = list(op_of)
+    count = dict.fromkeys(names, 0)
+    peak = dict.fromkeys(names, 0.0)
+    for w in range(len(data) // seq_len):
+        ids = np.frombuffer(data[w * seq_len:(w + 1) * seq_len], np.uint8).astype(np.int64)
+        vals = sess.run(names, {feed: np.concatenate([[256], ids[:-1]])[None]})
+        for name, v in zip(names, vals, strict=True):
+            a = np.abs(v[np.isfinite(v)])
+            if a.size:
+                count[name] += int((a > F16_MAX).sum())
+                peak[name] = max(peak[name], float(a.max()))
+    return [{"tensor": n, "op": op_of[n], "count": count[n], "max": peak[n]} for n in names if count[n]]
 
 
 def segsum_table(lm: Any, base: Any, data: bytes, seq_len: int, windows: int = 8) -> list[dict[str, Any]]:
@@ -160,6 +198,7 @@ def study_model(name: str, data: bytes, seq_len: int, folder: Path) -> dict[str,
     ref_bpb, ref = window_logits(base, data, seq_len)
     log(f"{name}: f32 baseline {ref_bpb:.4f} bits/byte ({time.perf_counter() - t0:.0f} s)")
     segsum = segsum_table(lm, base, data, seq_len)
+    census = f16_overflow_census(base, data, seq_len)
     rows = []
     for gname, graph, note in graphs(lm, base):
         for prec, emulated, keep in PRECISIONS:
@@ -171,7 +210,8 @@ def study_model(name: str, data: bytes, seq_len: int, folder: Path) -> dict[str,
                          "max_diff": c.max_abs_logit_diff, "seconds": time.perf_counter() - t0})
             log(f"{name} {gname} {prec}: {c.bits_per_byte:.4f} ({rows[-1]['rel']:+.3%}), top-1 {c.top1_agreement:.4f}, "
                 f"max diff {c.max_abs_logit_diff:.3g}")
-    return {"model": name, "baseline": ref_bpb, "rows": rows, "nodes": len(base.graph.node), "segsum": segsum}
+    return {"model": name, "baseline": ref_bpb, "rows": rows, "nodes": len(base.graph.node), "segsum": segsum,
+            "census": census}
 
 
 def study_random(name: str, data: bytes, seq_len: int, folder: Path, d1: bool) -> dict[str, Any]:
@@ -228,6 +268,7 @@ def render(results: list[dict[str, Any]], rnd: dict[str, Any] | None, args: argp
                          f"{_fmt(r['bits_per_byte'], '.4f')} | {_fmt(100 * r['rel'], '+.3f')} % | "
                          f"{_fmt(100 * r['top1'], '.2f')} % | {_fmt(r['max_diff'], '.3g')} | {r['note']} |")
         lines.append("")
+        lines += _census_lines(res["census"], len(args.data_used))
         lines += _segsum_lines(res["segsum"])
     if rnd is not None:
         lines += [f"## {rnd['model']} — RANDOM WEIGHTS (agreement only; accuracy means nothing)", "",
@@ -235,11 +276,20 @@ def render(results: list[dict[str, Any]], rnd: dict[str, Any] | None, args: argp
                   "", "| graph | precision | top-1 agreement with f32 baseline | max abs logit diff |",
                   "|---|---|---:|---:|"]
         for r in rnd["rows"]:
-            lines.append(f"| {r['graph']} | {r['precision']}{'' if r['precision'] == 'f32' else ' (emulated)'} | "
+            lines.append(f"| {r['graph']} | {r['precision']}{'' if r['precision'] == 'f32' else ' emulated'} | "
                          f"{100 * r['top1']:.2f} % | {_fmt(r['max_diff'], '.3g')} |")
         lines.append("")
         lines += _segsum_lines(rnd["segsum"])
     return "\n".join(lines) + "\n"
+
+
+def _census_lines(census: list[dict[str, Any]], n_bytes: int) -> list[str]:
+    if not census:
+        return [f"f16 range: no tensor of the f32 graph exceeds {F16_MAX:g} on these {n_bytes} bytes.", ""]
+    out = [f"f16 range: tensors of the f32 graph with elements beyond {F16_MAX:g} (inf in f16) on these "
+           f"{n_bytes} bytes:", "", "| tensor | op | elements > 65504 | max abs |", "|---|---|---:|---:|"]
+    out += [f"| {c['tensor']} | {c['op']} | {c['count']} | {c['max']:.4g} |" for c in census]
+    return out + [""]
 
 
 def _segsum_lines(table: list[dict[str, Any]]) -> list[str]:
