@@ -229,3 +229,27 @@ def test_scoring_matches_numpy() -> None:
     assert cmp.positions == 3 * seq and cmp.max_abs_logit_diff > 0 and ref_bpb == pytest.approx(want, rel=1e-5)
     with pytest.raises(InputError, match=r"\[1, 32\]"):
         emulate.bits_per_byte_onnx(model, data, 32)
+
+
+def test_exported_mamba2_graph(tmp_path) -> None:
+    """A real exported Mamba-2 graph (tiny, random weights): every float tensor gets a type and is rounded,
+    the emulated logits sit on the bf16 grid and differ from f32, and the f32 graph scores like torch."""
+    pytest.importorskip("torch")
+    from actiba.evaluate.build import load_model
+    from actiba.models.export import export_onnx
+    from actiba.models.scoring import score_bits_per_byte
+
+    lm = load_model("random:tiny-mamba2")
+    seq = 32
+    export_onnx(lm.model, tmp_path / "m.onnx", seq_len=seq, verbose=False)
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    emu = emulate.emulate_precision(model, "bf16")
+    meta = {p.key: p.value for p in emu.metadata_props}
+    assert meta["actiba.emulated_untyped"] == "0" and int(meta["actiba.emulated_tensors"]) > 50
+    data = bytes(np.random.default_rng(4).integers(0, 256, 2 * seq, dtype=np.uint8))
+    ids = np.concatenate([[256], np.frombuffer(data[:seq - 1], np.uint8)]).astype(np.int64)[None]
+    got = _run(emu, {"input_ids": ids})[0]
+    want = _run(model, {"input_ids": ids})[0]
+    assert _same(got, bf16(got)) and np.abs(got - want).max() > 0
+    assert emulate.bits_per_byte_onnx(model, data, seq) == pytest.approx(
+        score_bits_per_byte(lm.model, data, seq, batch_size=1), rel=1e-4)
