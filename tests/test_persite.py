@@ -147,6 +147,21 @@ def test_onnx_site_ids_equal_torch_site_ids(exported):
     assert all(s.name == s.detail["root"].name for s in sites)  # Site.name stays the node name
 
 
+def test_site_ids_agree_for_every_function(exported):
+    """exp included: exp(A_log) is a weight transform the exporter folds, so torch does not number it.
+    (Mamba v1's exp calls belong to its scan, so torch runs the exported scan form: `export_view`.)"""
+    from actiba.models.export import export_view
+
+    model, graph, ids = exported
+    seen: list[str] = []
+    with torch.inference_mode(), export_view(model) as view, \
+            torch_rw.observe_activations(view, lambda s, f, b, x: seen.append(s) or None):
+        view(input_ids=ids)
+    sites = onnx_rw.find_sites(graph, "actiba", {})
+    have = sorted(s.detail["site_id"] for s in sites)
+    assert any(":exp#" in s for s in seen) and sorted(seen) == have
+
+
 def test_globs_and_function_fallback(exported2):
     """A shared glob serves every site of its function; function keys fill in for uncovered sites."""
     model, graph, ids = exported2

@@ -33,7 +33,14 @@ from .spec import Site
 
 
 def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | None] | None:
-    """(table function, beta) that a torch call computes, or None if it is not an ActiBA target."""
+    """(table function, beta) that a torch call computes, or None if it is not an ActiBA target.
+
+    A call on a weight (an `nn.Parameter`, e.g. Mamba's ``exp(A_log)``) is not a site: it depends on no
+    input, exporters fold it into a constant and a device computes it once offline, so it is neither
+    numbered nor replaced (this keeps torch and ONNX site ids equal).
+    """
+    if args and isinstance(args[0], torch.nn.Parameter):
+        return None
     if func in (F.silu, torch._C._nn.silu, torch._C._nn.silu_):
         return "silu", 1.0
     if func in (F.softplus, torch._C._nn.softplus):
