@@ -114,6 +114,25 @@ def test_ssd_rewrites_equal_outputs(n_groups):
         assert torch.equal(model(ids, use_cache=False).logits, ref)  # unpatched again
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 5, 8, 16, 64])
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_ssd_chunk_length_is_exact(chunk, n_groups):
+    """Any chunk length gives HF's output (the model's own is 8; 21 tokens: padding for most)."""
+    model = _mamba2(n_groups)
+    ids = torch.randint(0, 64, (2, 21), generator=torch.Generator().manual_seed(chunk))
+    with torch.no_grad():
+        ref = model(ids, use_cache=False).logits
+        for d1, d2 in ((False, False), (True, True)):
+            with torch_rw.ssd_rewrites(model, d1=d1, d2=d2, chunk=chunk):
+                got = model(ids, use_cache=False).logits
+                # the override reaches the scan: a wrong chunk would change the padded length's reshape
+                assert all(m._actiba_ssd.keywords["chunk"] == (None if chunk == 8 else chunk)
+                           for m in model.modules() if "_actiba_ssd" in vars(m))
+            torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
+    with pytest.raises(InputError, match="chunk"):
+        torch_rw.patch_ssd(model, chunk=0)
+
+
 def test_ssd_final_state_and_initial_state():
     from transformers.models.mamba2.modeling_mamba2 import mamba2_chunk_scan
 

@@ -343,14 +343,20 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
                    C: torch.Tensor, chunk_size: int, D: torch.Tensor | None = None,
                    dt_bias: torch.Tensor | None = None, initial_states: torch.Tensor | None = None,
                    dt_softplus: bool = False, dt_limit: tuple[float, float] = (0.0, float("inf")),
-                   return_final_states: bool = False, *, d1: bool = True, d2: bool = True, **_: Any):
+                   return_final_states: bool = False, *, d1: bool = True, d2: bool = True,
+                   chunk: int | None = None, **_: Any):
     """HF `mamba2_chunk_scan` (same arguments and result) with the d1 / d2 rewrites.
 
     d1 builds both segment sums as outer differences of a cumulative sum; d2 (needs n_groups == 1)
     contracts C·Bᵀ once from the un-repeated B/C and runs the SSD einsums as MatMuls in
-    (batch, chunk, head, ...) order. With both False this is HF's computation.
+    (batch, chunk, head, ...) order. With both False this is HF's computation. `chunk` overrides the
+    model's chunk length: the chunked SSD is exact for any chunk length (only the rounding changes),
+    and shorter chunks do less quadratic intra-chunk work (L·Q per head instead of L·256) and give d1
+    smaller sums to cancel.
     """
     from transformers.models.mamba2 import modeling_mamba2 as hf
+
+    chunk_size = chunk or chunk_size
 
     bsz, seqlen, nheads, hdim = hidden_states.shape
     ngroups = B.shape[2]
@@ -459,8 +465,11 @@ def _patched_forward(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
 
 
 def patch_ssd(model: torch.nn.Module, d1: bool = True, d2: bool = True, precision: str = "f32",
-              include: Iterable[str] = ()) -> list[Site]:
-    """Install d1/d2 on the selected Mamba-2 mixers (refusing d1 for bf16/f16); returns all sites."""
+              include: Iterable[str] = (), chunk: int | None = None) -> list[Site]:
+    """Install d1/d2 (and a chunk length `chunk`, see `ssd_chunk_scan`) on the selected Mamba-2 mixers
+    (refusing d1 for bf16/f16); returns all sites."""
+    if chunk is not None and chunk < 1:
+        raise InputError(f"SSD chunk length must be >= 1, got {chunk}")
     sites = (find_ssd_sites(model, "ssd-d1", precision, include) if d1 else []) + (
         find_ssd_sites(model, "ssd-d2", precision, include) if d2 else [])
     ok = {(s.rewrite, s.name) for s in sites if s.ok}
@@ -468,9 +477,10 @@ def patch_ssd(model: torch.nn.Module, d1: bool = True, d2: bool = True, precisio
         if not _is_mamba2_mixer(mod):
             continue
         use1, use2 = ("ssd-d1", path) in ok, ("ssd-d2", path) in ok
-        if not (use1 or use2):
+        rechunk = bool(chunk) and chunk != mod.chunk_size and (not include or spec.matches_any(path, include))
+        if not (use1 or use2 or rechunk):
             continue
-        mod._actiba_ssd = partial(ssd_chunk_scan, d1=use1, d2=use2)
+        mod._actiba_ssd = partial(ssd_chunk_scan, d1=use1, d2=use2, chunk=chunk if rechunk else None)
         mod.forward = types.MethodType(_patched_forward, mod)
     return sites
 
@@ -484,9 +494,9 @@ def unpatch_ssd(model: torch.nn.Module) -> None:
 
 @contextlib.contextmanager
 def ssd_rewrites(model: torch.nn.Module, d1: bool = True, d2: bool = True, precision: str = "f32",
-                 include: Iterable[str] = ()) -> Iterator[list[Site]]:
+                 include: Iterable[str] = (), chunk: int | None = None) -> Iterator[list[Site]]:
     """Context manager form of `patch_ssd` (restores HF's forward on exit)."""
-    sites = patch_ssd(model, d1, d2, precision, include)
+    sites = patch_ssd(model, d1, d2, precision, include, chunk)
     try:
         yield sites
     finally:
