@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from actiba.evaluate.pareto import choose, dominates, mark_pareto, pareto_flags, parse_loss
@@ -117,6 +118,39 @@ def test_config_parsing(tmp_path):
         with pytest.raises(InputError):
             configs.from_dict(bad)
     assert len(configs.default_sweep("mamba2")) > len(configs.default_sweep("mamba")) > 10
+
+
+def test_ssd_chunk_config_parses_and_exports_exactly():
+    """`ssd_chunk`: validated, in the default Mamba-2 sweep relative to the model's chunk, and the exported
+    graph computes the same logits as the baseline graph (onnxruntime), with a different chunking."""
+    import onnx
+
+    from actiba.errors import InputError
+    from actiba.evaluate import configs
+    from actiba.evaluate.build import load_model, rewritten_onnx
+    from actiba.rewrite.onnx_rw import run
+
+    c = configs.from_dict({"name": "q", "ssd_d1": True, "ssd_d2": True, "ssd_chunk": 8})
+    assert c.ssd_chunk == 8 and c.key() != configs.from_dict({"name": "q", "ssd_d1": True, "ssd_d2": True}).key()
+    for bad in (0, -4, 2.5, True, "8"):
+        with pytest.raises(InputError, match="ssd_chunk"):
+            configs.from_dict({"name": "q", "ssd_chunk": bad})
+    names = [x.name for x in configs.default_sweep("mamba2", chunk_size=256)]
+    assert "ssd-d1+d2+chunk128" in names and "ssd-d1+d2+chunk64" in names
+    assert not any("chunk" in x.name for x in configs.default_sweep("mamba2", chunk_size=16))
+    assert not any(x.ssd_chunk for x in configs.default_sweep("mamba"))
+
+    lm = load_model("random:tiny-mamba2")  # chunk 16; 40 tokens
+    base, _ = rewritten_onnx(lm, configs.baseline(), 40)
+    for q in (8, 16):
+        new, _ = rewritten_onnx(lm, configs.Config("q", ssd_d1=True, ssd_d2=True, ssd_chunk=q), 40)
+        ids = np.random.default_rng(q).integers(0, 256, (1, 40)).astype(np.int64)
+        np.testing.assert_allclose(run(new, {"input_ids": ids})[0], run(base, {"input_ids": ids})[0], atol=1e-4)
+        shapes = {tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim)
+                  for v in onnx.shape_inference.infer_shapes(new).graph.value_info}
+        assert any(len(t) == 5 and t[1:3] == (-(-40 // q), q) for t in shapes)  # (b, chunks, q, ...)
+    with pytest.raises(InputError, match="Mamba-2 only"):
+        rewritten_onnx(load_model("random:tiny-mamba"), configs.Config("q", ssd_chunk=8), 40)
 
 
 # --- a sweep on a tiny random model: schema, resume, failing row ------------------------------------------

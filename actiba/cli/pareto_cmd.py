@@ -126,7 +126,8 @@ def run(args) -> int:
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     plans = []
     for lm in loaded:
-        configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick)
+        configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick,
+                                              chunk_size=getattr(lm.model.config, "chunk_size", None))
         for prec in precisions:
             for n in lengths:
                 plans.append((lm, configs, prec, n))

@@ -75,7 +75,8 @@ def onnx_cache_name(lm: LoadedModel, config: Config, seq_len: int, logits: str =
     tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
     scan = "-stepped32" if lm.model_type == "mamba" else ""  # the export's Mamba v1 scan form
     mode = "" if logits == "all" else f"-logits{logits}"  # "all" keeps the names of earlier caches
-    return f"{tag}-d1{int(d1)}-d2{int(d2)}-L{seq_len}{scan}{mode}.onnx"
+    chunk = f"-Q{config.ssd_chunk}" if config.ssd_chunk else ""
+    return f"{tag}-d1{int(d1)}-d2{int(d2)}{chunk}-L{seq_len}{scan}{mode}.onnx"
 
 
 def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, cache_dir: Path | None,
@@ -88,9 +89,10 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
 
     check_logits_mode(logits)
     d1, d2 = config.ssd
-    if (d1 or d2) and lm.model_type != "mamba2":
-        raise InputError(f"SSD rewrites d1/d2 apply to Mamba-2 only, not {lm.model_type}")
-    key = (d1, d2, seq_len, precision if d1 else "any", logits)
+    chunk = config.ssd_chunk
+    if (d1 or d2 or chunk) and lm.model_type != "mamba2":
+        raise InputError(f"SSD rewrites d1/d2 and ssd_chunk apply to Mamba-2 only, not {lm.model_type}")
+    key = (d1, d2, chunk, seq_len, precision if d1 else "any", logits)
     if key in lm.onnx_cache:
         return lm.onnx_cache[key]
     path = None
@@ -107,9 +109,9 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
 
     with tempfile.TemporaryDirectory() as tmp:
         out = path or Path(tmp) / "model.onnx"
-        if d1 or d2:
-            with ssd_rewrites(lm.model, d1=d1, d2=d2, precision=precision) as sites:
-                if not any(s.ok for s in sites):
+        if d1 or d2 or chunk:
+            with ssd_rewrites(lm.model, d1=d1, d2=d2, precision=precision, chunk=chunk) as sites:
+                if (d1 or d2) and not any(s.ok for s in sites):
                     why = "; ".join(sorted({s.reason for s in sites})) or "no Mamba2Mixer"
                     raise InputError(f"SSD rewrite not applicable: {why}")
                 export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len, logits=logits)

@@ -11,6 +11,9 @@ A configuration file (JSON, or YAML when PyYAML is installed) is either one obje
      "activations": {"silu": {"segments": 16}, "softplus": {"table": "relu"}},
      "sites": {"cumba": ["node_cumsum_*"]}, "cumba_min_n": 32}
 
+`"ssd_chunk": 64` runs Mamba-2's SSD (with d1/d2 or HF's own) at that chunk length instead of the
+model's: exact for any chunk, cheaper for shorter ones until the inter-chunk work takes over.
+
 An activation is given by `segments` (fitted with asymptote tails on the function's default range,
 cached), by `table` = a path to an `actiba-pwl/1` file or to an `actiba-pwl-set/1` table set (its tables
 of that function, per site), or by `table` = "relu" (XAMBA's ReLU in place of Softplus).
@@ -44,7 +47,8 @@ CALIB_BYTES = 16384
 CALIB_CHUNKS = 16
 CALIB_SEQ_LEN = 256
 DEFAULT_PERCENTILES = (0.1, 99.9)
-_KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "activations", "sites", "cumba_min_n", "measure_sites"}
+_KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "ssd_chunk", "activations", "sites", "cumba_min_n",
+         "measure_sites"}
 
 
 @dataclass
@@ -60,10 +64,11 @@ class Config:
     sites: dict[str, list[str]] = field(default_factory=dict)  # rewrite -> include globs (per-site)
     cumba_min_n: int | None = None  # per-site: CumBA only where the scanned length n >= this
     measure_sites: bool = False  # per-site by measurement: keep CumBA/ReduBA only on site classes timed faster
+    ssd_chunk: int | None = None  # Mamba-2 SSD chunk length (exact for any; None: the model's own)
 
     @property
     def is_baseline(self) -> bool:
-        return not (self.cumba or self.reduba or self.ssd_d1 or self.ssd_d2 or self.activations)
+        return not (self.cumba or self.reduba or self.ssd_d1 or self.ssd_d2 or self.ssd_chunk or self.activations)
 
     @property
     def ssd(self) -> tuple[bool, bool]:
@@ -76,6 +81,8 @@ class Config:
         """Stable hash of everything that changes the result (names excluded)."""
         d = self.to_dict()
         d.pop("name")
+        if d["ssd_chunk"] is None:  # keeps the keys (and resumable caches) of configurations without it
+            d.pop("ssd_chunk")
         for spec in d["activations"].values():  # a table file counts by content, not by path
             t = spec.get("table")
             if t and t != "relu" and os.path.isfile(t):
@@ -124,9 +131,12 @@ def from_dict(d: Any, where: str = "config") -> Config:
         raise InputError(f"{where} {name}: 'cumba_min_n' must be a positive integer")
     if not isinstance(d.get("measure_sites", False), bool):
         raise InputError(f"{where} {name}: 'measure_sites' must be true or false")
+    chunk = d.get("ssd_chunk")
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise InputError(f"{where} {name}: 'ssd_chunk' must be a positive integer (the SSD chunk length)")
     return Config(name, bool(d.get("cumba", False)), bool(d.get("reduba", False)), bool(d.get("ssd_d1", False)),
                   bool(d.get("ssd_d2", False)), clean, {k: list(v) for k, v in sites.items()}, min_n,
-                  bool(d.get("measure_sites", False)))
+                  bool(d.get("measure_sites", False)), chunk)
 
 
 def _check_spec(spec: dict[str, Any], where: str, fn: str) -> None:
@@ -189,12 +199,14 @@ def baseline() -> Config:
     return Config("baseline")
 
 
-def default_sweep(model_type: str, quick: bool = False) -> list[Config]:
+def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None) -> list[Config]:
     """The sweep `actiba pareto` runs when given no --sweep file.
 
     Full: graph rewrites alone, every table size for both activations, each activation alone, XAMBA's
     ReLU-for-Softplus, a per-site CumBA choice, the combined configurations, and calibrated tables
-    (per-site and shared, N = 4 and 8) to set against the uniform-range tables of equal N. Quick: a handful.
+    (per-site and shared, N = 4 and 8) to set against the uniform-range tables of equal N. For Mamba-2
+    with its `chunk_size` given, SSD d1+d2 also at a half and a quarter of it (at least 16): the chunked
+    SSD is exact for any chunk, and the best one depends on the device. Quick: a handful.
     """
     mamba2 = model_type == "mamba2"
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
@@ -210,6 +222,8 @@ def default_sweep(model_type: str, quick: bool = False) -> list[Config]:
                 Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
                 Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
                        measure_sites=True)]
+        out += [Config(f"ssd-d1+d2+chunk{q}", ssd_d1=True, ssd_d2=True, ssd_chunk=q)
+                for q in ((chunk_size // 2, chunk_size // 4) if chunk_size else ()) if q >= 16]
     else:
         out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
     for n in SEGMENTS:

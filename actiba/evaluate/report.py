@@ -21,7 +21,7 @@ from .._atomic import write_bytes, write_text
 CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba", "reduba", "ssd_d1", "ssd_d2",
                "silu", "softplus", "metric", "metric_delta_rel", "latency_median_ms", "latency_p10_ms",
                "latency_p90_ms", "seq_len", "speedup", "pareto", "error", "decode_latency_median_ms", "decode_speedup",
-               "same_graph_as", "prefill_logits")
+               "same_graph_as", "prefill_logits", "ssd_chunk")
 
 LOGITS_WORDS = {
     "last": "last-position logits only ([1, 1, V], what a generator's prefill computes)",
@@ -127,7 +127,7 @@ def csv_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pareto": r.get("pareto"), "error": r.get("error") or "",
                 "decode_latency_median_ms": (r.get("decode_latency_ms") or {}).get("median"),
                 "decode_speedup": r.get("decode_speedup"), "same_graph_as": r.get("same_graph_as") or "",
-                "prefill_logits": prefill_logits(run),
+                "prefill_logits": prefill_logits(run), "ssd_chunk": r.get("ssd_chunk") or "",
             })
     return rows
 
@@ -297,6 +297,7 @@ def _table_html(run: dict[str, Any]) -> str:
         acts = r.get("activations") or {}
         lat = r.get("latency_ms") or {}
         ssd = "+".join(k for k, on in (("d1", r.get("ssd_d1")), ("d2", r.get("ssd_d2"))) if on)
+        ssd += f" (chunk {r['ssd_chunk']})" if r.get("ssd_chunk") else ""
         delta = r.get("metric_delta_rel")
         cells = (r["name"], "yes" if r.get("cumba") else "", "yes" if r.get("reduba") else "", ssd,
                  (acts.get("silu") or {}).get("table", "exact"), (acts.get("softplus") or {}).get("table", "exact"),

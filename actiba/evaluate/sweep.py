@@ -120,7 +120,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     t1 = time.perf_counter()
     row: dict[str, Any] = {
         "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
-        "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2,
+        "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk,
         "activations": describe_activations(config), "metric": None, "latency_ms": None,
         "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
     }
@@ -277,7 +277,7 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
 
     base = _onnx_base(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
-    if config.ssd_d1 or config.ssd_d2:  # a class must beat the graph it is added to, not the plain baseline
+    if config.ssd_d1 or config.ssd_d2 or config.ssd_chunk:  # a class must beat the graph it is added to
         reference, _ = latency.compile_model(to_openvino(base), settings.device, precision, settings.threads)
     kept: dict[str, list[str]] = {}
     records: list[dict[str, Any]] = []
@@ -306,7 +306,8 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return {"name": config.name, "cumba": config.cumba, "reduba": config.reduba, "ssd_d1": config.ssd_d1,
-            "ssd_d2": config.ssd_d2, "activations": _safe_acts(config), "metric": None, "latency_ms": None,
+            "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk, "activations": _safe_acts(config),
+            "metric": None, "latency_ms": None,
             "error": f"{type(exc).__name__}: {msg}"[:300]}
 
 
