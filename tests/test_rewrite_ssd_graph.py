@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from _torch_ref import torch_logits as _torch_logits  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from actiba.rewrite import apply, find_sites, onnx_ssd  # noqa: E402
@@ -178,25 +179,6 @@ def test_graph_without_pattern_is_unchanged_with_reason() -> None:
 
 
 # --- exported models ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_mamba2(tmp_path_factory: pytest.TempPathFactory):
-    pytest.importorskip("torch")
-    from actiba.evaluate.build import load_model
-    from actiba.models.export import export_onnx
-
-    lm = load_model("random:tiny-mamba2")
-    path = tmp_path_factory.mktemp("ssd") / "tiny.onnx"
-    export_onnx(lm.model, path, seq_len=40, verbose=False)  # 40 = 2.5 chunks of 16: padding included
-    return lm.model, onnx.load(str(path)), str(path)
-
-
-def _torch_logits(model, ids: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        return model(input_ids=torch.from_numpy(ids), use_cache=False).logits.float().numpy()
-
 
 def test_exported_mamba2_onnx(tiny_mamba2) -> None:
     torch_model, model, _ = tiny_mamba2

@@ -411,14 +411,7 @@ def _rewrite_d2(model: Any, sites: list[Site]) -> Any:
         out.graph.node.extend(keep)
         new_nodes += [onnx.helper.make_node("Identity", [rename[t]], [t], name=g.fresh(t + "/ssd_d2"))
                       for t in sorted(kept_names)]
-    ready = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer}
-    ready |= {t.name for t in new_inits} | {""}
-    nodes = _toposort(list(out.graph.node) + new_nodes, ready)
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    out.graph.initializer.extend(new_inits)
-    _prune(out, dead)
-    return out
+    return _finish(out, new_nodes, new_inits, dead)
 
 
 # --- replacement -----------------------------------------------------------------------------------------
@@ -465,13 +458,18 @@ def _rewrite_d1(model: Any, sites: list[Site]) -> Any:
         if n.output and n.output[0] in rewire:
             k, name = rewire[n.output[0]]
             n.input[k] = name
+    return _finish(out, new_nodes, new_inits, {n.output[0] for n in dead})
+
+
+def _finish(out: Any, new_nodes: list[Any], new_inits: list[Any], dead: set[str]) -> Any:
+    """Add the replacement nodes in topological order, then drop what the rewrite left unread."""
     ready = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer}
     ready |= {t.name for t in new_inits} | {""}
     nodes = _toposort(list(out.graph.node) + new_nodes, ready)
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     out.graph.initializer.extend(new_inits)
-    _prune(out, {n.output[0] for n in dead})
+    _prune(out, dead)
     return out
 
 
