@@ -42,7 +42,6 @@ from .configs import Config, describe_activations, tables_for
 from .pareto import mark_pareto
 
 CACHE_VERSION = 3  # 2: latency timed interleaved with the baseline; 3: adaptive timing, decode, graph sha
-PREFILL_LOGITS = ("last", "all")  # the first is the default: what a generator's prefill computes
 
 
 @dataclass
@@ -401,8 +400,9 @@ def _reference(lm: LoadedModel, configs: list[Config], settings: Settings, preci
 def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, out_dir: Path,
             step: Callable[[str], None] | None = None, data: bytes | None = None) -> dict[str, Any]:
     """Every configuration of one (model, precision) run, resumable from ``out_dir/cache``."""
-    if settings.prefill_logits not in PREFILL_LOGITS:
-        raise InputError(f"unknown prefill logits mode {settings.prefill_logits!r}; use {' or '.join(PREFILL_LOGITS)}")
+    from ..models.export import check_logits_mode
+
+    check_logits_mode(settings.prefill_logits)
     if not any(c.is_baseline for c in configs):
         configs = [Config("baseline"), *configs]
     base_name = next(c.name for c in configs if c.is_baseline)
