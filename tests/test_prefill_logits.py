@@ -100,19 +100,56 @@ def test_check_and_modes_are_strict(dynamic_last, tiny2, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_cache_keys_differ_by_mode(tiny2, tmp_path):
+def test_modes_share_one_export(tiny2, tmp_path):
+    """Both modes come from one torch export on disk; the in-memory memo keeps one graph per mode."""
     from actiba.evaluate.sweep import Settings
 
     cfg = Config("baseline")
-    names = {m: build.onnx_cache_name(tiny2, cfg, SEQ, m) for m in ("all", "last")}
-    assert names["all"] != names["last"]
     lm = build.load_model("random:tiny-mamba2")  # a fresh in-memory memo
-    a = build._onnx_base(lm, cfg, SEQ, "f32", tmp_path, logits="all")
     b = build._onnx_base(lm, cfg, SEQ, "f32", tmp_path, logits="last")
-    assert {p.name for p in (tmp_path / "onnx").iterdir()} == set(names.values())
+    a = build._onnx_base(lm, cfg, SEQ, "f32", tmp_path, logits="all")
+    assert [p.name for p in (tmp_path / "onnx").iterdir()] == [build.onnx_cache_name(lm, cfg, SEQ)]
     assert _out_dims(a) == [1, SEQ, lm.vocab_size] and _out_dims(b) == [1, 1, lm.vocab_size]
     assert len(lm.onnx_cache) == 2
+    assert len(b.graph.node) == len(a.graph.node) + 1  # the body is the same graph, plus one Slice
     assert Settings(prefill_logits="all").key() != Settings(prefill_logits="last").key()
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_last_logits_graph_is_the_last_row(tiny2, tmp_path_factory, seed):
+    """The derived graph equals the all-positions graph's last row (onnxruntime on both) and leaves its
+    input untouched."""
+    from actiba.models.export import last_logits_graph
+
+    full = build._onnx_base(tiny2, Config("baseline"), SEQ, "f32", tmp_path_factory.mktemp("c"), logits="all")
+    before = full.SerializeToString(deterministic=True)
+    last = last_logits_graph(full)
+    assert full.SerializeToString(deterministic=True) == before
+    ids = _ids(SEQ, seed)
+    np.testing.assert_allclose(_ort(last, ids), _ort(full, ids)[:, -1:, :], atol=1e-5, rtol=0)
+
+
+def test_last_logits_graph_refuses_other_heads(tiny2, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from actiba.models.export import last_logits_graph
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 3])
+    relu = onnx.helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["logits"])], "g", [x], [y]))
+    with pytest.raises(InputError, match="not an LM-head MatMul"):
+        last_logits_graph(relu)
+    passthrough = onnx.helper.make_model(helper.make_graph([], "g", [x], [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 4, 3])]))
+    with pytest.raises(InputError, match="graph input"):
+        last_logits_graph(passthrough)
+    full = build._onnx_base(tiny2, Config("baseline"), SEQ, "f32", tmp_path, logits="all")
+    twice = last_logits_graph(last_logits_graph(full))  # names stay unique; slicing [1, 1] again is a no-op
+    onnx.checker.check_model(twice)
+    ids = _ids(SEQ)
+    np.testing.assert_allclose(_ort(twice, ids), _ort(full, ids)[:, -1:, :], atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")

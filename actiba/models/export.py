@@ -85,6 +85,49 @@ def check_logits_mode(logits: str) -> LogitsMode:
     return logits  # type: ignore[return-value]
 
 
+def last_logits_graph(onnx_model: Any) -> Any:
+    """A copy of an all-positions graph (``logits`` [1, L, V]) that returns only the last position.
+
+    Why at graph level: it is what `LogitsOnly(last_only=True)` exports — a Slice of the LM head's
+    input to the last position — without a second torch export (the slow step, ~10-40 s here), and
+    it keeps every node of the body, so site ids and rewrites line up with the all-positions graph.
+    Expects the graph output to come straight from the LM head (a MatMul of [.., L, H] hidden states).
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(onnx_model)
+    g = model.graph
+    if len(g.output) != 1:
+        raise InputError(f"expected one graph output (the logits), found {len(g.output)}")
+    out = g.output[0]
+    at = next((i for i, n in enumerate(g.node) if out.name in n.output), None)
+    head = g.node[at] if at is not None else None
+    if head is None or head.op_type != "MatMul":
+        kind = "a graph input" if head is None else f"a {head.op_type} node"
+        raise InputError(f"output {out.name!r} comes from {kind}, not an LM-head MatMul: cannot keep the last position")
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) != 3:
+        raise InputError(f"output {out.name!r} has rank {len(dims)}, expected [batch, seq, vocab]")
+    taken = {n for node in g.node for n in (*node.input, *node.output)} | {t.name for t in g.initializer}
+    prefix = "actiba_last"
+    while any(n.startswith(prefix) for n in taken):
+        prefix += "_"
+    consts = {"starts": -1, "ends": np.iinfo(np.int64).max, "axes": -2}
+    for key, value in consts.items():
+        g.initializer.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{prefix}_{key}"))
+    sliced = f"{prefix}_hidden"
+    node = helper.make_node("Slice", [head.input[0], *(f"{prefix}_{k}" for k in consts)], [sliced],
+                            name=f"{prefix}_slice")
+    head.input[0] = sliced
+    g.node.insert(at, node)
+    dims[1].Clear()
+    dims[1].dim_value = 1
+    return model
+
+
 def _is_mamba_v1(model: Any) -> bool:
     return getattr(getattr(model, "config", None), "model_type", None) == "mamba"
 
