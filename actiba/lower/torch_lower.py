@@ -127,9 +127,13 @@ def export_onnx(table: Table, path: str | os.PathLike, lowering: str = "auto",
     example = (torch.zeros((2,) * rank, dtype=dtype),)
     with _atomic.atomic_path(path, suffix=".onnx") as tmp:
         if dynamo:
+            from .._quiet import quiet_torch_export
+
             dims = {i: torch.export.Dim.DYNAMIC for i in range(rank)}
-            prog = torch.onnx.export(module, example, dynamo=True, dynamic_shapes=({**dims},),
-                                     input_names=["x"], output_names=["y"], opset_version=opset, verbose=False)
+            with quiet_torch_export():
+                prog = torch.onnx.export(module, example, dynamo=True, dynamic_shapes=({**dims},),
+                                         input_names=["x"], output_names=["y"], opset_version=opset,
+                                         verbose=False)
             prog.save(str(tmp))
         else:
             axes = {i: f"d{i}" for i in range(rank)}

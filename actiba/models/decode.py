@@ -169,6 +169,8 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
     ssm_i_out); returns the onnx.ModelProto and writes it to `out` if given."""
     import onnx
 
+    from .._quiet import quiet_torch_export
+
     names = [n for n, _ in state_shapes(model)]
     args = (torch.zeros((1, 1), dtype=torch.long), *zero_states(model))
     step = DecodeStep(model).eval()
@@ -177,7 +179,7 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
         kw = dict(opset_version=opset, input_names=["input_ids", *names],
                   output_names=["logits", *(f"{n}_out" for n in names)])
         try:
-            with contextlib.redirect_stdout(sys.stderr), torch.inference_mode():
+            with contextlib.redirect_stdout(sys.stderr), torch.inference_mode(), quiet_torch_export():
                 torch.onnx.export(step, args, str(path), dynamo=True, verbose=False, **kw)
         except Exception as exc:  # fall back to the TorchScript exporter
             print(f"actiba: dynamo export of the decode step failed ({type(exc).__name__}); using the legacy "

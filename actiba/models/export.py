@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 
 from .._atomic import atomic_path, write_text
+from .._quiet import quiet_torch_export
 from ..errors import InputError
 
 Precision = Literal["f32", "bf16"]
@@ -203,7 +204,7 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
         try:
             seq_dim = torch.export.Dim("seq", min=2, max=65536)
             shapes = None if seq_len is not None else {"input_ids": {1: seq_dim}}
-            with contextlib.redirect_stdout(sys.stderr), _quiet_exporter():
+            with contextlib.redirect_stdout(sys.stderr), quiet_torch_export():
                 torch.onnx.export(wrapped, (example,), str(path), dynamo=True, opset_version=opset,
                                   input_names=["input_ids"], output_names=["logits"], dynamic_shapes=shapes,
                                   verbose=False)
@@ -219,24 +220,6 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
         proto = onnx.load(str(path), load_external_data=True)
     fix_transpose_perms(proto)
     return proto, exporter
-
-
-@contextlib.contextmanager
-def _quiet_exporter():
-    """Silence exporter chatter that says nothing about the user's model: one warning per missing
-    torchvision op and a torch-internal pytree deprecation, printed on every export."""
-    import logging
-    import warnings
-
-    log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
-            yield
-    finally:
-        log.setLevel(level)
 
 
 def _check_out(out: Path) -> None:
