@@ -62,6 +62,25 @@ def test_choose_ignores_speedups_inside_the_timing_noise():
     assert choose(rows, 0.01)["name"] == "baseline"
 
 
+def test_choose_needs_more_than_the_null_control():
+    """A speed-up inside what two compiles of the baseline differ by is not recommended."""
+    from actiba.evaluate.pareto import null_noise, surely_faster
+
+    rows = [{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
+            {"name": "small", "metric_delta_rel": 0.0, "speedup": 1.03,
+             "latency_ratio": {"median": 1 / 1.03, "halfwidth_rel": 0.005}},
+            {"name": "big", "metric_delta_rel": 0.002, "speedup": 1.6,
+             "latency_ratio": {"median": 1 / 1.6, "halfwidth_rel": 0.02}}]
+    assert choose(rows[:2], 0.01)["name"] == "small"
+    floor = null_noise({"speedup": 1.02, "halfwidth_rel": 0.01})
+    assert floor == pytest.approx(0.03)
+    assert null_noise({"speedup": 0.98, "halfwidth_rel": 0.01}) == pytest.approx(0.03)  # either direction
+    assert null_noise(None) == 0.0 and null_noise({"error": "x"}) == 0.0
+    assert choose(rows[:2], 0.01, noise=floor)["name"] == "baseline"
+    assert choose(rows, 0.01, noise=floor)["name"] == "big"
+    assert not surely_faster(rows[1], floor) and surely_faster(rows[1], 0.0)
+
+
 def test_parse_loss_bad():
     from actiba.errors import InputError
 

@@ -115,6 +115,29 @@ def test_identical_graph_reuses_the_measurement(run):
     assert "same_graph_as" not in a and rows["softplus-relu"]["graph_sha"] != a["graph_sha"]
 
 
+def test_null_control_is_measured_remembered_and_reported(run, tmp_path):
+    """Every run times the baseline against itself compiled again; the floor it gives is kept on resume."""
+    import json
+
+    from actiba.evaluate.pareto import null_noise
+    from actiba.evaluate.report import write_report
+    from actiba.evaluate.sweep import run_one
+
+    lm, configs, s, out, data, result = run
+    null = result["null_control"]
+    assert "error" not in null and null["pairs"] >= 3
+    # the same graph: the ratio is near 1 on any machine that times at all consistently
+    assert 0.5 < null["speedup"] < 2.0 and null["noise"] == pytest.approx(null_noise(null))
+    assert null["noise"] >= abs(null["speedup"] - 1.0)
+    again = run_one(lm, configs, s, "f32", out, data=data)
+    assert again["null_control"] == null  # remembered, not timed again
+    write_report(tmp_path, [result], {"max_loss": 0.01})
+    html = (tmp_path / "report.html").read_text()
+    assert "compiled a second time" in html and f"{null['speedup']:.3f}" in html
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["runs"][0]["null_control"]["speedup"] == pytest.approx(null["speedup"])
+
+
 def test_decode_rows(run):
     rows = {r["name"]: r for r in run[-1]["configs"]}
     base, red, relu = rows["baseline"], rows["reduba"], rows["softplus-relu"]

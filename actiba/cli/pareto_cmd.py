@@ -89,7 +89,7 @@ def run(args) -> int:
     from ..evaluate import configs as cfgs
     from ..evaluate import latency, sweep
     from ..evaluate.build import load_model
-    from ..evaluate.pareto import choose, parse_loss
+    from ..evaluate.pareto import choose, null_noise, parse_loss
     from ..evaluate.report import write_report
 
     max_loss = parse_loss(args.max_loss)
@@ -141,7 +141,7 @@ def run(args) -> int:
             run_ = sweep.run_one(lm, configs, s, prec, out, step=lambda d: (bar.set_description(d), bar.update(1)))
             ok = [c for c in run_["configs"] if c.get("speedup") is not None]
             best = (max(ok, key=lambda c: c["speedup"], default=None) if run_["metric"] is None
-                    else choose(run_["configs"], max_loss))
+                    else choose(run_["configs"], max_loss, noise=null_noise(run_.get("null_control"))))
             if best is not None:
                 run_["choice"] = _describe(best, max_loss, run_)
                 run_["choice_name"] = best["name"]
@@ -164,9 +164,14 @@ def run(args) -> int:
 
 
 def _describe(row: dict, max_loss: float, run: dict) -> str:
+    from ..evaluate.pareto import null_noise
+
     if run.get("metric") is None:
         return f"fastest: {row['name']} ({row['speedup']:.3g}x, latency only)"
     if row["name"] == "baseline" or row.get("speedup", 0) <= 1.0:
-        return f"within {100 * max_loss:g}% loss nothing beats the baseline on {run['device']}: keep baseline"
+        floor = null_noise(run.get("null_control"))
+        beyond = f" by more than the {100 * floor:.2g}% two compiles of it differ by" if floor else ""
+        return (f"within {100 * max_loss:g}% loss nothing beats the baseline on {run['device']}{beyond}: "
+                "keep baseline")
     return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row['name']}: "
             f"{row['speedup']:.3g}x, bits/byte {100 * row['metric_delta_rel']:+.3f}%")

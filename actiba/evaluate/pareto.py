@@ -39,26 +39,38 @@ def mark_pareto(rows: list[dict[str, Any]]) -> None:
         r["pareto"] = flag
 
 
-def surely_faster(row: dict[str, Any]) -> bool:
-    """Faster than the baseline even at the pessimistic end of its timing interval.
+def surely_faster(row: dict[str, Any], noise: float = 0.0) -> bool:
+    """Faster than the baseline even at the pessimistic end of its timing interval, by more than `noise`.
 
     The paired timing records the ratio's relative half-width (`latency_ratio.halfwidth_rel`); a 1.01×
-    measured to ±3 % may well be slower, so it must not be recommended. Rows without an interval
-    (older caches) need speedup > 1."""
+    measured to ±3 % may well be slower, so it must not be recommended. `noise` is the run's null
+    control (`null_noise`): what the baseline graph compiled a second time differs from itself by, which
+    no interval of a single pairing shows. Rows without an interval (older caches) need speedup > 1 + noise."""
     hw = (row.get("latency_ratio") or {}).get("halfwidth_rel")
     hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
-    return row["speedup"] / (1.0 + hw) > 1.0
+    return row["speedup"] / (1.0 + hw) > 1.0 + max(0.0, noise)
 
 
-def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline") -> dict[str, Any] | None:
+def null_noise(null: dict[str, Any] | None) -> float:
+    """The speed-up a configuration must exceed to count, from the run's null control (the baseline against
+    itself compiled again): its distance from 1 plus its own half-width. 0 without a null control."""
+    if not null or not isinstance(null.get("speedup"), (int, float)):
+        return 0.0
+    hw = null.get("halfwidth_rel")
+    hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
+    return abs(float(null["speedup"]) - 1.0) + hw
+
+
+def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline",
+           noise: float = 0.0) -> dict[str, Any] | None:
     """The fastest row with metric_delta_rel <= max_loss that is surely faster than the baseline, else the
     baseline.
 
     Speed-ups are relative to the baseline measured in the same run (same model, device, precision), so
-    "never slower than the baseline" is `surely_faster`; the baseline itself is returned when nothing
-    beats it.
+    "never slower than the baseline" is `surely_faster` (beyond the run's null-control `noise`); the
+    baseline itself is returned when nothing beats it.
     """
-    ok = [r for r in rows if _ok(r) and r["metric_delta_rel"] <= max_loss and surely_faster(r)
+    ok = [r for r in rows if _ok(r) and r["metric_delta_rel"] <= max_loss and surely_faster(r, noise)
           and r.get("name") != baseline_name]
     if ok:
         return sorted(ok, key=lambda r: (-r["speedup"], r["metric_delta_rel"], r.get("name", "")))[0]

@@ -73,6 +73,18 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def null_control_words(null: dict[str, Any] | None) -> str:
+    """One sentence on the run's null control (the baseline against itself compiled again)."""
+    if not null:
+        return "Null control: not measured (a speed-up only has to clear its own timing interval)."
+    if null.get("error"):
+        return f"Null control failed ({null['error']}); speed-ups only have to clear their own interval."
+    return (f"Null control: the baseline graph compiled a second time measured {null['speedup']:.3f}× "
+            f"(±{100 * float(null.get('halfwidth_rel') or 0):.1f}%, {null.get('pairs')} pairs), so a "
+            f"configuration is recommended only if it is faster than {1 + float(null.get('noise') or 0):.3f}× "
+            "even at the pessimistic end of its own interval.")
+
+
 def _schema_row(r: dict[str, Any]) -> dict[str, Any]:
     """A config row with the DESIGN §4 keys first (extras kept after them)."""
     keys = ("name", "cumba", "reduba", "activations", "metric", "metric_delta_rel", "latency_ms", "speedup", "pareto")
@@ -401,6 +413,7 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
                   f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})")
         parts.append(f"<p>seq_len {s.get('seq_len')}, {scored}, {timing}, threads {s.get('threads')}; "
                      f"{run.get('resumed', 0)} rows resumed from the cache.</p>")
+        parts.append(f"<p>{html.escape(null_control_words(run.get('null_control')))}</p>")
         parts.append(_table_html(run))
         parts.append(_profile_html(run.get("baseline"), "Baseline profile"))
         chosen = next((r for r in run["configs"] if r.get("profile_ms") and r["name"] == run.get("choice_name")),
