@@ -324,3 +324,21 @@ def test_time_paired_alternates_and_counts():
                                        {"INFERENCE_PRECISION_HINT": "f32"})
     a, b = latency.time_paired(compiled, compiled, np.zeros((1, 8), np.float32), warmup=1, repeats=6)
     assert a.repeats == b.repeats == 6 and a.median > 0 and b.median > 0
+
+
+def test_cli_eval_states_the_timed_prefill_output(tmp_path, capsys):
+    """`actiba eval` says which prefill output it timed, and --prefill-logits changes the timed graph."""
+    from actiba.cli import main
+
+    lines = {}
+    for mode in ("last", "all"):
+        out = tmp_path / f"{mode}.json"
+        assert main(["eval", "random:tiny-mamba2", "--seq-len", "16", "--repeats", "2",
+                     "--prefill-logits", mode, "--json", str(out)]) == 0
+        lines[mode] = capsys.readouterr().out
+        doc = json.loads(out.read_text())
+        assert doc["prefill_logits"] == mode and doc["settings"]["prefill_logits"] == mode
+        assert f"{mode}-position logits timed" in lines[mode]
+        base = doc["configs"][0]
+        lines[mode + "-sha"] = base["graph_sha"]
+    assert lines["last-sha"] != lines["all-sha"]

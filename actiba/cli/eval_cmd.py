@@ -1,7 +1,9 @@
 """`actiba eval MODEL [--config FILE]`: accuracy and latency of one configuration against the baseline.
 
-Accuracy is bits/byte on the held-out split scored by the measured OpenVINO graph (or by torch with
-scoped tables, `--backend torch`); `--task NAME` runs an offline lm-eval task from eval/tasks instead.
+Accuracy is bits/byte on the held-out split scored by the configuration's OpenVINO graph with every
+position's logits (or by torch with scoped tables, `--backend torch`); `--task NAME` runs an offline
+lm-eval task from eval/tasks instead. Latency is a generator's prefill by default (`--prefill-logits
+last`), and each line says which output was timed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def add_parser(sub) -> None:
                    help="accuracy from the OpenVINO graph (default) or also from torch with scoped tables")
     p.add_argument("--task", metavar="NAME", help="an lm-eval task from eval/tasks (e.g. actiba_heldout)")
     p.add_argument("--latency-only", action="store_true")
+    p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
+                   help="timed prefill output: the last position's logits (a generator's prefill; default) "
+                        "or every position's; accuracy always uses every position")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.set_defaults(run=run)
 
@@ -52,7 +57,8 @@ def run(args) -> int:
     lm = load_model(args.model)
     settings = sweep.Settings(device=device, seq_len=args.seq_len, eval_bytes=args.eval_bytes, repeats=args.repeats,
                               threads=args.threads, latency_only=args.latency_only or lm.random_weights,
-                              torch_metric=args.backend == "torch", extra_seq_lens=extra)
+                              torch_metric=args.backend == "torch", extra_seq_lens=extra,
+                              prefill_logits=args.prefill_logits)
     import tempfile
     from pathlib import Path
 
@@ -94,5 +100,6 @@ def _line(r: dict, run: dict) -> str:
         parts.append(f"speed-up {r['speedup']:.3f}x")
     for n, st in (r.get("latency_by_seq_len") or {}).items():
         parts.append(f"| L={n}: {st['median']:.3f} ms")
-    parts.append(f"[{run['device']} {run['precision']}, used {r.get('compile', {}).get('precision_used')}]")
+    parts.append(f"[{run['device']} {run['precision']}, used {r.get('compile', {}).get('precision_used')}, "
+                 f"{run.get('prefill_logits', 'all')}-position logits timed]")
     return " ".join(parts)
