@@ -261,6 +261,7 @@ def test_rolling_windows_match_lm_eval():
     (["eval", "random:tiny-mamba2", "--task", "nope"], "unknown task"),
     (["pareto", "random:tiny-mamba2", "--out", "/proc/actiba-nope"], "cannot write"),
     (["pareto", "--out", "x", "--max-loss", "lots"], "max-loss"),
+    (["pareto", "--out", "x", "--emulate", "fp8"], "--emulate: unknown precision"),
 ])
 def test_cli_bad_input_exit_2(argv, needle, capsys):
     from actiba.cli import main

@@ -74,7 +74,7 @@ def run(tmp_path_factory):
                Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
     data = bytes(range(32, 127)) * 8  # 760 bytes: 23 windows of 32
     s = Settings(seq_len=32, eval_bytes=len(data), warmup=1, repeats=6, min_repeats=3, rel_tol=0.05,
-                 accuracy_seconds=1e-6, min_eval_windows=4, decode=True, decode_repeats=20)
+                 accuracy_seconds=1e-6, min_eval_windows=4, decode=True, decode_repeats=20, emulate=["bf16"])
     result = run_one(lm, configs, s, "f32", out, data=data)
     return lm, configs, s, out, data, result
 
@@ -136,6 +136,35 @@ def test_null_control_is_measured_remembered_and_reported(run, tmp_path):
     assert "compiled a second time" in html and f"{null['speedup']:.3f}" in html
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["runs"][0]["null_control"]["speedup"] == pytest.approx(null["speedup"])
+
+
+def test_front_is_scored_at_emulated_bf16(run):
+    """The baseline and the Pareto rows get a bf16-emulated metric of their own all-positions graph on the
+    scored prefix; the delta is against the f32 baseline; other rows get none; a resume reuses it."""
+    from actiba.evaluate.build import rewritten_onnx
+    from actiba.evaluate.emulate import bits_per_byte_onnx, emulate_precision
+    from actiba.evaluate.sweep import run_one
+
+    lm, configs, s, out, data, result = run
+    rows = {r["name"]: r for r in result["configs"]}
+    base = rows["baseline"]
+    scored = data[:result["settings"]["eval_bytes_scored"]]
+    with_emulation = [n for n, r in rows.items() if "metric_emulated" in r]
+    assert "baseline" in with_emulation
+    assert set(with_emulation) == {n for n, r in rows.items() if r.get("pareto")} | {"baseline"}
+    for name in with_emulation:
+        config = next(c for c in configs if c.name == name)
+        graph, _ = rewritten_onnx(lm, config, s.seq_len, "f32", None, "all")
+        want = bits_per_byte_onnx(emulate_precision(graph, "bf16"), scored, s.seq_len)
+        got = rows[name]["metric_emulated"]["bf16"]
+        assert got == pytest.approx(want, rel=1e-9)
+        assert rows[name]["metric_emulated_delta_rel"]["bf16"] == pytest.approx((got - base["metric"]) / base["metric"])
+    memos = sorted((out / "cache").rglob("emulated-bf16-*.json"))
+    assert memos
+    again = run_one(lm, configs, s, "f32", out, data=data)
+    assert {r["name"]: r.get("metric_emulated") for r in again["configs"]} == \
+        {n: r.get("metric_emulated") for n, r in rows.items()}
+    assert sorted((out / "cache").rglob("emulated-bf16-*.json")) == memos
 
 
 def test_decode_rows(run):

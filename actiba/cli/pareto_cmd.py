@@ -8,6 +8,10 @@ known to ±--rel-tol or after --timing-seconds, slow graphs score fewer whole wi
 never under 32), identical graphs are measured once. Every row also gets a decode-step latency unless
 --no-decode.
 
+--emulate (default bf16): the baseline and the Pareto front are scored again with every float tensor
+rounded to that precision (onnxruntime emulation, `actiba.evaluate.emulate`), so the report shows what
+the front costs on a device that runs bf16 even where this one cannot; no latency is claimed for it.
+
 --prefill-logits (default last): the timed prefill returns the last position's logits only, as a
 generator's prefill does (HF generate: ``logits_to_keep=1``); `all` times every position's logits, as
 perplexity scoring does. Accuracy is always scored with every position, so it does not change.
@@ -52,6 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="OpenVINO CPU threads (default 1: shared machine)")
     p.add_argument("--max-loss", default="1%", help="loss budget for the recommended configuration")
     p.add_argument("--latency-only", action="store_true", help="skip accuracy")
+    p.add_argument("--emulate", default="bf16", metavar="P[,P]",
+                   help="also score the baseline and the Pareto front with every float tensor rounded to these "
+                        "precisions (bf16, f16; emulated with onnxruntime, accuracy only; 'none' to skip)")
     p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
                    help="timed prefill output: the last position's logits (a generator's prefill; default) "
                         "or every position's (perplexity scoring); accuracy always uses every position")
@@ -64,6 +71,19 @@ def _lengths(text: str) -> list[int]:
     if not out:
         raise ValueError(text)
     return out
+
+
+def _emulate(text: str) -> list[str]:
+    """'bf16' / 'bf16,f16' / 'none' -> the precisions to emulate (InputError for anything else)."""
+    from ..errors import InputError
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names in ([], ["none"]):
+        return []
+    bad = [n for n in names if n not in ("bf16", "f16")]
+    if bad:
+        raise InputError(f"--emulate: unknown precision {bad[0]!r}; use bf16, f16 or none")
+    return list(dict.fromkeys(names))
 
 
 def _check_out(path: str):
@@ -112,6 +132,7 @@ def run(args) -> int:
         v = getattr(args, n)
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
+    emulate = _emulate(args.emulate)
     out = _check_out(args.out)
     quick = args.quick
     lengths = args.seq_len or [64 if quick else 512 if args.full_size else 256]
@@ -122,7 +143,7 @@ def run(args) -> int:
         min_repeats=args.min_repeats, latency_only=args.latency_only or args.full_size,
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
         timing_seconds=args.timing_seconds or None,
-        profile=args.profile, prefill_logits=args.prefill_logits)
+        profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     plans = []
     for lm in loaded:

@@ -21,7 +21,8 @@ from .._atomic import write_bytes, write_text
 CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba", "reduba", "ssd_d1", "ssd_d2",
                "silu", "softplus", "metric", "metric_delta_rel", "latency_median_ms", "latency_p10_ms",
                "latency_p90_ms", "seq_len", "speedup", "pareto", "error", "decode_latency_median_ms", "decode_speedup",
-               "same_graph_as", "prefill_logits", "ssd_chunk")
+               "same_graph_as", "prefill_logits", "ssd_chunk", "metric_delta_rel_bf16_emulated",
+               "metric_delta_rel_f16_emulated")
 
 LOGITS_WORDS = {
     "last": "last-position logits only ([1, 1, V], what a generator's prefill computes)",
@@ -85,6 +86,19 @@ def null_control_words(null: dict[str, Any] | None) -> str:
             "even at the pessimistic end of its own interval.")
 
 
+def emulated_words(run: dict[str, Any]) -> str:
+    """One sentence per emulated precision: what the baseline and the front lose there (empty if none)."""
+    out = []
+    precs = sorted({p for r in run.get("configs", []) for p in (r.get("metric_emulated_delta_rel") or {})})
+    for p in precs:
+        rows = [(r["name"], r["metric_emulated_delta_rel"][p]) for r in run["configs"]
+                if p in (r.get("metric_emulated_delta_rel") or {})]
+        listed = ", ".join(f"{n} {100 * d:+.3f}%" for n, d in rows)
+        out.append(f"{p}, emulated (every float tensor rounded to {p}; onnxruntime; accuracy only, no latency "
+                   f"is claimed): bits/byte vs the f32 baseline — {listed}.")
+    return " ".join(out)
+
+
 def _schema_row(r: dict[str, Any]) -> dict[str, Any]:
     """A config row with the DESIGN §4 keys first (extras kept after them)."""
     keys = ("name", "cumba", "reduba", "activations", "metric", "metric_delta_rel", "latency_ms", "speedup", "pareto")
@@ -140,6 +154,8 @@ def csv_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "decode_latency_median_ms": (r.get("decode_latency_ms") or {}).get("median"),
                 "decode_speedup": r.get("decode_speedup"), "same_graph_as": r.get("same_graph_as") or "",
                 "prefill_logits": prefill_logits(run), "ssd_chunk": r.get("ssd_chunk") or "",
+                **{f"metric_delta_rel_{p}_emulated": (r.get("metric_emulated_delta_rel") or {}).get(p)
+                   for p in ("bf16", "f16")},
             })
     return rows
 
@@ -298,6 +314,10 @@ def _note(r: dict[str, Any]) -> str:
         parts.append(f"{ratio['pairs']} pairs, ±{100 * ratio['halfwidth_rel']:.1f}%")
     if r.get("decode_error"):
         parts.append(f"decode: {r['decode_error']}")
+    for p, delta in (r.get("metric_emulated_delta_rel") or {}).items():
+        parts.append(f"{p} (emulated): bits/byte {100 * delta:+.3f}% vs the f32 baseline")
+    for p, err in (r.get("emulate_error") or {}).items():
+        parts.append(f"{p} emulation failed: {err}")
     return "; ".join(p for p in parts if p)
 
 
@@ -414,6 +434,9 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
         parts.append(f"<p>seq_len {s.get('seq_len')}, {scored}, {timing}, threads {s.get('threads')}; "
                      f"{run.get('resumed', 0)} rows resumed from the cache.</p>")
         parts.append(f"<p>{html.escape(null_control_words(run.get('null_control')))}</p>")
+        emulated = emulated_words(run)
+        if emulated:
+            parts.append(f"<p>{html.escape(emulated)}</p>")
         parts.append(_table_html(run))
         parts.append(_profile_html(run.get("baseline"), "Baseline profile"))
         chosen = next((r for r in run["configs"] if r.get("profile_ms") and r["name"] == run.get("choice_name")),

@@ -72,10 +72,12 @@ class Settings:
     decode: bool = False  # also time one decode step (state in/out) per configuration
     decode_repeats: int = 60  # decode steps timed (pairs, at most); adaptive with rel_tol
     prefill_logits: str = "last"  # timed prefill output: "last" position only ([1, 1, V]) or "all" ([1, L, V])
+    emulate: list[str] = field(default_factory=list)  # also score the front at these precisions, emulated
 
     def key(self) -> str:
         d = asdict(self)
         d.pop("profile")
+        d.pop("emulate")  # added after the rows, memoized on its own (`emulate_front`)
         return hashlib.sha256(json.dumps([CACHE_VERSION, d], sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -134,6 +136,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     }
     if measured is not None:
         row["site_measurements"] = measured
+        row["sites_chosen"] = {"cumba": config.cumba, "reduba": config.reduba, "sites": config.sites}
     same = state.by_sha.get(sha) if state is not None else None
     if same is not None:  # byte-identical graph: the measurement would repeat itself
         row.update({k: same[k] for k in _REUSED if k in same})
@@ -323,6 +326,65 @@ def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precisio
     chosen = dataclasses.replace(config, cumba=bool(kept.get("cumba")), reduba=bool(kept.get("reduba")),
                                  sites={**config.sites, **kept}, measure_sites=False)
     return chosen, records
+
+
+def _config_of(row: dict[str, Any], config: Config) -> Config:
+    """The configuration a row measured: a per-site choice replaced by the sites it kept."""
+    import dataclasses
+
+    chosen = row.get("sites_chosen")
+    if not config.measure_sites or not chosen:
+        return config
+    return dataclasses.replace(config, cumba=bool(chosen["cumba"]), reduba=bool(chosen["reduba"]),
+                               sites=dict(chosen.get("sites") or {}), measure_sites=False)
+
+
+def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[dict[str, Any]], settings: Settings,
+                  precision: str, data: bytes, cache: Path, row_dir: Path, base: dict[str, Any]) -> None:
+    """Score the baseline and every Pareto row again at each `settings.emulate` precision, emulated.
+
+    Why: a device that runs bf16/f16 changes every configuration's accuracy, and this CPU cannot show
+    it (OpenVINO here runs f32 only). `evaluate.emulate` rounds every float tensor of the all-positions
+    graph to that precision (onnxruntime), so the front's accuracy can be read at the precision an NPU
+    would run; latency is not emulated. Only the front and the baseline, because that is what a user
+    picks from (~5 s per graph here). Deltas are against the f32-graph baseline metric, so they include
+    what the precision itself costs. Memoized by scoring-graph hash next to the rows.
+    """
+    import os
+
+    from .emulate import bits_per_byte_onnx, emulate_precision
+
+    by_name = {c.name: c for c in configs}
+    for row in rows:
+        if row.get("error") or row.get("metric") is None or not (row.get("pareto") or row is base):
+            continue
+        sha = row.get("metric_graph_sha") or row.get("graph_sha")
+        got, errors = {}, {}
+        for p in settings.emulate:
+            memo = row_dir / f"emulated-{p}-{sha}-{settings.key()}.json"
+            try:
+                got[p] = float(json.loads(memo.read_text())["metric"])
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            try:
+                config = _config_of(row, by_name[row["name"]])
+                model, _ = rewritten_onnx(lm, config, settings.seq_len, precision, cache, "all")
+                value = bits_per_byte_onnx(emulate_precision(model, p), data, settings.seq_len,
+                                           threads=os.cpu_count() or 1)
+            except Exception as exc:  # an extra: the row stands without it
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                errors[p] = f"{type(exc).__name__}: {msg}"[:300]
+                continue
+            got[p] = value
+            tmp = memo.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"metric": value, "graph_sha": sha}))
+            tmp.replace(memo)
+        if got:
+            row["metric_emulated"] = got
+            row["metric_emulated_delta_rel"] = {p: (v - base["metric"]) / base["metric"] for p, v in got.items()}
+        if errors:
+            row["emulate_error"] = errors
 
 
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
@@ -517,6 +579,8 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         by_index[i] = row
     rows = [by_index[i] for i in range(len(configs))]
     base = finish_run(rows, base_name)
+    if settings.emulate and data is not None and not settings.latency_only and base and base.get("metric"):
+        emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)
     scored = None if data is None else len(data) - len(data) % settings.seq_len
     return {
         "model": lm.name, "model_type": lm.model_type, "random_weights": lm.random_weights,
