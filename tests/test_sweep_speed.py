@@ -143,7 +143,7 @@ def test_front_is_scored_at_emulated_bf16(run):
     scored prefix; the delta is against the f32 baseline; other rows get none; a resume reuses it."""
     from actiba.evaluate.build import rewritten_onnx
     from actiba.evaluate.emulate import bits_per_byte_onnx, emulate_precision
-    from actiba.evaluate.sweep import run_one
+    from actiba.evaluate.sweep import EMULATED_FRONT, run_one
 
     lm, configs, s, out, data, result = run
     rows = {r["name"]: r for r in result["configs"]}
@@ -151,7 +151,11 @@ def test_front_is_scored_at_emulated_bf16(run):
     scored = data[:result["settings"]["eval_bytes_scored"]]
     with_emulation = [n for n, r in rows.items() if "metric_emulated" in r]
     assert "baseline" in with_emulation
-    assert set(with_emulation) == {n for n, r in rows.items() if r.get("pareto")} | {"baseline"}
+    front = sorted((r for r in rows.values() if r.get("pareto") and r["name"] != "baseline"),
+                   key=lambda r: -r["speedup"])
+    graphs = list(dict.fromkeys(r.get("metric_graph_sha") or r["graph_sha"] for r in front))[:EMULATED_FRONT]
+    want_rows = {r["name"] for r in front if (r.get("metric_graph_sha") or r["graph_sha"]) in graphs}
+    assert set(with_emulation) == want_rows | {"baseline"}
     for name in with_emulation:
         config = next(c for c in configs if c.name == name)
         graph, _ = rewritten_onnx(lm, config, s.seq_len, "f32", None, "all")
@@ -165,6 +169,22 @@ def test_front_is_scored_at_emulated_bf16(run):
     assert {r["name"]: r.get("metric_emulated") for r in again["configs"]} == \
         {n: r.get("metric_emulated") for n, r in rows.items()}
     assert sorted((out / "cache").rglob("emulated-bf16-*.json")) == memos
+
+
+def test_emulation_targets_are_the_fastest_distinct_front_graphs():
+    from actiba.evaluate.sweep import EMULATED_FRONT, _emulation_targets
+
+    base = {"name": "baseline", "metric": 1.0, "speedup": 1.0, "graph_sha": "b", "pareto": False}
+    rows = [base] + [{"name": f"r{i}", "metric": 1.0, "speedup": 1.0 + i, "graph_sha": f"g{i}", "pareto": True}
+                     for i in range(EMULATED_FRONT + 2)]
+    rows.append({"name": "twin", "metric": 1.0, "speedup": 1.0 + EMULATED_FRONT + 1,
+                 "graph_sha": f"g{EMULATED_FRONT + 1}", "pareto": True})
+    rows.append({"name": "off-front", "metric": 1.0, "speedup": 99.0, "graph_sha": "x", "pareto": False})
+    rows.append({"name": "failed", "metric": None, "speedup": None, "graph_sha": "y", "pareto": True,
+                 "error": "boom"})
+    got = [r["name"] for r in _emulation_targets(rows, base)]
+    fastest = [f"r{i}" for i in range(EMULATED_FRONT + 1, 1, -1)]
+    assert got[0] == "baseline" and set(got[1:]) == set(fastest) | {"twin"}
 
 
 def test_decode_rows(run):
