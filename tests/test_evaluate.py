@@ -343,3 +343,11 @@ def test_cli_eval_states_the_timed_prefill_output(tmp_path, capsys):
         base = doc["configs"][0]
         lines[mode + "-sha"] = base["graph_sha"]
     assert lines["last-sha"] != lines["all-sha"]
+
+
+@pytest.mark.parametrize("text, want", [("bf16", ["bf16"]), ("none", []), ("", []), ("f16, bf16", ["f16", "bf16"]),
+                                        ("bf16,bf16", ["bf16"])])
+def test_pareto_emulate_option(text, want):
+    from actiba.cli.pareto_cmd import _emulate
+
+    assert _emulate(text) == want
