@@ -20,6 +20,7 @@ from typing import Any
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
+from .._atomic import write_text
 from ..errors import InputError
 from .perplexity import MIXER_SCOPE, tables_applied
 
@@ -89,9 +90,7 @@ def write_jsonl(docs: list[bytes], name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.jsonl"
     lines = [json.dumps({"text": d.decode("utf-8")}) for d in docs]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -39,6 +39,12 @@ def mark_pareto(rows: list[dict[str, Any]]) -> None:
         r["pareto"] = flag
 
 
+def _halfwidth(timing: dict[str, Any] | None) -> float:
+    """A timing's relative half-width (`halfwidth_rel`); 0 where it is missing or not finite."""
+    hw = (timing or {}).get("halfwidth_rel")
+    return float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
+
+
 def surely_faster(row: dict[str, Any], noise: float = 0.0) -> bool:
     """Faster than the baseline even at the pessimistic end of its timing interval, by more than `noise`.
 
@@ -46,9 +52,7 @@ def surely_faster(row: dict[str, Any], noise: float = 0.0) -> bool:
     measured to ±3 % may well be slower, so it must not be recommended. `noise` is the run's null
     control (`null_noise`): what the baseline graph compiled a second time differs from itself by, which
     no interval of a single pairing shows. Rows without an interval (older caches) need speedup > 1 + noise."""
-    hw = (row.get("latency_ratio") or {}).get("halfwidth_rel")
-    hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
-    return row["speedup"] / (1.0 + hw) > 1.0 + max(0.0, noise)
+    return row["speedup"] / (1.0 + _halfwidth(row.get("latency_ratio"))) > 1.0 + max(0.0, noise)
 
 
 def null_noise(null: dict[str, Any] | None) -> float:
@@ -56,9 +60,7 @@ def null_noise(null: dict[str, Any] | None) -> float:
     itself compiled again): its distance from 1 plus its own half-width. 0 without a null control."""
     if not null or not isinstance(null.get("speedup"), (int, float)):
         return 0.0
-    hw = null.get("halfwidth_rel")
-    hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
-    return abs(float(null["speedup"]) - 1.0) + hw
+    return abs(float(null["speedup"]) - 1.0) + _halfwidth(null)
 
 
 def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline",

@@ -40,11 +40,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._atomic import write_text
 from ..errors import InputError
 from . import latency
 from .build import LoadedModel, rewritten_onnx, to_openvino
 from .configs import Config, describe_activations, tables_for
-from .pareto import mark_pareto
+from .pareto import mark_pareto, null_noise
 
 CACHE_VERSION = 4  # 2: interleaved timing; 3: adaptive timing, decode, graph sha; 4: graphs read by
 # OpenVINO's ONNX frontend (not convert_model), "last" graphs derived from the "all" export
@@ -277,8 +278,7 @@ def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str,
         row["decode_graph_sha"] = sha
         state.decode_by_sha[sha] = dict(row)
     except Exception as exc:  # decode is an extra: keep the prefill row
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        row["decode_error"] = f"{type(exc).__name__}: {msg}"[:300]
+        row["decode_error"] = _error_text(exc)
 
 
 def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precision: str, cache_dir: Path | None,
@@ -342,6 +342,11 @@ def _config_of(row: dict[str, Any], config: Config) -> Config:
 EMULATED_FRONT = 3  # Pareto graphs scored at each emulated precision (the fastest ones), besides the baseline
 
 
+def _scoring_sha(row: dict[str, Any]) -> str | None:
+    """Hash of the graph that scored the row: the all-positions graph in "last" mode, else the timed one."""
+    return row.get("metric_graph_sha") or row.get("graph_sha")
+
+
 def _emulation_targets(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[dict[str, Any]]:
     """The baseline and the rows of the EMULATED_FRONT fastest distinct Pareto scoring graphs (rows that
     share a graph share its number)."""
@@ -350,10 +355,10 @@ def _emulation_targets(rows: list[dict[str, Any]], base: dict[str, Any]) -> list
     front.sort(key=lambda r: -r["speedup"])
     shas: list[str] = []
     for r in front:
-        sha = r.get("metric_graph_sha") or r.get("graph_sha")
+        sha = _scoring_sha(r)
         if sha not in shas and len(shas) < EMULATED_FRONT:
             shas.append(sha)
-    return [base] + [r for r in front if (r.get("metric_graph_sha") or r.get("graph_sha")) in shas]
+    return [base] + [r for r in front if _scoring_sha(r) in shas]
 
 
 def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[dict[str, Any]], settings: Settings,
@@ -374,7 +379,7 @@ def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[dict[str, A
 
     by_name = {c.name: c for c in configs}
     for row in _emulation_targets(rows, base):
-        sha = row.get("metric_graph_sha") or row.get("graph_sha")
+        sha = _scoring_sha(row)
         got, errors = {}, {}
         for p in settings.emulate:
             memo = row_dir / f"emulated-{p}-{sha}-{settings.key()}.json"
@@ -389,13 +394,10 @@ def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[dict[str, A
                 value = bits_per_byte_onnx(emulate_precision(model, p), data, settings.seq_len,
                                            threads=os.cpu_count() or 1)
             except Exception as exc:  # an extra: the row stands without it
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                errors[p] = f"{type(exc).__name__}: {msg}"[:300]
+                errors[p] = _error_text(exc)
                 continue
             got[p] = value
-            tmp = memo.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"metric": value, "graph_sha": sha}))
-            tmp.replace(memo)
+            write_text(memo, json.dumps({"metric": value, "graph_sha": sha}))
         if got:
             row["metric_emulated"] = got
             row["metric_emulated_delta_rel"] = {p: (v - base["metric"]) / base["metric"] for p, v in got.items()}
@@ -403,12 +405,17 @@ def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[dict[str, A
             row["emulate_error"] = errors
 
 
-def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
+def _error_text(exc: BaseException) -> str:
+    """'Type: first line of the message', at most 300 characters: what a row says of a failure."""
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}"[:300]
+
+
+def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
     return {"name": config.name, "cumba": config.cumba, "reduba": config.reduba, "ssd_d1": config.ssd_d1,
             "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk, "activations": _safe_acts(config),
             "metric": None, "latency_ms": None,
-            "error": f"{type(exc).__name__}: {msg}"[:300]}
+            "error": _error_text(exc)}
 
 
 def _safe_acts(config: Config) -> dict[str, Any]:
@@ -483,9 +490,7 @@ def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, preci
     reason = "all windows" if n >= n_all else (
         f"{n} of {n_all} windows: baseline {window_ms:.0f} ms per window, budget {settings.accuracy_seconds:g} s "
         f"per configuration (at least {settings.min_eval_windows})")
-    tmp = memo.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
-    tmp.replace(memo)
+    write_text(memo, json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
     return data[:n * settings.seq_len], reason
 
 
@@ -514,14 +519,9 @@ def null_control(lm: LoadedModel, configs: list[Config], settings: Settings, pre
         out: dict[str, Any] = {"speedup": 1.0 / paired.ratio_median, "halfwidth_rel": paired.ratio_halfwidth,
                                "pairs": paired.a.repeats}
     except Exception as exc:  # the floor is an extra: the sweep goes on without it
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {"error": f"{type(exc).__name__}: {msg}"[:300]}
-    from .pareto import null_noise
-
+        return {"error": _error_text(exc)}
     out["noise"] = null_noise(out)
-    tmp = memo.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(memo)
+    write_text(memo, json.dumps(out))
     return out
 
 
@@ -557,7 +557,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     if data is not None and not settings.latency_only:
         data, eval_reason = _eval_data(lm, configs, settings, precision, data, row_dir, state, cache)
     null = null_control(lm, configs, settings, precision, state, cache, row_dir)
-    state.noise = float((null or {}).get("noise") or 0.0)
+    state.noise = null_noise(null)
     rows, resumed = [], 0
     # the baseline first: its graph and decode step are the ones later rows may share
     order = sorted(range(len(configs)), key=lambda i: not configs[i].is_baseline)
@@ -589,9 +589,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         except Exception as exc:  # a failing configuration is a row; the sweep goes on
             by_index[i] = error_row(c, exc)
             continue
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=1))
-        tmp.replace(path)
+        write_text(path, json.dumps(row, indent=1))
         by_index[i] = row
     rows = [by_index[i] for i in range(len(configs))]
     base = finish_run(rows, base_name)
