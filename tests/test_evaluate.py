@@ -351,3 +351,12 @@ def test_pareto_emulate_option(text, want):
     from actiba.cli.pareto_cmd import _emulate
 
     assert _emulate(text) == want
+
+
+def test_cli_pareto_bad_model_leaves_no_output_folder(tmp_path, capsys):
+    from actiba.cli import main
+
+    out = tmp_path / "report"
+    assert main(["pareto", "no/such/model", "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()

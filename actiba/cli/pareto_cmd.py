@@ -133,7 +133,6 @@ def run(args) -> int:
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
     emulate = _emulate(args.emulate)
-    out = _check_out(args.out)
     quick = args.quick
     lengths = args.seq_len or [64 if quick else 512 if args.full_size else 256]
     settings = sweep.Settings(
@@ -145,6 +144,7 @@ def run(args) -> int:
         timing_seconds=args.timing_seconds or None,
         profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
+    out = _check_out(args.out)  # created only once the models are known to load
     plans = []
     for lm in loaded:
         configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick,
