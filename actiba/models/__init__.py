@@ -15,10 +15,11 @@ from typing import Any
 
 from ..errors import InputError
 from . import arch
-from .scoring import score_bits_per_byte, unigram_bits_per_byte
+from .scoring import score_bits_per_byte, score_text_bits_per_byte, unigram_bits_per_byte
 from .tokenizer import EOS_ID
 
-__all__ = ["EMBEDDED", "embedded_path", "generate", "load", "resolve", "score_bits_per_byte", "tokenizer",
+__all__ = ["EMBEDDED", "embedded_path", "generate", "load", "resolve", "score_bits_per_byte",
+           "score_text_bits_per_byte", "tokenizer",
            "unigram_bits_per_byte"]
 
 EMBEDDED = ("mamba2", "mamba")
