@@ -63,6 +63,11 @@ class ActibaLM(HFLM):
                 raise InputError("pass tokenizer= with a model instance")
             tokenizer = load_tokenizer(pretrained)
         kwargs.setdefault("batch_size", 1)
+        device = kwargs.pop("device", None)  # lm-eval's CLI always passes one (default cuda:0)
+        if device not in (None, "cpu"):
+            import logging
+
+            logging.getLogger("lm-eval").warning("actiba model: runs on the CPU, ignoring device=%s", device)
         super().__init__(pretrained=model, tokenizer=tokenizer, max_length=int(max_length), device="cpu", **kwargs)
         self.actiba_tables = dict(tables or {}) or parse_tables(
             act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
