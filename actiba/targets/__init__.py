@@ -9,30 +9,23 @@ Each target is a `Target` (see `base.py`); `NAMES` lists them. Modules load lazi
 
 from __future__ import annotations
 
-import importlib
-
-from ..errors import InputError
+from ..registry import Registry
 from .base import Target
 
-_REGISTRY: dict[str, str] = {
-    "npu-ppe": "actiba.targets.npu_ppe:NpuPpe",
-    "tflite-int16": "actiba.targets.tflite_int16:TfliteInt16",
-    "ethosu-int16": "actiba.targets.ethosu_int16:EthosuInt16",
-    "int8-lut": "actiba.targets.int8_lut:Int8Lut",
-    "c-header": "actiba.targets.c_header:CHeader",
-}
-NAMES: tuple[str, ...] = tuple(_REGISTRY)
-_CACHE: dict[str, Target] = {}
+# the one place a hardware format registers: `actiba fit --target`, `actiba export --to` and the
+# catalog all read this registry
+_REGISTRY: Registry[Target] = Registry("target", build=lambda cls: cls())
+_REGISTRY.register("npu-ppe", "actiba.targets.npu_ppe:NpuPpe")
+_REGISTRY.register("tflite-int16", "actiba.targets.tflite_int16:TfliteInt16")
+_REGISTRY.register("ethosu-int16", "actiba.targets.ethosu_int16:EthosuInt16")
+_REGISTRY.register("int8-lut", "actiba.targets.int8_lut:Int8Lut")
+_REGISTRY.register("c-header", "actiba.targets.c_header:CHeader")
+NAMES: tuple[str, ...] = _REGISTRY.names()
 
 
 def get(name: str) -> Target:
-    """The target called `name`, or InputError listing the known ones."""
-    if name not in _REGISTRY:
-        raise InputError(f"unknown target {name!r}; known: {', '.join(NAMES)}")
-    if name not in _CACHE:
-        module, cls = _REGISTRY[name].split(":")
-        _CACHE[name] = getattr(importlib.import_module(module), cls)()
-    return _CACHE[name]
+    """The target called `name` (one shared instance), or InputError listing the known ones."""
+    return _REGISTRY.get(name)
 
 
 __all__ = ["NAMES", "Target", "get"]
