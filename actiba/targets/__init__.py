@@ -9,7 +9,12 @@ Each target is a `Target` (see `base.py`); `NAMES` lists them. Modules load lazi
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..errors import InputError
+from ..functions import Activation
 from ..registry import Registry
+from ..table import Table
 from .base import Target
 
 # the one place a hardware format registers: `actiba fit --target`, `actiba export --to` and the
@@ -28,4 +33,29 @@ def get(name: str) -> Target:
     return _REGISTRY.get(name)
 
 
-__all__ = ["NAMES", "Target", "get"]
+def fit(name: str, func: str | Activation, segments: int | None = None, *, max_error: float | None = None,
+        range: tuple[float, float] | None = None, metric: str = "max-abs", continuous: bool = True,
+        tails: str = "free", beta: float | None = None, weight: Any = None,
+        params: dict[str, str] | None = None) -> Table:
+    """A table fitted under target `name`'s constraints: what `actiba.fit(..., target=name)` returns.
+
+    Takes `actiba.fitting.fit`'s arguments so the two are interchangeable; the hardware fixes the
+    table size, so `segments` is required. The provenance is stamped as for every fit.
+    """
+    from ..fitting import stamp
+    from ..functions import get as get_function
+
+    act = func if isinstance(func, Activation) else get_function(func, beta)
+    if (segments is None) == (max_error is None):
+        raise InputError("give exactly one of --segments N or --max-error EPS")
+    if weight is not None and metric != "rms":
+        raise InputError("a weight function applies to the rms metric only")
+    lo, hi = (float(range[0]), float(range[1])) if range is not None else act.default_range
+    if segments is None:
+        raise InputError("--target fits take --segments (the hardware fixes the table size)")
+    table = get(name).fit(act, segments, lo, hi, tails, params or {})
+    stamp(table, act, metric, continuous, tails, target=name)
+    return table
+
+
+__all__ = ["NAMES", "Target", "fit", "get"]
