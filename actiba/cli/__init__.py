@@ -8,25 +8,25 @@ inside `run`, so `actiba fit` / `actiba show` start without torch, onnx or openv
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
 import traceback
 
 from ..errors import InputError
+from ..registry import Registry
 
-# subcommand name -> module (each has `add_parser(subparsers)` and `run(args) -> int`)
-COMMANDS = {
-    "fit": "actiba.cli.fit_cmd",
-    "show": "actiba.cli.show_cmd",
-    "export": "actiba.cli.export_cmd",
-    "rewrite": "actiba.cli.rewrite_cmd",
-    "eval": "actiba.cli.eval_cmd",
-    "pareto": "actiba.cli.pareto_cmd",
-    "calibrate": "actiba.cli.calibrate_cmd",
-    "finetune": "actiba.cli.finetune_cmd",
-}
+# subcommand name -> module (each has `add_parser(subparsers)` and `run(args) -> int`); the one place
+# a command registers
+COMMANDS: Registry = Registry("command")
+COMMANDS.register("fit", "actiba.cli.fit_cmd")
+COMMANDS.register("show", "actiba.cli.show_cmd")
+COMMANDS.register("export", "actiba.cli.export_cmd")
+COMMANDS.register("rewrite", "actiba.cli.rewrite_cmd")
+COMMANDS.register("eval", "actiba.cli.eval_cmd")
+COMMANDS.register("pareto", "actiba.cli.pareto_cmd")
+COMMANDS.register("calibrate", "actiba.cli.calibrate_cmd")
+COMMANDS.register("finetune", "actiba.cli.finetune_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,14 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
     parser.add_argument("--version", action="version", version="actiba 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS.values():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue  # subcommand not built yet
-            raise
-        mod.add_parser(sub)
+    for name in COMMANDS:
+        COMMANDS.get(name).add_parser(sub)
     return parser
 
 

@@ -35,11 +35,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import _atomic
+    from .. import _atomic, fit
     from ..errors import InputError
     from ..exporters import parse_params
     from ..expr import compile_expr
-    from ..fitting import fit
 
     if args.output:  # fail on an unwritable path before spending time fitting
         _atomic.check_writable(args.output)

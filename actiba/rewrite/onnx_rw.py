@@ -38,8 +38,6 @@ FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 _ACT_OPS = {"Softplus": "softplus", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp"}
 
 
-# --- per-site tables (shared with torch_rw / openvino_rw: pure Python, no heavy imports) ------------------
-
 # --- loading and inventory ---------------------------------------------------------------------------
 
 def load_model(path: str | os.PathLike) -> Any:

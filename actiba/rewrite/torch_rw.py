@@ -170,16 +170,9 @@ def scoped(model: torch.nn.Module, mode: TorchFunctionMode, include: list[str],
 def check_set_model(chooser: Any, model: torch.nn.Module) -> None:
     """InputError if a TableSet records a model fingerprint that is not `model`'s (tables calibrated on
     another model's activations would be applied silently otherwise)."""
-    want = getattr(chooser, "model", None)
-    if not isinstance(want, dict) or not want.get("sha256"):
-        return
-    from ..calibrate import model_fingerprint
+    from ..fingerprint import check_fingerprint
 
-    have = model_fingerprint(model)
-    if have.get("sha256") != want.get("sha256"):
-        raise InputError(f"table set is for model {want.get('name_or_path') or '?'} (sha256 "
-                         f"{str(want['sha256'])[:12]}), not this one ({have.get('name_or_path') or '?'}, "
-                         f"sha256 {str(have.get('sha256'))[:12]})")
+    check_fingerprint(getattr(chooser, "model", None), model, "table set is for")
 
 
 @contextlib.contextmanager

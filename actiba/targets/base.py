@@ -202,6 +202,10 @@ class Target(ABC):
         """Validate a `table.target` dict and build the config (InputError naming what is wrong)."""
 
     @abstractmethod
+    def from_table(self, table: Table, params: Mapping[str, Any] | None) -> Any:
+        """Quantize a float table (fitted for any target or none) into this format's config."""
+
+    @abstractmethod
     def grid(self, config: Any) -> np.ndarray:
         """Every integer input the hardware can see, ascending (int64)."""
 

@@ -1,6 +1,7 @@
 """`actiba export FILE --to npu-ppe|tflite-int16|ethosu-int16|int8-lut|c-header` back ends.
 
-Each is `fn(table, out_path, params) -> one-line summary`. A table fitted for the same target
+`export(name, table, out_path, params) -> one-line summary` serves every registered target
+(`actiba.exporters` registers it once per name). A table fitted for the same target
 (`table.target["name"]`) is checked and written as is; any other table is quantized: LUT targets sample
 the table itself, npu-ppe requires power-of-two slopes (or `snap=true` to round them), and `refit=true`
 re-runs the constrained fit of the table's function over its domain instead. Output is the target's
@@ -78,23 +79,3 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
             msg += f", vs {table.function} {e['max_abs']:.4g} (at x={e['where']:.4g})"
         msg += " over the whole integer input grid"
     return msg
-
-
-def export_npu_ppe(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("npu-ppe", table, out_path, params)
-
-
-def export_tflite_int16(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("tflite-int16", table, out_path, params)
-
-
-def export_ethosu_int16(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("ethosu-int16", table, out_path, params)
-
-
-def export_int8_lut(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("int8-lut", table, out_path, params)
-
-
-def export_c_header(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("c-header", table, out_path, params)
