@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("show", help="summarize a table and optionally plot it")
     p.add_argument("table", metavar="FILE")
     p.add_argument("--plot", metavar="PNG", help="write a plot: f, the table, breakpoints, error curve")
+    p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     p.set_defaults(run=run)
 
 
@@ -87,6 +88,11 @@ def run(args) -> int:
     from ..functions import from_table_json
     from ..table import load
 
+    if args.plot:
+        from .. import _atomic
+
+        _atomic.refuse_inputs([args.plot], [args.table], args.force)
+        _atomic.check_writable(args.plot)
     table = load(args.table)
     act = from_table_json(table.function, table.params)
     lo, hi = table.domain or (
