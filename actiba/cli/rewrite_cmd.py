@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError
+from . import nonneg_float
 
 
 def add_parser(sub) -> None:
@@ -48,9 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never rewrite these sites")
     p.add_argument("--lowering", default="auto", help="table lowering (auto, relu-sum, select, ...)")
     p.add_argument("--dry-run", action="store_true", help="list the sites and decisions; write nothing")
-    p.add_argument("--tolerance", type=float, metavar="T",
+    p.add_argument("--tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| of the exact rewrites (default 1e-4 x max(1, max|output|))")
-    p.add_argument("--act-tolerance", type=float, metavar="T",
+    p.add_argument("--act-tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| ActiBA may add (default 50 x the largest table max_abs error)")
     p.add_argument("--inputs", metavar="NPZ", help="real inputs (name -> array) checked besides random ones")
     p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance, or over an input")
