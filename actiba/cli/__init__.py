@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             build_parser().print_help(sys.stderr)
             return 2
-        return int(args.run(args) or 0)
+        import numpy as np
+
+        # numpy's overflow/invalid warnings are noise before a one-line error (the commands check
+        # finiteness where it matters and say so); a library user keeps numpy's own settings
+        with np.errstate(all="ignore"):
+            return int(args.run(args) or 0)
     except InputError as exc:
         print(f"actiba: error: {exc}", file=sys.stderr)
         return 2

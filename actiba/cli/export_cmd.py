@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from .. import _atomic, exporters
+    from ..errors import InputError
     from ..table import load
 
     table = load(args.table)
@@ -36,7 +37,12 @@ def run(args) -> int:
         outputs.append(args.output[:-4] + ".bin")
     _atomic.refuse_inputs(outputs, [args.table], args.force)
     _atomic.check_writable(args.output)
-    summary = exporters.get(args.to)(table, args.output, params)
+    export = exporters.get(args.to)
+    try:
+        summary = export(table, args.output, params)
+    except (OverflowError, FloatingPointError) as exc:  # float(1e300 * 2**15) and kin: the table's numbers
+        raise InputError(f"{args.table}: its numbers overflow while converting to {args.to} ({exc}); "
+                         "a table for this format needs coefficients the format can hold") from None
     print(summary, file=sys.stderr)
     return 0
 
