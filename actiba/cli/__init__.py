@@ -8,6 +8,7 @@ inside `run`, so `actiba fit` / `actiba show` start without torch, onnx or openv
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -43,6 +44,18 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}")
 
 
+def nonneg_float(text: str) -> float:
+    """argparse type for tolerances: a finite number >= 0 (a negative or NaN tolerance refuses
+    everything, or nothing, for a reason the user would not see)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
     parser.add_argument("--version", action="version", version="actiba 0.1.0")
@@ -58,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             build_parser().print_help(sys.stderr)
             return 2
-        return int(args.run(args) or 0)
+        import numpy as np
+
+        # numpy's overflow/invalid warnings are noise before a one-line error (the commands check
+        # finiteness where it matters and say so); a library user keeps numpy's own settings
+        with np.errstate(all="ignore"):
+            return int(args.run(args) or 0)
     except InputError as exc:
         print(f"actiba: error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError
+from . import nonneg_float
 
 
 def add_parser(sub) -> None:
@@ -48,12 +49,12 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never rewrite these sites")
     p.add_argument("--lowering", default="auto", help="table lowering (auto, relu-sum, select, ...)")
     p.add_argument("--dry-run", action="store_true", help="list the sites and decisions; write nothing")
-    p.add_argument("--tolerance", type=float, metavar="T",
+    p.add_argument("--tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| of the exact rewrites (default 1e-4 x max(1, max|output|))")
-    p.add_argument("--act-tolerance", type=float, metavar="T",
+    p.add_argument("--act-tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| ActiBA may add (default 50 x the largest table max_abs error)")
     p.add_argument("--inputs", metavar="NPZ", help="real inputs (name -> array) checked besides random ones")
-    p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance")
+    p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance, or over an input")
     p.add_argument("-o", "--output", metavar="OUT")
     p.set_defaults(run=run)
 
@@ -87,7 +88,7 @@ def _load_tables(args) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     return tables, site_tables
 
 
-def _backend(path: str):
+def _backend(path: str, what: str = "model"):
     if path.endswith(".onnx"):
         from ..rewrite import onnx_rw
 
@@ -96,7 +97,7 @@ def _backend(path: str):
         from ..rewrite import openvino_rw
 
         return openvino_rw, "openvino"
-    raise InputError(f"model {path} must end in .onnx (ONNX) or .xml (OpenVINO IR)")
+    raise InputError(f"{what} {path} must end in .onnx (ONNX) or .xml (OpenVINO IR)")
 
 
 def _selected(sites, args, rewrite: str) -> list[str]:
@@ -141,8 +142,13 @@ def run(args) -> int:
     if not args.dry_run:
         if not args.output:
             raise InputError("-o OUT is required (or use --dry-run)")
-        if _backend(args.output)[1] != kind:
+        if _backend(args.output, "output")[1] != kind:
             raise InputError(f"output {args.output} must be the same kind of model as the input ({kind})")
+        from .._atomic import refuse_inputs
+
+        ins = [args.model, args.model[:-4] + ".bin" if kind == "openvino" else None, args.act_set, args.inputs]
+        refuse_inputs([args.output, args.output[:-4] + ".bin" if kind == "openvino" else None],
+                      ins + [f for _, f in _pairs(args.act + args.act_site, "--act")], args.force)
     inputs = load_inputs(args.inputs)
     original = backend.load_model(args.model)
 

@@ -126,6 +126,8 @@ def fit_problem(prob: Problem) -> Table:
     table.domain = (prob.lo, prob.hi)
     table.error = {k: err[k] for k in ("max_abs", "max_rel", "rms", "over")}
     table.error.update({k: v for k, v in err.items() if k not in table.error})
+    # JSON has no inf: an error that cannot be measured (no input of the range fits in float16) is null
+    table.error = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in table.error.items()}
     table.report = FitReport(prob.segments, err, (prob.lo, prob.hi), prob.tails, prob.metric,
                              prob.continuous, seconds, iters, lower)
     return table
