@@ -187,10 +187,26 @@ class Target(ABC):
     summary: str = ""
 
     # configs ------------------------------------------------------------------------------------
-    @abstractmethod
     def fit(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",
             params: Mapping[str, Any] | None = None) -> Table:
-        """Constrained fit: optimize the hardware integers against the simulator; error from it."""
+        """Constrained fit: optimize the hardware integers against the simulator; error from it.
+
+        The result passes the same `check` that `actiba export` applies to a loaded table, so a fit
+        never produces a file its own export refuses (a config the format cannot hold is an
+        InputError here, before anything is written)."""
+        table = self._fit(activation, segments, lo, hi, tails, params)
+        try:
+            self.check(table)
+        except InputError as exc:
+            what = getattr(activation, "expression", None) or getattr(activation, "name", "the function")
+            raise InputError(f"{self.name} cannot hold a fit of {what} "
+                             f"on this range: {exc}") from None
+        return table
+
+    @abstractmethod
+    def _fit(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",
+             params: Mapping[str, Any] | None = None) -> Table:
+        """The target's own constrained fit (`fit` checks what it returns)."""
 
     @abstractmethod
     def naive(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",

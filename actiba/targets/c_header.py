@@ -66,7 +66,7 @@ class CHeader(Target):
         p = parse_params(self.name, self.params, params)
         return p.get("symbol") or default_symbol(function)
 
-    def fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         check_range(lo, hi)
         sym = self._symbol(params, activation.expression or activation.name)
@@ -74,7 +74,7 @@ class CHeader(Target):
         t.target = {"name": self.name, "symbol": sym}
         return t
 
-    naive = fit
+    naive = _fit
 
     def from_table(self, table: Table, params: Mapping[str, Any] | None) -> CHeaderConfig:
         return CHeaderConfig(self._symbol(params, table.function), table)

@@ -60,6 +60,8 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
         config = target.from_table(table, p, snap=snap)
     else:
         config = target.from_table(table, p)
+    if name != "c-header":  # what is written must load back: the same check a reader's export runs
+        target.config_from_dict(config.to_dict())
     if symbol is not None and name != "c-header":
         from .base import Param
 

@@ -199,7 +199,7 @@ class NpuPpe(Target):
                     return hit
         return ok
 
-    def fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         if not 1 <= int(segments) <= MAX_SEGMENTS:
             raise InputError(f"npu-ppe supports 1..{MAX_SEGMENTS} segments, got {segments}")
