@@ -443,6 +443,10 @@ class NpuPpe(Target):
         for j in range(ft.segments):
             a = float(ft.slopes[j])
             if a == 0 or abs(a) < 2.0 ** (-p["frac_bits"] - 1):
+                if not snap and a != 0:  # not silently zeroed: 0 is not the table's slope
+                    raise InputError(f"npu-ppe: segment {j} slope {a:g} is too small to represent "
+                                     f"(smallest nonzero slope 2^-{p['frac_bits']}); pass --param "
+                                     "snap=true to round it to 0")
                 sg, k = 0, 0
             else:
                 k = int(np.clip(round(math.log2(abs(a))), -p["frac_bits"], p["max_shift"]))
@@ -451,8 +455,6 @@ class NpuPpe(Target):
                     raise InputError(f"npu-ppe: segment {j} slope {a:g} is not 0 or ±2^k with k in "
                                      f"[{-p['frac_bits']}, {p['max_shift']}]; fit with --target npu-ppe or "
                                      "pass --param snap=true")
-            if not snap and a == 0 and ft.slopes[j] != 0:
-                raise InputError(f"npu-ppe: segment {j} slope {a:g} is too small to represent")
             qa, qb = bounds[j], bounds[j + 1]
             qm = 0.5 * (qa + qb)
             xm = s_in * (qm - zp)
