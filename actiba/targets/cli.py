@@ -4,7 +4,8 @@ Each is `fn(table, out_path, params) -> one-line summary`. A table fitted for th
 (`table.target["name"]`) is checked and written as is; any other table is quantized: LUT targets sample
 the table itself, npu-ppe requires power-of-two slopes (or `snap=true` to round them), and `refit=true`
 re-runs the constrained fit of the table's function over its domain instead. Output is the target's
-JSON config, or a C header when `format=c` or OUT ends in .h. Parameters are validated before anything
+JSON config, or a C header when `format=c` or OUT ends in .h; npu-ppe also writes Intel's NPU-compiler
+`PWLTableEntry` shape with `format=pwl-entry` (see `ppe_pwl`). Parameters are validated before anything
 is written, so a bad `--param` leaves no file behind.
 """
 
@@ -39,8 +40,9 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
     fmt = str(p.pop("format", "c" if str(out_path).endswith((".h", ".c")) else "json")).lower()
     if name == "c-header":
         fmt = "c"
-    if fmt not in ("json", "c"):
-        raise InputError(f"{name} parameter format must be json or c, got {fmt!r}")
+    formats = ("json", "c", "pwl-entry") if name == "npu-ppe" else ("json", "c")
+    if fmt not in formats:
+        raise InputError(f"{name} parameter format must be {' or '.join(formats)}, got {fmt!r}")
     symbol = p.get("symbol") if name == "c-header" else p.pop("symbol", None)
     refit = _flag(p, "refit", name)
     snap = _flag(p, "snap", name) if name == "npu-ppe" else False
@@ -68,10 +70,15 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
         symbol = Param("symbol", "ident", "").parse(symbol, name)
     if fmt == "c":
         text = target.serialize_c(config, symbol or "actiba_table")
+    elif fmt == "pwl-entry":  # the NPU compiler's PWLTableEntry shape (see ppe_pwl)
+        from . import ppe_pwl
+
+        text = ppe_pwl.serialize(ppe_pwl.from_config(config), config)
     else:
         text = target.serialize_json(config)
     _atomic.write_text(out_path, text)
-    msg = f"{name}: wrote {out_path} ({'C header' if fmt == 'c' else 'JSON'})"
+    kind = {'c': 'C header', 'pwl-entry': 'NPU-compiler PWLTableEntry JSON'}.get(fmt, 'JSON')
+    msg = f"{name}: wrote {out_path} ({kind})"
     if name != "c-header":
         e_tab = target.error(config, table)["max_abs"]
         msg += f"; max-abs vs the table {e_tab:.4g}"

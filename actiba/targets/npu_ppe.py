@@ -25,6 +25,11 @@ step back at a boundary (the boundaries still come from the unconstrained DP, he
 `tails`: "clamp" forces slope 0 on the outer segments, "asymptote" forces the asymptote's slope there
 when it is representable (0 or ±2^k); either way the hardware saturates its input outside the grid.
 
+Second encoding: Intel's open NPU compiler states real PPE tables as PWLTableEntry{range, shift,
+bias, floatRange, postShift}; `ppe_pwl` reads and evaluates that shape (semantics derived from the
+compiler's own LeakyReLU tables) and emits it from a config here when both compute the same
+(`--param format=pwl-entry`: slopes >= 0, power-of-two requantization, half-up rounding).
+
 Float table: the pre-requantization line of every segment, y = (m/2^n) * output_scale * acc(q), written in
 x (so slopes are s_j * 2^k_j up to the multiplier's rounding). On the grid the simulator output is that
 value rounded to the output step: |dequant(out) - table(x(q))| <= output_scale/2 wherever the output does
