@@ -137,3 +137,11 @@ def test_int8_restricted_output_never_produces_minus_128(tmp_path) -> None:
     src = tmp_path / "r.json"
     restricted_table.save(src)
     assert main(["export", str(src), "--to", "int8-lut", "-o", str(tmp_path / "r.h")]) == 0
+
+
+def test_tflite_stated_output_range_is_accepted() -> None:
+    """TFLite states an int16 output of scale s as [-32768 s, 32767 s]: not an asymmetric request."""
+    s = 1 / 32768
+    t = targets.get("tflite-int16").fit(functions.get("tanh"), 512, -4, 4,
+                                        params={"output_min": -32768 * s, "output_max": 32767 * s})
+    assert t.error["max_abs"] < 1e-4

@@ -3,7 +3,8 @@
 Quantization (the one TFLite's `gen_lut` assumes, with ranges as parameters):
   input   x(q) = input_min + (q + 32768) * s_in,  s_in = (input_max - input_min) / 65536,  q in int16;
   output  y    = out * s_out,                     s_out = (output_max - output_min) / 65536 (no zero
-          point: int16 tensors are symmetric in TFLite, so output_min must be -output_max).
+          point: int16 tensors are symmetric in TFLite, so output_min must be -output_max, or
+          -output_max * 32768/32767 as TFLite itself states an int16 scale s: [-32768 s, 32767 s]).
 Tensor quantization parameters (input_scale / input_zero_point / output_scale, as a TFLite or TOSA
 model states them) are accepted instead of the ranges; `_from_quantization` gives the mapping and how
 it differs from TFLite's own generator convention.
@@ -93,13 +94,17 @@ def resolve_ranges(name: str, spec: tuple[Param, ...], act: Any, lo: float, hi: 
     if not p["output_max"] > p["output_min"]:
         raise InputError(f"{name} parameter output_max must be > output_min, got {p['output_max']} "
                          f"<= {p['output_min']}")
-    if not math.isclose(p["output_min"], -p["output_max"], rel_tol=1e-9, abs_tol=0.0):
+    symmetric = math.isclose(p["output_min"], -p["output_max"], rel_tol=1e-9, abs_tol=0.0)
+    # TFLite's own convention states the range of the int16 codes: [s*-32768, s*32767]
+    tflite = math.isclose(p["output_min"], -p["output_max"] * 32768 / 32767, rel_tol=1e-9, abs_tol=0.0)
+    if not (symmetric or tflite):
         # out * s_out with out in int16 covers [-(max - min)/2, (max - min)/2): an asymmetric range
         # would silently saturate (sigmoid with [0, 1] stopped at 0.5, max error 0.5)
         half = (p["output_max"] - p["output_min"]) / 2
         raise InputError(f"{name} output has no zero point (int16 outputs are symmetric, as in TFLite): "
                          f"output [{p['output_min']:g}, {p['output_max']:g}] would cover only "
-                         f"[{-half:g}, {half:g}); give output_max alone (output_min = -output_max), "
+                         f"[{-half:g}, {half:g}); give output_max alone (output_min = -output_max, or "
+                         f"-output_max*32768/32767 as TFLite states it), "
                          f"e.g. output_max={max(abs(p['output_min']), abs(p['output_max'])):g}")
     return p
 
