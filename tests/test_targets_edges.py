@@ -145,3 +145,23 @@ def test_tflite_stated_output_range_is_accepted() -> None:
     t = targets.get("tflite-int16").fit(functions.get("tanh"), 512, -4, 4,
                                         params={"output_min": -32768 * s, "output_max": 32767 * s})
     assert t.error["max_abs"] < 1e-4
+
+
+def test_fit_target_summary_and_stored_error_say_what_they_measure(tmp_path, capsys) -> None:
+    out = tmp_path / "p.json"
+    assert main(["fit", "silu", "--segments", "8", "--target", "npu-ppe", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    d = json.loads(out.read_text())
+    e = d["error"]
+    assert "hardware output" in e["measures"] and e["points"] == 8192
+    # the float coefficients measure something else on the same grid, and the file says how much
+    import actiba
+
+    t = actiba.load(out)
+    cfg = targets.get("npu-ppe").check(t)
+    x = targets.get("npu-ppe").dequant_in(cfg, targets.get("npu-ppe").grid(cfg))
+    direct = float(np.max(np.abs(t(x) - functions.get("silu")(x))))
+    assert e["float_coefficients_max_abs"] == pytest.approx(direct, rel=1e-12)
+    assert e["float_coefficients_max_abs"] != e["max_abs"]
+    assert f"{e['max_abs']:.4g}" in err and f"{direct:.4g}" in err and "8192 codes" in err
+    assert err.count("\n") == 1
