@@ -37,6 +37,15 @@ def test_fit_of_a_near_step_is_exported_by_its_own_export(name: str, tmp_path, c
     assert out.exists()
 
 
+@pytest.mark.parametrize("fn,params", [("expr:sign(x)", {}), ("expr:tanh(300*x)", {"mode": "tosa"}),
+                                       ("expr:2*tanh(1000*(x - 1))", {"output_max": 2})])
+def test_steps_of_every_kind_fit_within_the_int16_slope(fn: str, params: dict) -> None:
+    T = targets.get("tflite-int16")
+    cfg = T.check(T.fit(functions.get(fn), 512, -8, 8, params=params))
+    assert np.abs(np.diff(cfg.lut)).max() <= 32767
+    T.config_from_dict(cfg.to_dict())  # what export's reader applies
+
+
 def test_fit_result_is_checked_before_it_is_returned(monkeypatch) -> None:
     """The generic guard: whatever a target's own fit returns passes `check` (export's test) or is an
     InputError; here the DP is made to return an unrepresentable LUT."""
