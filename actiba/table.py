@@ -63,6 +63,10 @@ def validate(d: Any) -> None:
 
     if not isinstance(d, dict):
         raise TableError("table must be a JSON object")
+    bad = first_nonfinite(d)  # before the schema, whose bounds would word an overflowed 1e400 obscurely
+    if bad is not None:
+        raise TableError(f"{bad[0]} is not finite ({bad[1]}); JSON numbers must be finite float64 "
+                         "(a literal like 1e400 overflows to inf)")
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
@@ -91,10 +95,6 @@ def validate(d: Any) -> None:
     dom = d.get("domain")
     if dom is not None and not dom[0] < dom[1]:
         raise TableError(f"domain must have lo < hi, got {dom}")
-    bad = first_nonfinite(d)
-    if bad is not None:
-        raise TableError(f"{bad[0]} is not finite ({bad[1]}); JSON numbers must be finite float64 "
-                         "(a literal like 1e400 overflows to inf)")
 
 
 def first_nonfinite(obj: Any, path: str = "") -> tuple[str, float] | None:

@@ -68,6 +68,9 @@ def run(args) -> int:
         sys.stdout.write(table.to_json())
     if table.report is not None and hasattr(table.report, "summary"):
         print(table.report.summary(table.function), file=sys.stderr)
+    elif isinstance(table.target, dict):
+        from ..targets import summary
+        print(summary(table), file=sys.stderr)
     return 0
 
 

@@ -58,4 +58,25 @@ def fit(name: str, func: str | Activation, segments: int | None = None, *, max_e
     return table
 
 
-__all__ = ["NAMES", "Target", "fit", "get"]
+def summary(table) -> str:
+    """The one-paragraph `fit --target` summary: the integer-grid error, what it measures, and what
+    the float coefficients stored beside it measure on the same grid."""
+    t, e = table.target if isinstance(table.target, dict) else {}, table.error or {}
+    name = t.get("name", "target")
+    lo, hi = table.domain if table.domain is not None else (float("nan"), float("nan"))
+    if e.get("max_abs") is None:
+        return f"{table.function}: {name} table, {table.segments} float segments on [{lo:g}, {hi:g}]."
+    msg = (f"{table.function}: {name} table, {table.segments} float segments on [{lo:g}, {hi:g}]. "
+           f"Max-abs error {e['max_abs']:.4g} at x = {e.get('where', float('nan')):.5g} over all "
+           f"{e.get('points', '?')} codes of the {e.get('grid', 'integer grid')}: the hardware's output, "
+           f"after its rounding; rms {e.get('rms', float('nan')):.4g}.")
+    fe = e.get("float_coefficients_max_abs")
+    if fe is not None and fe == e["max_abs"]:
+        msg += " The float coefficients in the file evaluate to the hardware's output on the grid."
+    elif fe is not None:
+        msg += (f" The float coefficients in the file (the line before output rounding) measure "
+                f"{fe:.4g} on the same grid.")
+    return msg
+
+
+__all__ = ["NAMES", "Target", "fit", "get", "summary"]
