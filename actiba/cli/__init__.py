@@ -13,6 +13,7 @@ import re
 import sys
 import traceback
 
+from .._version import __version__
 from ..errors import InputError
 from ..registry import Registry
 
@@ -45,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
-    parser.add_argument("--version", action="version", version="actiba 0.1.0")
+    parser.add_argument("--version", action="version", version=f"actiba {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         COMMANDS.get(name).add_parser(sub)
