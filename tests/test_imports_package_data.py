@@ -20,7 +20,13 @@ def _package_tasks() -> dict[str, bytes]:
 def test_tasks_are_found_from_the_package():
     tasks = _package_tasks()
     assert {"actiba_heldout.yaml", "actiba_heldout_small.yaml"} <= set(tasks)
-    lm_eval_model = pytest.importorskip("actiba.evaluate.lm_eval_model")  # imports lm_eval
+    assert all(b"task: " in text for text in tasks.values())
+
+
+@pytest.mark.slow  # ~15 s standalone: importing lm_eval pulls in transformers and torch
+def test_lm_eval_model_reads_the_package_tasks():
+    tasks = _package_tasks()
+    lm_eval_model = pytest.importorskip("actiba.evaluate.lm_eval_model")
     assert lm_eval_model.known_tasks() == sorted(n[:-len(".yaml")] for n in tasks)
     assert lm_eval_model.check_task("actiba_heldout") == "actiba_heldout"
     assert not str(lm_eval_model.TASK_DIR).startswith(str(ROOT / "eval"))

@@ -11,7 +11,7 @@ import pytest
 import actiba
 from actiba import fitting, functions, targets
 from actiba.errors import InputError
-from actiba.targets import _init as start
+from actiba.targets import float_start as start
 
 
 def test_facade_target_fit_is_the_target_fit_stamped():

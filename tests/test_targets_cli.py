@@ -10,7 +10,7 @@ import pytest
 from actiba import functions, targets
 from actiba.cli import main
 from actiba.table import Table
-from actiba.targets._init import interpolating_fit
+from actiba.targets.float_start import interpolating_fit
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import re
 import sys
 import traceback
 
+from .._version import __version__
 from ..errors import InputError
 from ..registry import Registry
 
@@ -58,7 +59,7 @@ def nonneg_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
-    parser.add_argument("--version", action="version", version="actiba 0.1.0")
+    parser.add_argument("--version", action="version", version=f"actiba {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         COMMANDS.get(name).add_parser(sub)

@@ -248,11 +248,12 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
 
 def relu_table() -> Any:
     """XAMBA's ReLU-for-Softplus as a 2-segment table (max error ln 2 at x = 0)."""
+    from .._version import __version__
     from ..table import Table
 
     return Table([0.0], [0.0, 1.0], [0.0, 0.0], function="custom", domain=(-20.0, 20.0),
                  error={"max_abs": 0.6931471805599453, "max_rel": None, "rms": None, "over": "real-line"},
-                 provenance={"actiba": "0.1.0", "options": {"xamba": "relu-for-softplus"}})
+                 provenance={"actiba": __version__, "options": {"xamba": "relu-for-softplus"}})
 
 
 def _table_cache() -> Path:

@@ -28,8 +28,8 @@ import numpy as np
 from ..errors import InputError
 from ..functions import Activation
 from ..table import Table, evaluate
-from ._init import float_fit
 from .base import Param, Target, check_range, grid_error, parse_params
+from .float_start import float_fit
 
 
 @dataclass

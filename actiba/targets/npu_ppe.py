@@ -49,7 +49,6 @@ import numpy as np
 from ..errors import InputError
 from ..functions import Activation
 from ..table import Table
-from ._init import float_fit
 from .base import (
     INT32_MAX,
     INT32_MIN,
@@ -64,6 +63,7 @@ from .base import (
     parse_params,
     round_shift,
 )
+from .float_start import float_fit
 
 QMIN, QMAX = -4096, 4095
 MAX_SEGMENTS = 8
