@@ -284,3 +284,17 @@ def test_symlink_to_another_file_system(capsys, tmp_path):
         assert os.listdir(folder) == ["t.json"] and sorted(os.listdir(tmp_path)) == ["link.json"]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "silu", "--segments", "4", "--calibration", "{f}", "-o", "{f}"],
+    ["calibrate", "embedded:mamba2", "--data", "{f}", "-o", "{f}"],
+    ["eval", "embedded:mamba2", "--config", "{f}", "--json", "{f}"],
+])
+def test_other_writers_refuse_their_inputs(capsys, tmp_path, argv):
+    """Checked before any model loads or fit runs, so these cost nothing."""
+    f = tmp_path / "in.json"
+    f.write_text("{}")
+    rc, _, err = run(capsys, *[a.format(f=f) for a in argv])
+    assert "--force" in one_line(rc, err)
+    assert f.read_text() == "{}"
