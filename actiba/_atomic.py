@@ -21,6 +21,7 @@ Reads of user files (tables, table sets, statistics) turn every OS/JSON problem 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -84,9 +85,13 @@ class _Target:
                 return
             with contextlib.suppress(OSError):
                 os.chmod(tmp, self.mode())
-            if tmp.parent.resolve() == self.folder.resolve():
-                os.replace(tmp, self.real)
+            try:
+                os.replace(tmp, self.real)  # the scratch folder sits beside the output: same file system
                 return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            # a link whose target is on another file system: copy beside the target, then rename there
             fd, near = tempfile.mkstemp(prefix=f".{self.real.name}.", suffix=".tmp", dir=self.folder)
             os.close(fd)
             try:

@@ -20,6 +20,8 @@ if [ "$constraints" != "none" ]; then
   pin=(-c "$constraints")
 else
   torch_spec="torch"
+  echo "setup_env: ACTIBA_CONSTRAINTS=none: newest versions setup.cfg allows (packages already in $venv" \
+       "stay as they are; use a fresh ACTIBA_VENV to try an upgrade)" >&2
 fi
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"

@@ -6,7 +6,9 @@ file is ever left behind.
 The default suite runs a few hundred examples (~20 s). The slow run is sized by ACTIBA_FUZZ_EXAMPLES
 (default 10 000 in total, split 9:1 between table files and fit vectors, since a fit costs ~50x a show):
 
-    ACTIBA_FUZZ_EXAMPLES=10000 python -m pytest tests/test_fuzz_cli.py -m slow -q
+    ACTIBA_FUZZ_EXAMPLES=10000 python -m pytest tests/test_fuzz_cli.py -m slow -q -s
+
+(ACTIBA_FUZZ_PROGRESS=FILE appends the running counts to FILE every 250 runs.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from actiba.cli import main
 FAST_TABLES, FAST_FITS = 160, 40
 SLOW_TOTAL = int(os.environ.get("ACTIBA_FUZZ_EXAMPLES", "10000"))
 COUNTS: dict[str, int] = {}
+PROGRESS = os.environ.get("ACTIBA_FUZZ_PROGRESS")  # a file to append running counts to
 
 
 def invoke(argv: list[str]) -> tuple[int, str, str, list[str]]:
@@ -62,6 +65,9 @@ def check(argv: list[str], folder: str, outputs: list[str], before: set[str]) ->
     left = set(os.listdir(folder)) - before - {os.path.basename(o) for o in outputs}
     assert not left, f"{where}\nleft behind: {left}"
     COUNTS[argv[0]] = COUNTS.get(argv[0], 0) + 1
+    if PROGRESS and sum(COUNTS.values()) % 250 == 0:  # a long run can be watched (and counted if stopped)
+        with open(PROGRESS, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {dict(sorted(COUNTS.items()))}\n")
     return rc
 
 

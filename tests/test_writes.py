@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
 import threading
 
 import numpy as np
@@ -263,3 +265,36 @@ def test_missing_folder_and_empty_name(tmp_path):
         _atomic.write_text(tmp_path / "nope" / "t.json", "x")
     with pytest.raises(InputError, match="empty"):
         _atomic.write_text("", "x")
+
+
+def test_symlink_to_another_file_system(capsys, tmp_path):
+    """The scratch folder sits beside the link; its target is on tmpfs: the file is copied beside the
+    target and renamed there (a rename across file systems fails with EXDEV)."""
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test folder")
+    folder = tempfile.mkdtemp(dir=shm)
+    try:
+        real = os.path.join(folder, "t.json")
+        link = tmp_path / "link.json"
+        link.symlink_to(real)
+        rc, _, err = run(capsys, "fit", "tanh", "--segments", "3", "-o", link)
+        assert rc == 0, err
+        assert link.is_symlink() and json.loads(open(real).read())["function"] == "tanh"
+        assert os.listdir(folder) == ["t.json"] and sorted(os.listdir(tmp_path)) == ["link.json"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "silu", "--segments", "4", "--calibration", "{f}", "-o", "{f}"],
+    ["calibrate", "embedded:mamba2", "--data", "{f}", "-o", "{f}"],
+    ["eval", "embedded:mamba2", "--config", "{f}", "--json", "{f}"],
+])
+def test_other_writers_refuse_their_inputs(capsys, tmp_path, argv):
+    """Checked before any model loads or fit runs, so these cost nothing."""
+    f = tmp_path / "in.json"
+    f.write_text("{}")
+    rc, _, err = run(capsys, *[a.format(f=f) for a in argv])
+    assert "--force" in one_line(rc, err)
+    assert f.read_text() == "{}"
