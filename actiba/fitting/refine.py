@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, sparse
+from scipy.sparse import linalg as splinalg
 
 from .param import Layout, Samples, knots, sample
 from .problem import Problem
@@ -86,14 +87,44 @@ def _step_minimax(smp: Samples, nz: int, rad: np.ndarray) -> tuple[np.ndarray, f
 
 def _step_l2(smp: Samples, nz: int, rad: np.ndarray, sqrtq: np.ndarray,
              total: float) -> tuple[np.ndarray, float]:
-    A = sparse.diags(sqrtq) @ smp.J
+    """Box-constrained Gauss–Newton step: min |A d - b| with |knot moves| <= rad, by active sets.
+
+    The Jacobian is banded (each sample touches two values and two knots), so every solve is one
+    sparse factorization of the normal matrix. Clamping the violators, re-solving, and releasing
+    clamped moves whose gradient points inward converges in a few rounds; scipy's `lsq_linear` gave
+    the same steps with dozens of dense (BVLS) or iterative (TRF) solves and took 10–20 s for tanh at
+    N = 32.
+    """
+    A = (sparse.diags(sqrtq) @ smp.J).tocsc()
     b = -smp.e * sqrtq
-    lb = np.concatenate([np.full(nz, -np.inf), -rad - 1e-300])
-    ub = np.concatenate([np.full(nz, np.inf), rad + 1e-300])
-    small = A.shape[1] < 200
-    res = optimize.lsq_linear(A.toarray() if small else A, b, bounds=(lb, ub),
-                              method="bvls" if small else "trf", lsmr_tol="auto")
-    return res.x, float(np.sqrt(2 * res.cost / total))
+    nv = A.shape[1]
+    H = (A.T @ A).tocsc()
+    g = np.asarray(A.T @ b).reshape(-1)
+    lo = np.concatenate([np.full(nz, -np.inf), -rad])
+    hi = np.concatenate([np.full(nz, np.inf), rad])
+    ridge = sparse.diags(1e-13 * (1.0 + H.diagonal()))
+    H = (H + ridge).tocsc()
+    d = np.zeros(nv)
+    fixed = np.zeros(nv, dtype=bool)
+    for _ in range(30):
+        free = ~fixed
+        rhs = g[free] - H[free][:, fixed] @ d[fixed] if fixed.any() else g[free]
+        sol = np.asarray(splinalg.spsolve(H[free][:, free].tocsc(), rhs)).reshape(-1)
+        if not np.all(np.isfinite(sol)):
+            sol = np.zeros(int(free.sum()))
+        d[free] = sol
+        out = free & ((d < lo) | (d > hi))
+        if out.any():  # clamp every violator, re-solve the rest
+            d = np.clip(d, lo, hi)
+            fixed |= out
+            continue
+        grad = H @ d - g  # gradient of 1/2 |A d - b|^2
+        release = fixed & (((d >= hi) & (grad > 0)) | ((d <= lo) & (grad < 0)))
+        if not release.any():
+            break
+        fixed &= ~release
+    res = A @ d - b
+    return d, float(np.sqrt(np.sum(res * res) / total))
 
 
 def _step(prob: Problem, lay: Layout, z: np.ndarray, p: np.ndarray,
