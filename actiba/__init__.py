@@ -18,8 +18,17 @@ __version__ = "0.1.0"
 __all__ = ["InputError", "functions", "Table", "TableError", "__version__", "evaluate", "fit", "load"]
 
 
-def fit(*args, **kwargs) -> Table:
-    """Fit a piecewise-linear table; see `actiba.fit.fit` (imported lazily to keep start-up fast)."""
+def fit(func, segments=None, *, max_error=None, range=None, metric="max-abs", continuous=True,
+        tails="free", beta=None, weight=None, target=None, target_params=None) -> Table:
+    """Fit a piecewise-linear table to `func` (a registry name, ``expr:...`` or an `Activation`).
+
+    Give `segments` (least error with that many) or `max_error` (fewest segments meeting it).
+    `metric` is ``max-abs``, ``max-rel`` or ``rms`` (`weight(x)` weights rms); `tails` ``free``,
+    ``asymptote`` or ``clamp``; `range` defaults to the function's own. Returns a `Table` whose
+    ``report`` is the `actiba.fitting.FitReport` (``str(t.report)`` is the summary). Implemented in
+    `actiba.fitting.fit`, imported on first call so that ``import actiba`` stays light.
+    """
     from .fitting import fit as _fit
 
-    return _fit(*args, **kwargs)
+    return _fit(func, segments, max_error=max_error, range=range, metric=metric, continuous=continuous,
+                tails=tails, beta=beta, weight=weight, target=target, target_params=target_params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import datetime as _dt
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class FitReport:
     lower_bound_method: str | None = None
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    function: str = ""
+
+    def __str__(self) -> str:
+        return self.summary(self.function or "table")
 
     def summary(self, name: str) -> str:
         e = self.error
@@ -223,7 +228,7 @@ def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method
         table.error["lower_bound"] = float(lower)
         table.error["lower_bound_method"] = method
     table.report = FitReport(prob.segments, err, (prob.lo, prob.hi), prob.tails, prob.metric,
-                             prob.continuous, seconds, iters, lower, method)
+                             prob.continuous, seconds, iters, lower, method, function=ident["function"])
     return table
 
 
@@ -238,6 +243,8 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
     widened until the pinned tails are not what limits the error.
     """
     act = _resolve(func, beta)
+    if segments is not None and (isinstance(segments, bool) or not isinstance(segments, numbers.Integral)):
+        raise InputError(f"segments must be an integer, got {segments!r}")  # as the CLI's int parser
     if (segments is None) == (max_error is None):
         raise InputError("give exactly one of --segments N or --max-error EPS")
     if weight is not None and metric != "rms":

@@ -25,7 +25,7 @@ DISC_METHOD = "exact discontinuous optimum on {m} samples (greedy farthest reach
 
 def tube_points(n: int) -> int:
     """Samples for the certificate: δ/ε stays ≈ 1e-3 because both scale like 1/N² at m ∝ N."""
-    return int(min(max(160 * n + 1, 4001), 60001))
+    return int(min(max(120 * n + 1, 2001), 60001))
 
 
 class ContinuousBound:
@@ -76,14 +76,12 @@ class ContinuousBound:
     def bound(self, achieved: float, floor: float = 0.0, rtol: float = 1e-4) -> float:
         """Largest e (to rtol) that no continuous table can reach; `achieved` is any table's error
         (feasible by construction) and `floor` an already proven bound (the discontinuous one)."""
-        b = achieved
         probe = achieved * (1 - 2e-4)
         if not self.feasible(probe):
-            a = probe
-        else:
-            b, a = probe, floor
-            if a <= 0 or self.feasible(a):
-                return floor
+            return max(probe, floor)  # within 2e-4 of the table: one sweep settles it
+        b, a = probe, floor
+        if a <= 0 or self.feasible(a):
+            return floor
         while b - a > rtol * b:
             mid = 0.5 * (a + b)
             if self.feasible(mid):

@@ -27,10 +27,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _cross(ox: float, oy: float, ax: float, ay: float, bx: float, by: float) -> float:
-    return (ax - ox) * (by - oy) - (ay - oy) * (bx - ox)
-
-
 def _at(p: tuple[float, float], q: tuple[float, float], x: float) -> float:
     """Value at x of the line through p and q (p.x != q.x)."""
     return p[1] + (q[1] - p[1]) * (x - p[0]) / (q[0] - p[0])
