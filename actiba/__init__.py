@@ -19,16 +19,20 @@ __all__ = ["InputError", "functions", "Table", "TableError", "__version__", "eva
 
 
 def fit(func, segments=None, *, max_error=None, range=None, metric="max-abs", continuous=True,
-        tails="free", beta=None, weight=None, target=None, target_params=None) -> Table:
+        tails="free", beta=None, weight=None, target=None, target_params=None, monotone=False,
+        slope_min=None, slope_max=None, min_width=None, breakpoint_grid=None) -> Table:
     """Fit a piecewise-linear table to `func` (a registry name, ``expr:...`` or an `Activation`).
 
     Give `segments` (least error with that many) or `max_error` (fewest segments meeting it).
     `metric` is ``max-abs``, ``max-rel`` or ``rms`` (`weight(x)` weights rms); `tails` ``free``,
-    ``asymptote`` or ``clamp``; `range` defaults to the function's own. Returns a `Table` whose
+    ``asymptote`` or ``clamp``; `range` defaults to the function's own. Constraints kept by the
+    optimizer: `monotone`, `slope_min`/`slope_max`, `min_width`, `breakpoint_grid`. Returns a `Table` whose
     ``report`` is the `actiba.fitting.FitReport` (``str(t.report)`` is the summary). Implemented in
     `actiba.fitting.fit`, imported on first call so that ``import actiba`` stays light.
     """
     from .fitting import fit as _fit
 
     return _fit(func, segments, max_error=max_error, range=range, metric=metric, continuous=continuous,
-                tails=tails, beta=beta, weight=weight, target=target, target_params=target_params)
+                tails=tails, beta=beta, weight=weight, target=target, target_params=target_params,
+                monotone=monotone, slope_min=slope_min, slope_max=slope_max, min_width=min_width,
+                breakpoint_grid=breakpoint_grid)

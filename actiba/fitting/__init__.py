@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..functions import Activation, get
 from ..table import Table
 from .bound import DISC_METHOD, ContinuousBound
+from .constraints import Constraints, violation
 from .greedy import Greedy
 from .init import estimate_error, initial_knots
 from .minlink import Tube, polyline
@@ -77,6 +78,11 @@ class FitReport:
             how = "minimum-link certificate" if self.continuous else "sampled discontinuous optimum"
             txt += (f" No {kind}{self.segments}-segment table with these tails can beat {self.lower_bound:.4g} "
                     f"({how}): this one is within {100 * max(gap, 0.0):.2g} % of optimal.")
+        con = e.get("constraints")
+        if con:
+            txt += (" Constraints " + ", ".join(f"{k}={v:g}" for k, v in con["requested"].items())
+                    + " met (re-verified); the certificate is for unconstrained tables, so the gap includes "
+                    "what they cost.")
         if self.message:
             txt += f" Note: {self.message}."
         return txt
@@ -93,7 +99,8 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     """Fit one problem; returns (table, iterations, lower bound or None, how the bound was found)."""
     n = prob.segments
     lower = method = None
-    if prob.metric == "max-abs" and prob.continuous and _free(prob) and n > LARGE:
+    con = prob.constraints if prob.constraints is not None and prob.constraints.any else None
+    if prob.metric == "max-abs" and prob.continuous and _free(prob) and n > LARGE and con is None:
         return _tube_table(prob), 0, None, None
     if prob.metric == "max-abs" or prob.metric == "rms":
         exact = prob.metric == "max-abs" and not prob.continuous
@@ -110,11 +117,59 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     else:
         p0 = initial_knots(prob)
     lay = layout(prob)
+    if con is not None and con.min_width is not None:
+        p0 = _spread(prob, p0, con.min_width)
     res = refine(prob, lay, p0)
     if prob.metric == "rms":
         alt = refine(prob, lay, initial_knots(prob))
         res = alt if alt.objective < res.objective else res
+    if con is not None and con.grid is not None:
+        res = _on_grid(prob, lay, res.p, con.grid)
     return to_table(prob, lay, res.z, res.p), res.iterations, lower, method
+
+
+def _spread(prob: Problem, p: np.ndarray, w: float) -> np.ndarray:
+    """Nearest knots (forward then backward pass) with every segment at least w wide."""
+    k = np.concatenate(([prob.lo], np.asarray(p, dtype=np.float64), [prob.hi]))
+    for i in builtins.range(1, k.size - 1):
+        k[i] = max(k[i], k[i - 1] + w)
+    for i in builtins.range(k.size - 2, 0, -1):
+        k[i] = min(k[i], k[i + 1] - w)
+    return k[1:-1]
+
+
+def _on_grid(prob: Problem, lay, p: np.ndarray, grid: float):
+    """Knots on multiples of `grid`: round, then move single knots by one step while that helps.
+
+    Each candidate is scored by the best values for its knots (the LP with the knots held), so the
+    values are always optimal for the grid knots, never just rounded."""
+    q = np.round(np.asarray(p) / grid).astype(np.int64)
+    lo_i, hi_i = int(math.ceil(prob.lo / grid + 1e-9)), int(math.floor(prob.hi / grid - 1e-9))
+    q = np.clip(q, lo_i, hi_i)
+    for i in builtins.range(1, q.size):  # distinct and increasing, staying inside the range
+        q[i] = max(q[i], q[i - 1] + 1)
+    for i in builtins.range(q.size - 1, -1, -1):
+        q[i] = min(q[i], (q[i + 1] - 1) if i + 1 < q.size else hi_i)
+
+    def score(qq: np.ndarray):
+        return refine(prob, lay, (qq * grid).astype(np.float64), move_knots=False)
+
+    best = score(q)
+    for _ in builtins.range(2):
+        improved = False
+        for i in builtins.range(q.size):
+            for d in (-1, 1):
+                c = q.copy()
+                c[i] += d
+                if c[i] < lo_i or c[i] > hi_i or (i > 0 and c[i] <= c[i - 1]) or (i + 1 < q.size and c[i] >= c[i + 1]):
+                    continue
+                got = score(c)
+                if got.objective < best.objective * (1 - 1e-9):
+                    q, best, improved = c, got, True
+        if not improved:
+            break
+    best.p = q * grid
+    return best
 
 
 def _tube_table(prob: Problem, eps: float | None = None) -> Table:
@@ -227,6 +282,17 @@ def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method
     if lower is not None and prob.metric == "max-abs":
         table.error["lower_bound"] = float(lower)
         table.error["lower_bound_method"] = method
+    con = prob.constraints
+    if con is not None and con.any:
+        if con.slope_min is not None or con.slope_max is not None:  # slopes as stated, not re-derived
+            lo_s = -np.inf if con.slope_min is None else con.slope_min
+            hi_s = np.inf if con.slope_max is None else con.slope_max
+            a, b = int(prob.left_pinned), table.slopes.size - int(prob.right_pinned)
+            table.slopes[a:b] = np.clip(table.slopes[a:b], lo_s, hi_s)
+        bad = violation(con, table, prob.lo, prob.hi, prob.left_pinned, prob.right_pinned)
+        table.error["constraints"] = err["constraints"] = {"requested": con.describe(), "violation": bad}
+        if any(v > 1e-9 * max(1.0, abs(prob.hi - prob.lo)) for v in bad.values()):
+            raise RuntimeError(f"fitted table violates its constraints: {bad}")
     table.report = FitReport(prob.segments, err, (prob.lo, prob.hi), prob.tails, prob.metric,
                              prob.continuous, seconds, iters, lower, method, function=ident["function"])
     return table
@@ -236,8 +302,15 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
         range: tuple[float, float] | None = None, metric: str = "max-abs", continuous: bool = True,
         tails: str = "free", beta: float | None = None,
         weight: Callable[[np.ndarray], np.ndarray] | None = None,
-        target: str | None = None, target_params: dict[str, str] | None = None) -> Table:
+        target: str | None = None, target_params: dict[str, str] | None = None,
+        monotone: bool = False, slope_min: float | None = None, slope_max: float | None = None,
+        min_width: float | None = None, breakpoint_grid: float | None = None) -> Table:
     """Fit `func` with `segments` segments (least error) or with the fewest meeting `max_error`.
+
+    Constraints (max-abs and max-rel; kept by the optimizer, re-verified on the result and stated in
+    ``error.constraints``): `monotone` (slopes of f's sign, f must be monotone on the range),
+    `slope_min` / `slope_max`, `min_width` (segment length), `breakpoint_grid` (breakpoints on
+    multiples of it, e.g. 1 or 2**-3).
 
     `range` defaults to the function's own; with asymptote tails and no range given, the range is
     widened until the pinned tails are not what limits the error.
@@ -250,6 +323,9 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
     if weight is not None and metric != "rms":
         raise InputError("a weight function applies to the rms metric only")
     lo, hi = (float(range[0]), float(range[1])) if range is not None else act.default_range
+    con = _constraints(act, lo, hi, monotone, slope_min, slope_max, min_width, breakpoint_grid)
+    if con is not None and target is not None:
+        raise InputError("constraints do not combine with --target (the hardware format sets its own)")
     if target is not None:
         from ..targets import get as get_target  # deferred: hardware formats are optional
 
@@ -260,18 +336,34 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
         return table
     for _ in builtins.range(8):
         if segments is not None:
-            prob = Problem(act, lo, hi, int(segments), continuous, tails, metric, weight)
+            prob = Problem(act, lo, hi, int(segments), continuous, tails, metric, weight, con)
             table = fit_problem(prob)
         else:
-            table = _fit_budget(act, float(max_error), lo, hi, continuous, tails, metric, weight)
+            table = _fit_budget(act, float(max_error), lo, hi, continuous, tails, metric, weight, con)
         wider = _auto_range(act, lo, hi, tails, table.error["max_abs"]) if range is None else None
         if wider is None:
             break
         lo, hi = wider
     if range is None and (lo, hi) != act.default_range:
         table.report.message = f"range widened to [{lo:g}, {hi:g}] so the asymptote tails do not limit the error"
-    _stamp(table, act, metric, continuous, tails, segments=segments, max_error=max_error)
+    _stamp(table, act, metric, continuous, tails, segments=segments, max_error=max_error,
+           constraints=con.describe() if con is not None else None)
     return table
+
+
+def _constraints(act: Activation, lo: float, hi: float, monotone: bool, slope_min: float | None,
+                 slope_max: float | None, min_width: float | None, grid: float | None) -> Constraints | None:
+    if monotone:
+        d = act.df(np.linspace(lo, hi, 20001))
+        if np.all(d >= 0):
+            slope_min = 0.0 if slope_min is None else max(slope_min, 0.0)
+        elif np.all(d <= 0):
+            slope_max = 0.0 if slope_max is None else min(slope_max, 0.0)
+        else:
+            raise InputError(f"--monotone needs f monotone on [{lo:g}, {hi:g}]; "
+                             f"{act.to_json()['function']} is not (use --slope-min/--slope-max)")
+    con = Constraints(*(None if v is None else float(v) for v in (slope_min, slope_max, min_width, grid)))
+    return con if con.any else None
 
 
 def _stamp(table: Table, act: Activation, metric: str, continuous: bool, tails: str, **opts: Any) -> None:
@@ -294,7 +386,7 @@ def _metric_value(table: Table, metric: str) -> float:
 
 
 def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: bool, tails: str,
-                metric: str, weight: Callable | None) -> Table:
+                metric: str, weight: Callable | None, con: Constraints | None = None) -> Table:
     """Fewest segments whose fitted error meets eps, found by search, not by walking.
 
     max-abs: the exact discontinuous count at eps is a lower bound on N for every table; for
@@ -310,7 +402,7 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
 
     def attempt(n: int) -> Table:
         if n not in memo:
-            memo[n] = fit_problem(Problem(act, lo, hi, n, continuous, tails, metric, weight), certify=False)
+            memo[n] = fit_problem(Problem(act, lo, hi, n, continuous, tails, metric, weight, con), certify=False)
         return memo[n]
 
     def meets(n: int) -> bool:
@@ -319,7 +411,7 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
     def unreachable(best: float) -> InputError:
         kind = "continuous" if continuous else "discontinuous"
         return InputError(f"max error {eps:g} is not reachable within {MAX_SEGMENTS} segments on "
-                          f"[{lo:g}, {hi:g}]; the best achievable is {best:.4g} ({metric}, {kind} tables)")
+                          f"[{lo:g}, {hi:g}]; with {kind} tables ({metric}) the best achievable is {best:.4g}")
 
     bad = int(tails in ("asymptote", "clamp")) * 2  # counts known to fail
     good: int | None = None
@@ -338,7 +430,7 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
             raise unreachable(best)
         bad = max(bad, len(plan) - 1)
         guess = bad + 1
-        if continuous and tails == "free":  # the fewest links in the tube answers directly
+        if continuous and tails == "free" and con is None:  # the fewest links in the tube answer directly
             prob = Problem(act, lo, hi, max(len(plan), 1), True, tails, metric)
             direct = _tube_table(prob, eps)
             n = direct.segments
@@ -375,7 +467,7 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
         else:
             bad = mid
     table = attempt(good)
-    prob = Problem(act, lo, hi, good, continuous, tails, metric, weight)
+    prob = Problem(act, lo, hi, good, continuous, tails, metric, weight, con)
     if metric == "max-abs" and continuous and good <= CERTIFY_MAX:
         lower, method = _continuous_bound(prob, table.report.error, None)
         table.error["lower_bound"], table.error["lower_bound_method"] = float(lower), method
