@@ -265,7 +265,7 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
     d = configs.describe_activations(c)
     assert d["silu"] == {"segments": 8, "table": "calibrated:per-site/density/p0.1-99.9"}
-    assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/range/p1-99"}
+    assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/density/p1-99"}  # the fitted default
     shared = configs.from_dict({"name": "c", "activations": {
         "silu": {"segments": 8, "calibrated": "shared", "weighting": "density"},
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})

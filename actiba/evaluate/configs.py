@@ -428,7 +428,7 @@ def describe_activations(config: Config) -> dict[str, dict[str, Any]]:
         if spec.get("calibrated"):
             lo, hi = spec.get("percentiles", DEFAULT_PERCENTILES)
             out[fn] = {"segments": int(spec["segments"]),
-                       "table": f"calibrated:{spec['calibrated']}/{spec.get('weighting', 'range')}/p{lo:g}-{hi:g}"}
+                       "table": f"calibrated:{spec['calibrated']}/{spec.get('weighting', DEFAULT_WEIGHTING)}/p{lo:g}-{hi:g}"}
         elif "segments" in spec:
             out[fn] = {"segments": int(spec["segments"]), "table": f"fit:{fn}/{spec['segments']}/asymptote"}
         elif spec["table"] == "relu":
