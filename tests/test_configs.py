@@ -31,3 +31,37 @@ def test_calibrated_label_names_the_weighting_actually_fitted(monkeypatch):
     explicit = configs.from_dict({"name": "r", "activations": {
         "softplus": {"segments": 4, "calibrated": "shared", "weighting": "range"}}})
     assert configs.describe_activations(explicit)["softplus"]["table"].split("/")[1] == "range"
+
+
+def _generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_sweeps", ROOT / "eval" / "sweeps" / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_sweep_files_are_the_built_in_sweeps():
+    """eval/sweeps/*.json are what `python eval/sweeps/generate.py` writes, and read back to the same
+    configurations (same cache keys) as the code's sweeps."""
+    expected = _generator().files()
+    for name, text in expected.items():
+        path = ROOT / "eval" / "sweeps" / name
+        assert path.read_text(encoding="utf-8") == text, f"{name} differs: run python eval/sweeps/generate.py"
+    chunk = json.loads((ROOT / "actiba/embedded/mamba2/config.json").read_text())["chunk_size"]
+    for name in ("default", "full"):
+        for model in ("mamba2", "mamba"):
+            got = configs.read_file(ROOT / "eval" / "sweeps" / f"{name}_{model}.json")
+            want = configs.builtin_sweep(name, model, chunk if model == "mamba2" else None)
+            assert [c.key() for c in got] == [c.key() for c in want]
+
+
+def test_default_sweep_is_the_full_one_without_the_dominated_rows():
+    for model, chunk in (("mamba2", 64), ("mamba", None)):
+        full = {c.name: c.key() for c in configs.default_sweep(model, chunk_size=chunk, full=True)}
+        default = {c.name: c.key() for c in configs.default_sweep(model, chunk_size=chunk)}
+        assert set(default) < set(full) and all(full[n] == k for n, k in default.items())
+        assert not any(n.startswith(("act-both-16", "act-both-32")) for n in default)
+    with pytest.raises(configs.InputError, match="unknown built-in sweep"):
+        configs.builtin_sweep("fast", "mamba")

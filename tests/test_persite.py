@@ -277,7 +277,7 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
                  {"segments": 8, "calibrated": "shared", "percentiles": [99, 1]}, {"segments": 8, "nope": 1}):
         with pytest.raises(InputError):
             configs.from_dict({"name": "bad", "activations": {"softplus": spec}})
-    full, quick = configs.default_sweep("mamba2"), configs.default_sweep("mamba2", quick=True)
+    full, quick = configs.default_sweep("mamba2", full=True), configs.default_sweep("mamba2", quick=True)
     cal = [x for x in full if any(s.get("calibrated") for s in x.activations.values())]
     assert len(cal) == 2 and {x.activations["silu"]["segments"] for x in cal} == {4, 8}
     assert all(s["calibrated"] == "shared" for x in cal for s in x.activations.values())  # per-site: --sweep

@@ -199,17 +199,28 @@ def baseline() -> Config:
     return Config("baseline")
 
 
-def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None) -> list[Config]:
-    """The sweep `actiba pareto` runs when given no --sweep file.
+SWEEPS = ("default", "full", "quick")  # built-in sweeps: `actiba pareto --sweep NAME`
+
+
+def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None,
+                  full: bool = False) -> list[Config]:
+    """The sweep `actiba pareto` runs when given no --sweep file (`full`: `--sweep full`).
 
     Full: graph rewrites alone, every table size for both activations, each activation alone, XAMBA's
     ReLU-for-Softplus, a per-site CumBA choice, the combined configurations, and calibrated tables
     (one shared table per function, N = 4 and 8) to set against the uniform-range tables of equal N.
+    For Mamba-2 with its `chunk_size` given, SSD d1+d2 also at a half and a quarter of it (at least 16):
+    the chunked SSD is exact for any chunk, and the best one depends on the device.
+
+    Default: the full sweep without the configurations that the committed full results
+    (eval/results/pareto_cpu, both models, f32) show dominated everywhere and that nothing else needs:
+    16/32-segment tables (0.70-0.85x: a table costs more than OpenVINO's fused SiLU/Softplus, with no
+    loss to win back), the combinations built on them, SSD d1 and d2 alone (d1+d2 is faster at the same
+    loss) and the quarter chunk (slower than the half). They cost ~45 % of the full sweep's time, mostly
+    compile and scoring of the slow table graphs, and the SSD exports (~6 s each, ~60 s under load).
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
-    consistently better than a shared table (eval/results/calibration.md) and cost a fit per site
-    and ~10 s per row in the demo. For Mamba-2
-    with its `chunk_size` given, SSD d1+d2 also at a half and a quarter of it (at least 16): the chunked
-    SSD is exact for any chunk, and the best one depends on the device. Quick: a handful.
+    consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
+    Quick: a handful.
     """
     mamba2 = model_type == "mamba2"
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
@@ -221,27 +232,42 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
            Config("cumba+reduba", cumba=True, reduba=True)]
     if mamba2:
-        out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True),
-                Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
+        out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True)] if full else []
+        out += [Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
                 Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
                        measure_sites=True)]
+        chunks = (chunk_size // 2, chunk_size // 4) if chunk_size else ()
         out += [Config(f"ssd-d1+d2+chunk{q}", ssd_d1=True, ssd_d2=True, ssd_chunk=q)
-                for q in ((chunk_size // 2, chunk_size // 4) if chunk_size else ()) if q >= 16]
+                for q in (chunks if full else chunks[:1]) if q >= 16]
     else:
         out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
-    for n in SEGMENTS:
+    for n in SEGMENTS if full else (4, 8):
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
-    for n in (4, 8):  # density weighting: "range" gives the uniform table back (eval/results/calibration.md)
+    for n in (4, 8) if full else (8,):  # density weighting: "range" gives the uniform table back
         spec = {"segments": n, "calibrated": "shared", "weighting": "density"}
         out.append(Config(f"act-both-{n}-cal-shared", activations={"silu": dict(spec), "softplus": dict(spec)}))
-    out += [Config("act-silu-16", activations={"silu": {"segments": 16}}),
-            Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
-            Config("softplus-relu", activations={"softplus": {"table": "relu"}}),
-            Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
-            Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
-    if mamba2:
-        out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
+    if full:
+        out.append(Config("act-silu-16", activations={"silu": {"segments": 16}}))
+    out += [Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
+            Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
+    if full:
+        out += [Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
+                Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
+        if mamba2:
+            out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
     return out
+
+
+def builtin_sweep(name: str, model_type: str, chunk_size: int | None = None) -> list[Config]:
+    """A built-in sweep by name (SWEEPS)."""
+    if name not in SWEEPS:
+        raise InputError(f"unknown built-in sweep {name!r}; known: {', '.join(SWEEPS)} (or a JSON/YAML file)")
+    return default_sweep(model_type, quick=name == "quick", chunk_size=chunk_size, full=name == "full")
+
+
+def sweep_document(configs: list[Config]) -> str:
+    """A sweep file's text (`read_file` reads it back to the same configurations)."""
+    return json.dumps({"configs": [c.to_dict() for c in configs]}, indent=1) + "\n"
 
 
 # --- tables -------------------------------------------------------------------------------------------
@@ -427,8 +453,9 @@ def describe_activations(config: Config) -> dict[str, dict[str, Any]]:
     for fn, spec in config.activations.items():
         if spec.get("calibrated"):
             lo, hi = spec.get("percentiles", DEFAULT_PERCENTILES)
+            weighting = spec.get("weighting", DEFAULT_WEIGHTING)  # what `tables_for` fits when none is given
             out[fn] = {"segments": int(spec["segments"]),
-                       "table": f"calibrated:{spec['calibrated']}/{spec.get('weighting', DEFAULT_WEIGHTING)}/p{lo:g}-{hi:g}"}
+                       "table": f"calibrated:{spec['calibrated']}/{weighting}/p{lo:g}-{hi:g}"}
         elif "segments" in spec:
             out[fn] = {"segments": int(spec["segments"]), "table": f"fit:{fn}/{spec['segments']}/asymptote"}
         elif spec["table"] == "relu":
