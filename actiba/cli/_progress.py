@@ -20,7 +20,13 @@ def mode(stream: TextIO | None = None) -> str:
     if forced in ("live", "plain", "off"):
         return forced
     stream = stream or sys.stderr
-    return "live" if hasattr(stream, "isatty") and stream.isatty() else "plain"
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return "plain"
+    try:  # the eval extra installs rich; without it a terminal gets the plain lines
+        import rich  # noqa: F401
+    except ImportError:
+        return "plain"
+    return "live"
 
 
 def _fmt_seconds(s: float) -> str:
@@ -45,32 +51,43 @@ class Progress:
         self._what = ""
         self._step = ""
         self._progress: Any = None
+        self._live: Any = None
         self._task: Any = None
 
     def __enter__(self) -> Progress:
         if self.mode == "live":
-            from rich.console import Console
+            from rich.console import Console, Group
+            from rich.live import Live
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
+            from rich.text import Text
 
             console = Console(file=self.stream, force_terminal=True)
             self._progress = RichProgress(
-                TextColumn("[bold]{task.fields[title]}[/]"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                TextColumn(self.label), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                TextColumn("{task.fields[what]}"), console=console, transient=False, refresh_per_second=4)
-            self._progress.start()
-            self._task = self._progress.add_task("", total=self.total, title=self.title, what="")
+                BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn(self.label + "s"),
+                TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=console)
+            self._task = self._progress.add_task("", total=self.total)
+            owner = self
+
+            class _View:  # what is running on one line, the bar (i of n, elapsed, ETA) on the next
+                def __rich__(self) -> Group:
+                    what = " · ".join(x for x in (owner.title, owner._what, owner._step) if x)
+                    return Group(Text(what, style="bold", overflow="ellipsis", no_wrap=True),
+                                 owner._progress.get_renderable())
+
+            self._live = Live(_View(), console=console, refresh_per_second=4, transient=False)
+            self._live.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
-            self._progress.stop()
+            self._live.stop()
             self._progress = None
 
     def _refresh(self) -> None:
         if self._progress is not None:
-            what = " · ".join(x for x in (self._what, self._step) if x)
-            self._progress.update(self._task, title=self.title, what=what, total=self.total)
+            self._progress.update(self._task, total=self.total)
 
     def set_title(self, title: str) -> None:
         """What the following units belong to (e.g. model and precision)."""
@@ -92,7 +109,7 @@ class Progress:
         if self.mode == "off":
             return
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._live.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=self.stream, flush=True)
 
@@ -102,28 +119,25 @@ class Progress:
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
             if text:
-                self._progress.console.print(self._line(text), markup=False, highlight=False)
+                self._live.console.print(self._line(text), markup=False, highlight=False)
             return
         if self.mode == "plain" and (self.done % self.every == 0 or self.done == self.total):
             print(self._line(text), file=self.stream, flush=True)
 
     def update_to(self, done: int, total: int | None = None, text: str = "") -> None:
-        """Set the count (for callbacks that report `done of total`)."""
-        if total is not None:
+        """Set the count (for callbacks that report `done of total`); plain mode: a line per `every`."""
+        if total is not None and total != self.total:
             self.total = total
             self._refresh()
-        if done > self.done:
-            step = done - self.done
-            crossed = self.mode == "plain" and (
-                done // self.every > self.done // self.every or done == self.total)
-            if self._progress is not None or crossed:
-                self.advance(text, step) if self._progress is not None else self._plain(done, text)
-            else:
-                self.done = done
-
-    def _plain(self, done: int, text: str) -> None:
+        if done <= self.done:
+            return
+        if self._progress is not None:
+            self.advance(text, done - self.done)
+            return
+        crossed = done // self.every > self.done // self.every or done == self.total
         self.done = done
-        print(self._line(text), file=self.stream, flush=True)
+        if self.mode == "plain" and crossed:
+            print(self._line(text), file=self.stream, flush=True)
 
     def _line(self, text: str) -> str:
         of = f"/{self.total}" if self.total else ""
