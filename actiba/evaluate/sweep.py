@@ -173,7 +173,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
             scoring_model, _ = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, "all")
             scoring_sha = row["metric_graph_sha"] = graph_sha(scoring_model)
         src = state.accuracy_from.get(scoring_sha) if state is not None else None
-        if src is not None and len(src.get("metric_windows") or ()) * settings.seq_len == len(data):
+        if src is not None and len(src.get("metric_windows") or ()) == len(data) // settings.seq_len:
             # this graph was scored in an earlier run (another precision): time it, do not score it again
             row.update({k: src[k] for k in ("metric", "metric_windows", "metric_halfwidth") if k in src})
             row["metric_precision"] = src.get("metric_precision")
@@ -599,7 +599,8 @@ def row_summary(row: dict[str, Any], base: dict[str, Any] | None) -> str:
     if base and base.get("metric") and row.get("metric") is not None:
         delta = (row["metric"] - base["metric"]) / base["metric"]
         hw = paired_halfwidth(row.get("metric_windows") or [], base.get("metric_windows") or [])
-        parts.append(f"bits/byte {100 * delta:+.3f}%" + (f" ±{100 * hw:.3f}%" if hw else ""))
+        parts.append(f"bits/byte {100 * delta:+.3f}%" + (f" ±{100 * hw:.3f}%" if hw and hw > 1e-6 else
+                                                           " ±<0.0001%" if hw else ""))
     if row.get("same_graph_as"):
         parts.append(f"same graph as {row['same_graph_as']}")
     secs = (row.get("seconds") or {}).get("total")
