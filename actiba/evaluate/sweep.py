@@ -137,7 +137,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
     row: dict[str, Any] = {
-        "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
+        "name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
         "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk,
         "activations": describe_activations(config), "metric": None, "latency_ms": None,
         "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
@@ -437,7 +437,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
-    return {"name": config.name, "cumba": config.cumba, "reduba": config.reduba, "ssd_d1": config.ssd_d1,
+    return {"name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
+            "ssd_d1": config.ssd_d1,
             "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk, "activations": _safe_acts(config),
             "metric": None, "latency_ms": None,
             "error": _error_text(exc)}
