@@ -522,8 +522,12 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
                   f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs")
         scored = ("latency only" if run.get("metric") is None else
                   f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})")
+        secs = run.get("seconds") or {}
+        spent = ("; wall time " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in secs.items())
+                 if secs else "")
         parts.append(f"<p>seq_len {s.get('seq_len')}, {scored}, {timing}, threads {s.get('threads')}; "
-                     f"{run.get('resumed', 0)} rows resumed from the cache.</p>")
+                     f"{run.get('resumed', 0)} rows resumed from the cache{spent} (each row's own split: "
+                     "`seconds` in results.json).</p>")
         parts.append(f"<p>{html.escape(null_control_words(run.get('null_control')))}</p>")
         if (run.get("null_control") or {}).get("usable") is False:
             parts.append("<p class='warn'>This run's latency is not usable: the null control stayed wide after "

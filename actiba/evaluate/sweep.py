@@ -633,13 +633,16 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     state = RunState(accuracy_from=dict(accuracy_from or {}))
     eval_reason = None
     tell = progress.step if progress is not None else (lambda _name: None)
+    clock = {"start": time.perf_counter()}  # where the run's time goes besides its rows
     if progress is not None:
         progress.begin("setup")
     if data is not None and not settings.latency_only:
         tell("export + window budget")
         data, eval_reason = _eval_data(lm, configs, settings, precision, data, row_dir, state, cache)
+    clock["setup"] = time.perf_counter()
     tell("null control (baseline vs itself)")
     null = null_control(lm, configs, settings, precision, state, cache, row_dir)
+    clock["null_control"] = time.perf_counter()
     state.noise = null_noise(null)
     rows, resumed = [], 0
     # the baseline first: its graph and decode step are the ones later rows may share
@@ -681,6 +684,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         if progress is not None:
             progress.advance(row_summary(row, by_index.get(order[0])))
     rows = [by_index[i] for i in range(len(configs))]
+    clock["rows"] = time.perf_counter()
     base = finish_run(rows, base_name)
     if state.accuracy_from and base and base.get("metric"):  # emulated like the run it reuses accuracy from
         for r in rows:
@@ -694,11 +698,16 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
             progress.begin(f"front at emulated {', '.join(settings.emulate)}")
         emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)
     scored = None if data is None else len(data) - len(data) % settings.seq_len
+    end = time.perf_counter()
+    seconds = {"setup": clock["setup"] - clock["start"], "null_control": clock["null_control"] - clock["setup"],
+               "rows": clock["rows"] - clock["null_control"], "emulate": end - clock["rows"],
+               "total": end - clock["start"]}
     return {
         "model": lm.name, "model_type": lm.model_type, "random_weights": lm.random_weights,
         "device": settings.device, "precision": precision, "prefill_logits": settings.prefill_logits,
         "precision_used": (base or {}).get("compile", {}).get("precision_used") if base else None,
         "metric": None if settings.latency_only else "bits_per_byte",
         "baseline": base, "configs": rows, "resumed": resumed, "null_control": null,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": asdict(settings) | {"eval_bytes_scored": scored, "eval_bytes_reason": eval_reason},
     }
