@@ -4,9 +4,9 @@ With no model, the embedded Mamba-2 and Mamba models are measured; `--full-size`
 random-weight Mamba-2-130M / Mamba-130M architectures for latency only (slow; labelled as random).
 
 What keeps the default run short (see `actiba.evaluate.sweep`): timing stops once the paired speed-up is
-known to ±--rel-tol or after --timing-seconds, slow graphs score fewer whole windows (--accuracy-seconds,
-never under 32), identical graphs are measured once. Every row also gets a decode-step latency unless
---no-decode.
+known to ±--rel-tol or after --timing-seconds, large models score fewer whole windows (--accuracy-seconds,
+sized from the parameter count, never under 32), identical graphs are measured once. Every row also
+gets a decode-step latency unless --no-decode.
 
 --emulate (default bf16): the baseline and the Pareto front are scored again with every float tensor
 rounded to that precision (onnxruntime emulation, `actiba.evaluate.emulate`), so the report shows what
@@ -50,8 +50,9 @@ def add_parser(sub) -> None:
                    help="stop timing a configuration after this long (at least 6 pairs; the report gives the "
                         "ratio's precision; 0: no limit)")
     p.add_argument("--accuracy-seconds", type=float, default=12.0,
-                   help="scoring budget per configuration: slow graphs score fewer whole windows (at least 32; "
-                        "0: always --eval-bytes)")
+                   help="scoring budget per configuration: models too large to score in full score fewer "
+                        "whole windows, chosen from their size at a nominal 20 GFLOP/s, not from a timing, so "
+                        "the bytes scored never depend on load (at least 32; 0: always --eval-bytes)")
     p.add_argument("--profile", action="store_true", help="per-op profile of every configuration (baseline: always)")
     p.add_argument("--no-decode", dest="decode", action="store_false",
                    help="skip the single-token decode-step latency")

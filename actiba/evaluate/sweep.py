@@ -8,9 +8,10 @@ configuration becomes a row carrying its error and the sweep goes on.
 Where the time goes and how it is kept short without changing what is measured: a configuration whose
 rewritten graph is byte-identical to one already measured reuses that measurement (the row says
 `same_graph_as`); timing stops once the paired ratio to the baseline is known to ±`rel_tol`; a model
-whose graph is slow scores fewer whole windows (at least `min_eval_windows`, the bytes scored are in the
-run's settings); the baseline is compiled once and serves as the timing reference; "last" graphs are
-sliced from the "all" export rather than exported again, and scoring graphs run on every core.
+too large to score in full scores fewer whole windows (chosen from its size, at least
+`min_eval_windows`; the bytes scored are in the run's settings); the baseline is compiled once and
+serves as the timing reference; "last" graphs are sliced from the "all" export rather than exported
+again, and scoring graphs run on every core.
 
 Null control: every run also times the baseline graph compiled a second time against the reference
 (`null_control`); what two compiles of one graph differ by is the floor a speed-up must clear before a
@@ -491,37 +492,34 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
     return base
 
 
+# The scoring budget is converted to windows at this nominal throughput, from the model's size, not
+# from a timing: a timed budget made the bytes scored depend on the machine's load (a run at load 7-11
+# scored 32 of 64 windows of the embedded Mamba-2), so the same command gave different bits/byte.
+NOMINAL_FLOPS = 20e9
+
+
 def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, data: bytes,
                row_dir: Path, state: RunState, cache: Path) -> tuple[bytes, str]:
-    """The scored prefix of `data`: all of it, or fewer whole windows when the graph is slow.
+    """The scored prefix of `data`: all of it, or fewer whole windows for a large model.
 
-    The window count is chosen once from the baseline's latency (budget `accuracy_seconds` per
-    configuration, never under `min_eval_windows`) and remembered next to the cached rows, so a resumed
-    run scores exactly the same bytes.
+    The window count follows from the model's size alone (≈ 2 FLOP per parameter per token at
+    `NOMINAL_FLOPS`, budget `accuracy_seconds` per configuration, never under `min_eval_windows`), so
+    the same model and settings score the same bytes on every machine and at any load: the embedded
+    models (1.8 M parameters) score all windows, a 130M model 32 windows of 256 bytes.
     """
+    del configs, precision, state, cache
     n_all = len(data) // settings.seq_len
     if settings.accuracy_seconds is None or n_all <= settings.min_eval_windows:
         return data, "all windows"
-    memo = row_dir / f"eval-bytes-{settings.key()}.json"
-    try:
-        saved = json.loads(memo.read_text())
-        return data[:int(saved["bytes"])], str(saved["reason"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    ref = _reference(lm, configs, settings, precision, state, cache)
-    if settings.prefill_logits != "all":  # the budget is for scoring, which runs the all-logits graph
-        base_cfg = next(c for c in configs if c.is_baseline)
-        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache, "all")
-        sha = graph_sha(m)
-        ref = _scorer(m, sha, settings, precision, state)
-        state.scorer = (sha, ref)  # the baseline row scores on it again
-    feed = latency.random_ids(settings.seq_len, lm.vocab_size)
-    window_ms = latency.time_compiled(ref, feed, warmup=1, repeats=3).median
-    n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds * 1e3 / window_ms)))
+    params = sum(int(p.numel()) for p in lm.model.parameters())
+    window_s = 2.0 * params * settings.seq_len / NOMINAL_FLOPS
+    n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds / window_s)))
     reason = "all windows" if n >= n_all else (
-        f"{n} of {n_all} windows: baseline {window_ms:.0f} ms per window, budget {settings.accuracy_seconds:g} s "
-        f"per configuration (at least {settings.min_eval_windows})")
-    write_text(memo, json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
+        f"{n} of {n_all} windows: {params / 1e6:.1f} M parameters x {settings.seq_len} tokens is "
+        f"~{window_s:.2g} s per window at a nominal {NOMINAL_FLOPS / 1e9:g} GFLOP/s, budget "
+        f"{settings.accuracy_seconds:g} s per configuration (at least {settings.min_eval_windows})")
+    write_text(row_dir / f"eval-bytes-{settings.key()}.json",
+               json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
     return data[:n * settings.seq_len], reason
 
 
