@@ -15,13 +15,15 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import actiba
-from actiba.fitting.verify import dense_grid
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's actiba, not the installed one
+import actiba  # noqa: E402
+from actiba.fitting.verify import dense_grid  # noqa: E402
 
 LO, HI = -8.0, 8.0
 
@@ -123,8 +125,6 @@ def discontinuous_exactness() -> list[dict]:
 
 
 def speed() -> list[dict]:
-    import sys
-
     from actiba.expr import compile_expr
 
     rows = []
@@ -146,10 +146,11 @@ def speed() -> list[dict]:
     for _ in range(3):  # the CLI end to end, imports included
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "actiba", "fit", "silu", "--segments", "16", "-o", os.devnull],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
         walls.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import actiba.cli.fit_cmd, actiba.fitting"], check=True)
+    subprocess.run([sys.executable, "-c", "import actiba.cli.fit_cmd, actiba.fitting"], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
     imp = time.perf_counter() - t0
     rows.append({"case": "CLI `python -m actiba fit silu --segments 16` (median of 3)", "segments": 16,
                  "wall_s": float(np.median(walls)), "report_s": None, "import_s": imp})

@@ -80,7 +80,11 @@ class ContinuousBound:
         if not self.feasible(probe):
             return max(probe, floor)  # within 2e-4 of the table: one sweep settles it
         b, a = probe, floor
-        if a <= 0 or self.feasible(a):
+        if a <= 0:  # no bound yet: step down until the tube is too narrow
+            a = 0.95 * b
+            while a > 1e-300 and self.feasible(a):
+                b, a = a, 0.8 * a
+        elif self.feasible(a):
             return floor
         while b - a > rtol * b:
             mid = 0.5 * (a + b)
