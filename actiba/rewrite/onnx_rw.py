@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import activations
 from ..errors import InputError
 from ..tableset import TableSet
 from . import onnx_subgraphs, spec
@@ -35,7 +36,7 @@ from ._inputs import max_abs_diff, random_array
 from .spec import Site
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
-_ACT_OPS = {"Softplus": "softplus", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp"}
+_ACT_OPS = activations.ONNX_OPS  # single ops that mean one function (the activation registry)
 
 
 # --- per-site tables (shared with torch_rw / openvino_rw: pure Python, no heavy imports) ------------------

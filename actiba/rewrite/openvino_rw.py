@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import activations
 from ..errors import InputError
 from . import spec
 from ._inputs import max_abs_diff, random_array
 from .spec import Site
 
 _FLOAT = ("f32", "f16", "bf16", "f64")
-_ACT_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "SoftPlus": "softplus"}
+_ACT_OPS = activations.OPENVINO_OPS  # single ops that mean one function (the activation registry)
 
 
 def _ops() -> Any:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import activations
+
 
 @dataclass(frozen=True)
 class RewriteSpec:
@@ -153,14 +155,12 @@ def check_precision(spec: RewriteSpec, precision: str) -> str | None:
 
 # --- activations -----------------------------------------------------------------------------------
 
-# function name -> the table functions that may lower it (swish is silu's alias in actiba.functions)
-ACT_FUNCTIONS = ("silu", "softplus", "gelu", "gelu-tanh", "sigmoid", "tanh", "exp")
-_ALIASES = {"swish": "silu", "gelu_tanh": "gelu-tanh", "gelu-erf": "gelu"}
+# the functions ActiBA can replace, and their aliases: one registry entry each (`actiba.activations`)
+ACT_FUNCTIONS = activations.NAMES
 
 
 def canonical_function(name: str) -> str:
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
+    return activations.canonical(name)
 
 
 def table_mismatch(table: Any, function: str, beta: float | None = None) -> str | None:
@@ -171,7 +171,7 @@ def table_mismatch(table: Any, function: str, beta: float | None = None) -> str 
     tf = canonical_function(getattr(table, "function", "custom") or "custom")
     if tf in ACT_FUNCTIONS and tf != function:
         return f"table approximates {tf}, site computes {function}"
-    if beta is not None and tf in ("silu", "softplus"):
+    if beta is not None and tf in activations.BY_NAME and activations.BY_NAME[tf].beta:
         tb = float((getattr(table, "params", None) or {}).get("beta", 1.0))
         if abs(tb - beta) > 1e-6 * max(1.0, abs(beta)):
             return f"table has beta={tb:g}, site has beta={beta:g}"

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .. import activations
 from ..errors import InputError
 from . import site_ids, spec
 from .spec import Site
@@ -41,21 +42,26 @@ def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | Non
     """
     if args and isinstance(args[0], torch.nn.Parameter):
         return None
-    if func in (F.silu, torch._C._nn.silu, torch._C._nn.silu_):
-        return "silu", 1.0
-    if func in (F.softplus, torch._C._nn.softplus):
-        beta = kwargs.get("beta", args[1] if len(args) > 1 else 1.0)
-        return "softplus", float(beta)
-    if func in (F.gelu, torch._C._nn.gelu):
-        approx = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-        return ("gelu-tanh" if approx == "tanh" else "gelu"), None
-    if func in (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid):
-        return "sigmoid", None
-    if func in (torch.tanh, torch.Tensor.tanh, F.tanh):
-        return "tanh", None
-    if func in (torch.exp, torch.Tensor.exp):
-        return "exp", None
+    for act in _callables().get(func, ()):
+        if act.torch_select is not None:
+            key, pos, value = act.torch_select
+            if kwargs.get(key, args[pos] if len(args) > pos else "none") != value:
+                continue
+        if act.torch_beta is not None:
+            key, pos = act.torch_beta
+            return act.name, float(kwargs.get(key, args[pos] if len(args) > pos else 1.0))
+        return act.name, (1.0 if act.beta else None)
     return None
+
+
+_CALLABLES: dict[Any, list[Any]] = {}
+
+
+def _callables() -> dict[Any, list[Any]]:
+    """The registry's torch callables, resolved once."""
+    if not _CALLABLES:
+        _CALLABLES.update(activations.torch_callables())
+    return _CALLABLES
 
 
 def _default_pwl(x: torch.Tensor, table: Any) -> torch.Tensor:
