@@ -187,9 +187,35 @@ def table_error(table: Any) -> float | None:
 
 # --- sites -----------------------------------------------------------------------------------------
 
+class _Detail(dict):
+    """`Site.detail`: the match's plain fields; a key it lacks falls back to the typed match data
+    (`Site.match`), so ``detail["root"]`` / ``detail["table"]`` keep working for older callers."""
+
+    def __init__(self, data: Any = (), site: Site | None = None) -> None:
+        super().__init__(data)
+        self._site = site
+
+    def __missing__(self, key: str) -> Any:
+        m = None if self._site is None else self._site.match
+        if m is not None and hasattr(m, key):
+            return getattr(m, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 @dataclass
 class Site:
-    """One place a rewrite could apply: where, what, and whether it will (and why not)."""
+    """One place a rewrite could apply: where, what, and whether it will (and why not).
+
+    `detail` holds plain reported values (str / numbers / bools); the rule's typed match data, with
+    the live nodes and tensors its replacement needs, is `match` (None for a skip), and `scope` the
+    graph scope it was found in. Neither is part of `as_dict`.
+    """
 
     rewrite: str
     name: str
@@ -200,6 +226,11 @@ class Site:
     decision: str = "rewrite"  # "rewrite" or "skip"
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    match: Any = field(default=None, repr=False, compare=False)
+    scope: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.detail = _Detail(self.detail, self)
 
     @property
     def ok(self) -> bool:
