@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -149,7 +149,8 @@ def _replace(rule: Rule, sites: list[Site], lowering: str) -> None:
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
           tables: Any = None, site_tables: list[tuple[str, Any]] | None = None,
-          lowering: str = "auto", precision: str = "f32") -> tuple[Any, list[Site]]:
+          lowering: str = "auto", precision: str = "f32",
+          choose: Callable[[list[Site]], None] | None = None) -> tuple[Any, list[Site]]:
     """Return (a rewritten clone of `model`, every site considered with its decision); the rules run in
     `rules.RULES` order, each on the result of the one before."""
     rules = [r for r in RULES.ordered(rewrites) if "openvino" in r.levels]  # the contraction is ONNX-only
@@ -161,6 +162,8 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
         for s in found:
             if s.ok and wanted is not None and s.name not in wanted:
                 s.skip("not selected")
+        if choose is not None:  # the caller's selection (marks sites skipped, with its reason)
+            choose(found)
         chosen = [s for s in found if s.ok]
         if chosen:
             _replace(rule, chosen, lowering)
