@@ -16,14 +16,27 @@ from typing import Any
 
 from ... import activations
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, only_user, other_input, scalar_const
+from .base import (
+    Builder,
+    Context,
+    Head,
+    Match,
+    Result,
+    Rule,
+    View,
+    float_check,
+    handle,
+    only_user,
+    other_input,
+    scalar_const,
+)
 
 NAME = "actiba"
 
 
 @dataclass(kw_only=True)
 class ActibaMatch(Match):
-    x: Any
+    x: Any = handle()
     function: str
     beta: float | None
     nodes: tuple[Any, ...]        # every pattern node, the root last

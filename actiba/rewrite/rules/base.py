@@ -95,6 +95,11 @@ class Skip:
 _PLAIN = (str, int, float, bool)
 
 
+def handle(default: Any = dataclasses.MISSING) -> Any:
+    """A match field holding a graph tensor or node (never reported, even when it is an ONNX name)."""
+    return field(default=default, metadata={"handle": True})
+
+
 @dataclass(kw_only=True)
 class Match:
     """Base of each rule's typed match data. `replaces`: the tensors the build returns replacements for
@@ -116,7 +121,7 @@ class Match:
         """The plain (str / number / bool / list of those) fields that are set, for `Site.detail`."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("head", "reason", "replaces", "dead"):
+            if f.name in ("head", "reason", "replaces", "dead") or f.metadata.get("handle"):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, _PLAIN) or (isinstance(v, (list, tuple)) and all(isinstance(i, _PLAIN) for i in v)):

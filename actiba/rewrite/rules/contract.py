@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View, float_check
+from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "contract"
 
 
 @dataclass(kw_only=True)
 class ContractMatch(Match):
-    a: Any
-    b: Any
+    a: Any = handle()
+    b: Any = handle()
     axes: list[int]
     keepdims: bool
     shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]

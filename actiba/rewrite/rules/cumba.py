@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View, float_check
+from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "cumba"
 
 
 @dataclass(kw_only=True)
 class CumbaMatch(Match):
-    x: Any
+    x: Any = handle()
     a: int            # normalized axis
     rank: int
     n: int

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View, float_check
+from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "reduba"
 
 
 @dataclass(kw_only=True)
 class RedubaMatch(Match):
-    x: Any
+    x: Any = handle()
     plan: str                 # identity, last, second, trailing, block, transpose
     axes: list[int]
     rank: int

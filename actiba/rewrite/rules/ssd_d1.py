@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View
+from .base import Builder, Context, Head, Match, Result, Rule, View, handle
 
 NAME = "ssd-d1"
 _REFUSED = {"float16": "f16", "bfloat16": "bf16"}
@@ -36,8 +36,8 @@ PROBE_T = 7  # size at which a mask of symbolic size is checked (its structure d
 
 @dataclass(kw_only=True)
 class D1Match(Match):
-    x: Any
-    cs: Any | None            # the graph's own CumSum(x, -1), if it has one
+    x: Any = handle()
+    cs: Any | None = handle()  # the graph's own CumSum(x, -1), if it has one
     T: int | str
     reuse_cumsum: bool
 

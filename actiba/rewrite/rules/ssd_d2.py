@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import spec
-from .base import Builder, Context, Head, Match, Result, Rule, View, only_user, other_input
+from .base import Builder, Context, Head, Match, Result, Rule, View, handle, only_user, other_input
 
 REWRITE = NAME = "ssd-d2"
 
@@ -55,16 +55,16 @@ EQ_G, EQ_DIAG, EQ_STATES, EQ_OFF = (canonical(e) for e in (
 class D2Match(Match):
     """The tensors d2 reads; `replaces` = (per-chunk states, SSD output)."""
 
-    c_src: Any
-    c_pad: Any | None
-    b_src: Any
-    b_pad: Any | None
+    c_src: Any = handle()
+    c_pad: Any | None = handle()
+    b_src: Any = handle()
+    b_pad: Any | None = handle()
     chunk_shape: list[int]     # (b, c, l, n) of the un-repeated B/C in chunks
-    lp: Any                    # decay matrix as multiplied into G: (b, c, l, s, h)
-    x: Any                     # (b, c, l, h, p)
-    du: Any                    # (b, c, l, h, 1)
-    eu: Any                    # (b, c, l, h, 1)
-    s: Any                     # states entering the off-diagonal term: (b, c, h, p, n)
+    lp: Any = handle()  # decay matrix as multiplied into G: (b, c, l, s, h)
+    x: Any = handle()  # (b, c, l, h, p)
+    du: Any = handle()  # (b, c, l, h, 1)
+    eu: Any = handle()  # (b, c, l, h, 1)
+    s: Any = handle()  # states entering the off-diagonal term: (b, c, h, p, n)
 
     @property
     def roles(self) -> D2Match:
