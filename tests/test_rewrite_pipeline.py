@@ -135,3 +135,11 @@ def test_pipeline_result_stages_counts_and_inventory(tmp_path):
     assert len(m.graph.node) == 3  # the input model is never modified
     with pytest.raises(InputError, match="unknown rewrite"):
         rewrite_model(m, Request(rewrites=("cumbaa",)))
+
+
+def test_cli_reaches_any_rule_by_name(tmp_path, capsys):
+    path, out = _save(tmp_path, _cumsum()), tmp_path / "out.onnx"
+    assert main(["rewrite", str(path), "--rewrite", "cumba", "-o", str(out)]) == 0
+    assert "CumSum" not in onnx_rw.inventory(onnx.load(str(out)))
+    assert main(["rewrite", str(path), "--rewrite", "cumbaa", "-o", str(out)]) == 2
+    assert "known: ssd-d1" in capsys.readouterr().err

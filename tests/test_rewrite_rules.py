@@ -136,3 +136,63 @@ def test_site_detail_is_plain_and_the_match_is_typed():
     plain = (str, int, float, bool)
     assert all(isinstance(v, plain) for v in dict(site.detail).values())
     assert site.as_dict()["detail"] == dict(site.detail)
+
+
+NEG_RULE = '''
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from actiba.rewrite.rules.base import Head, Match, Rule, float_check, handle
+from actiba.rewrite.spec import RewriteSpec
+
+
+@dataclass(kw_only=True)
+class NegMatch(Match):
+    x: Any = handle()
+
+
+def match(v, node, ctx):
+    x = v.ins(node)[0]
+    h = Head(node, v.native(node), v.shape(x), v.type_name(x))
+    why = float_check(v, x)
+    return h.skip(why) if why else NegMatch(head=h, reason="0 - x", replaces=(v.out(node),), x=x)
+
+
+def build(b, m):
+    return (b.sub(b.const(np.zeros(1), m.x), m.x),)
+
+
+SPEC = RewriteSpec("neg", ("Neg(x)",), ("float",), "0 - x", {}, 1e-6)
+RULE = Rule("neg", "exact", (("Neg",),), match, build, spec=SPEC, order=45)
+'''
+
+
+def test_a_new_rewrite_is_one_module(tmp_path, monkeypatch):
+    """A rule module dropped into a rules package is discovered, ordered, described and run end to end."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from actiba.rewrite import onnx_rw
+    from actiba.rewrite.pipeline import Request, rewrite_model
+    from actiba.rewrite.rules import RuleSet
+
+    pkg = tmp_path / "more_rules"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "neg.py").write_text(NEG_RULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    extra = RuleSet("more_rules", [str(pkg)])
+    merged = {**{r.name: r for r in RULES}, **{r.name: r for r in extra}}
+    monkeypatch.setattr(RULES, "_rules", dict(sorted(merged.items(), key=lambda kv: kv[1].order)))
+    assert RULES.names().index("neg") == RULES.names().index("cumba") + 1 and spec.SPECS["neg"].math == "0 - x"
+
+    g = h.make_graph([h.make_node("Neg", ["x"], ["y"], name="neg0")], "g",
+                     [h.make_tensor_value_info("x", T.FLOAT, [3, 4])], [h.make_tensor_value_info("y", T.FLOAT, None)])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    result = rewrite_model(m, Request(rewrites=("neg",)))
+    assert result.counts() == {"neg": 1} and result.stages[0].ok
+    assert onnx_rw.inventory(result.model) == {"Sub": 1} and onnx_rw.compare(m, result.model) == 0
+    assert isinstance(result.model, onnx.ModelProto)

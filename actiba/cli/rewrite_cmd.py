@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--reduba", action="store_true", help="ReduceSum/ReduceMean -> MatMul with ones")
     p.add_argument("--contract", action="store_true",
                    help="broadcast Mul -> ReduceSum -> one Einsum (ONNX only)")
+    p.add_argument("--rewrite", action="append", default=[], metavar="RULE", dest="rules",
+                   help="any rewrite rule by name (actiba.rewrite.rules), e.g. --rewrite cumba; repeatable")
     p.add_argument("--act", action="append", default=[], metavar="FUNC=FILE",
                    help=f"ActiBA table per function: {activations.help_names()}")
     p.add_argument("--act-site", action="append", default=[], metavar="PATTERN=FILE",
@@ -112,6 +114,7 @@ def run(args) -> int:
 
     backend, kind = _backend(args.model)
     flagged = [n for n in RULES.names() if getattr(args, n.replace("-", "_"), False)]
+    flagged += [RULES.get(n).name for n in args.rules if n not in flagged]
     if args.contract and kind == "openvino":
         raise InputError("--contract is implemented for ONNX models only")
     tables, site_tables = _load_tables(args)

@@ -1,4 +1,4 @@
-"""ActiBA: an activation op or pattern replaced by a piecewise-linear table's lowering (see `spec.ACTIBA`).
+"""ActiBA: an activation op or pattern replaced by a piecewise-linear table's lowering (its `SPEC` below).
 
 Patterns, from the activation registry (`actiba.activations`): the single ops whose only meaning is one
 function (Softplus, Sigmoid, Tanh, Exp), Swish(alpha) as SiLU with beta = alpha, Gelu(approximate),
@@ -16,6 +16,7 @@ from typing import Any
 
 from ... import activations
 from .. import spec
+from ..spec import RewriteSpec
 from .base import (
     Builder,
     Context,
@@ -189,4 +190,24 @@ def pick_table(site: spec.Site, tables: dict[str, Any], site_tables: list[tuple[
         f", max_abs {err:.3g}" if err is not None else "") + (f"; site {sid}" if sid is not None else "")
 
 
-RULE = Rule(NAME, "approx", (("Mul", "Erf"), tuple(activations.ONNX_OPS) + ("Swish", "Gelu")), match, build)
+SPEC = RewriteSpec(
+    name="actiba",
+    matches=("Softplus", "Mul(x, Sigmoid(x)) [SiLU]", "Swish (opset 24 / OpenVINO, alpha=beta)",
+             "Gelu (approximate none|tanh) and x·0.5·(1+Erf(x/√2))", "Sigmoid", "Tanh", "Exp",
+             "torch: F.silu/F.softplus/F.gelu/torch.sigmoid/tanh/exp inside the selected modules"),
+    conditions=(
+        "a table for the site's function (by op type, or by site-name pattern)",
+        "the table's function and beta agree with the op (a silu table for Swish(alpha) needs beta=alpha)",
+    ),
+    math="y = slopes[i]·x + intercepts[i], i = #breakpoints <= x (the table's lowering: relu-sum or select)",
+    limits={
+        "f32": "the table's own approximation error (its error.max_abs over its domain); see --act-tolerance",
+        "bf16": "table error plus bf16 rounding of slopes/intercepts and of x (~2^-8 relative)",
+        "f16": "table error plus f16 rounding (~2^-11 relative)",
+    },
+    tolerance=float("inf"),  # judged against the table's stated error instead, see verify
+)
+
+
+RULE = Rule(NAME, "approx", (("Mul", "Erf"), tuple(activations.ONNX_OPS) + ("Swish", "Gelu")), match, build,
+            spec=SPEC, order=60)

@@ -142,7 +142,7 @@ Result = Match | Skip | None
 
 @dataclass(frozen=True)
 class Rule:
-    """One rewrite: its name (the `spec.SPECS` key), when it runs, how it matches and builds.
+    """One rewrite: its name, when it runs, how it matches and builds, its description and its place.
 
     `passes`: root op names offered to `match`, one tuple per pass over the scope (ActiBA matches the
     x·Sigmoid(x) and erf-GELU patterns before single ops). `stage`: "ssd" rules run first, each verified
@@ -157,6 +157,8 @@ class Rule:
     build: Callable[[Builder, Any], tuple[Any, ...]]
     levels: tuple[str, ...] = ("onnx", "openvino")
     scopes: bool = True
+    spec: Any = None          # its `spec.RewriteSpec`
+    order: int = 100          # place in the rewrite order (see `rules/__init__.py`)
 
 
 def other_input(v: View, node: Any, t: Any) -> Any | None:

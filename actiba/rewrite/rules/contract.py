@@ -1,4 +1,4 @@
-"""Contraction: ReduceSum(Mul(a, b)) over a broadcasting Mul as one Einsum (see `spec.CONTRACT`).
+"""Contraction: ReduceSum(Mul(a, b)) over a broadcasting Mul as one Einsum (its `SPEC` below).
 
 The broadcast product is never materialized. Needs static shapes, a Mul read only by the ReduceSum,
 and a product larger than both operands (otherwise nothing is saved). ONNX only (OpenVINO's CPU plugin
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import spec
+from ..spec import RewriteSpec
 from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "contract"
@@ -83,4 +84,17 @@ def build(bld: Builder, m: ContractMatch) -> tuple[Any, ...]:
     return (bld.unsqueeze(out, m.axes) if m.keepdims else bld.identity(out),)
 
 
-RULE = Rule(NAME, "exact", (("ReduceSum",),), match, build, levels=("onnx",))
+SPEC = RewriteSpec(
+    name="contract",
+    matches=("ReduceSum(Mul(a, b), axes) where the Mul broadcasts (ONNX)",),
+    conditions=(
+        "a, b and axes static; the Mul has no other consumer",
+        "the broadcast product is larger than both inputs (otherwise nothing is saved)",
+    ),
+    math="one Einsum over the un-broadcast operands: the product is never materialized",
+    limits={"f32": "exact up to summation order", "bf16": "as MatMul", "f16": "as MatMul"},
+    tolerance=1e-4,
+)
+
+
+RULE = Rule(NAME, "exact", (("ReduceSum",),), match, build, levels=("onnx",), spec=SPEC, order=30)

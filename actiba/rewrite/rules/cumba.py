@@ -1,4 +1,4 @@
-"""CumBA: CumSum(x, axis) as a MatMul with a triangular 0/1 constant (see `spec.CUMBA`).
+"""CumBA: CumSum(x, axis) as a MatMul with a triangular 0/1 constant (its `SPEC` below).
 
 Axis −2: L @ x; last axis: x @ Lᵀ; any other axis a: Reshape to (d0..d(a−1), n, Q), L @ ·, Reshape
 back — no Transpose anywhere. Needs a constant axis, a static length n (the constant is n×n) and a
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import spec
+from ..spec import RewriteSpec
 from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "cumba"
@@ -64,4 +65,25 @@ def build(b: Builder, m: CumbaMatch) -> tuple[Any, ...]:
     return (b.reshape_as(b.matmul(b.const(tri, x, "tri"), r), x),)
 
 
-RULE = Rule(NAME, "exact", (("CumSum",),), match, build)
+SPEC = RewriteSpec(
+    name="cumba",
+    matches=("CumSum(x, axis) [ONNX; OpenVINO CumSum]",
+             "torch.cumsum / Tensor.cumsum inside selected modules (torch_sums.sums_scope)"),
+    conditions=(
+        "axis is a constant",
+        "the length n along the axis is static (the constant is n×n)",
+        "floating-point element type (integer MatMul is not what NPUs accelerate)",
+    ),
+    math=("y = L @ x on axis −2 (L[i,j]=1 iff j contributes to i: j<=i, j<i exclusive, j>=i reverse, "
+          "j>i both); y = x @ Lᵀ on the last axis; any other axis a: reshape to (d0..d(a−1), n, Q) "
+          "with Q = prod of the later dims, L @ ·, reshape back — no Transpose anywhere"),
+    limits={
+        "f32": "exact up to summation order: |err| <= n·eps·sum|x| (~1e-6 relative)",
+        "bf16": "0/1 constants are exact; accumulation happens in the MatMul's accumulator (f32 on CPU/NPU)",
+        "f16": "as bf16; partial sums beyond 65504 overflow as CumSum would",
+    },
+    tolerance=1e-4,
+)
+
+
+RULE = Rule(NAME, "exact", (("CumSum",),), match, build, spec=SPEC, order=40)

@@ -1,4 +1,4 @@
-"""ReduBA: ReduceSum / ReduceMean as a MatMul with a ones (or 1/K) vector (see `spec.REDUBA`).
+"""ReduBA: ReduceSum / ReduceMean as a MatMul with a ones (or 1/K) vector (its `SPEC` below).
 
 Last axis: x @ 1_K; axis −2: 1_K @ x; several contiguous axes: Reshape with 0-copies, then the same;
 non-contiguous: Transpose them last; keepdims restores the unit axes with Unsqueeze. Empty axes with
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import spec
+from ..spec import RewriteSpec
 from .base import Builder, Context, Head, Match, Result, Rule, View, float_check, handle
 
 NAME = "reduba"
@@ -87,4 +88,26 @@ def build(b: Builder, m: RedubaMatch) -> tuple[Any, ...]:
     return (b.unsqueeze(out, m.axes) if keep else b.identity(out),)
 
 
-RULE = Rule(NAME, "exact", (("ReduceSum", "ReduceMean"),), match, build)
+SPEC = RewriteSpec(
+    name="reduba",
+    matches=("ReduceSum(x, axes) opset<13 attr / >=13 input",
+             "ReduceMean(x, axes) opset<18 attr / >=18 input", "OpenVINO ReduceSum / ReduceMean",
+             "torch.sum / torch.mean (and Tensor methods) inside selected modules (torch_sums.sums_scope)"),
+    conditions=(
+        "axes constant (or absent: all axes unless noop_with_empty_axes=1, which becomes Identity)",
+        "the reduced dims are static (K = their product sizes the ones vector)",
+        "floating-point element type",
+    ),
+    math=("last axis: x @ 1_K (keepdims: 1_{K×1}); axis −2: 1_K @ x (keepdims: 1_{1×K}); several "
+          "contiguous axes: Reshape with 0-copies then the same; non-contiguous: Transpose them last; "
+          "ReduceMean uses (1/K)·1 instead of 1; keepdims=1 restores the unit axes with Unsqueeze"),
+    limits={
+        "f32": "exact up to summation order; ReduceMean's 1/K is rounded once (|rel err| <= eps)",
+        "bf16": "1/K is rounded to bf16 when K is no power of two (rel err <= 2^-8) unless kept in f32",
+        "f16": "1/K rounded to f16 (rel err <= 2^-11); sums beyond 65504 overflow",
+    },
+    tolerance=1e-4,
+)
+
+
+RULE = Rule(NAME, "exact", (("ReduceSum", "ReduceMean"),), match, build, spec=SPEC, order=50)

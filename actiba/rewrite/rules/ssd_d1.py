@@ -1,4 +1,4 @@
-"""SSD rewrite d1: HF's Mamba-2 `segment_sum` as the outer difference of one CumSum (see `spec.SSD_D1`).
+"""SSD rewrite d1: HF's Mamba-2 `segment_sum` as the outer difference of one CumSum (its `SPEC` below).
 
 HF builds the T×T segment sum of a chunk's log-decays x (last axis, length T) as
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import spec
+from ..spec import RewriteSpec
 from .base import Builder, Context, Head, Match, Result, Rule, View, handle
 
 NAME = "ssd-d1"
@@ -253,10 +254,10 @@ def match(v: View, node: Any, ctx: Context) -> Result:
     cs = existing_cumsum(v, x)
     size = t if folded is not None or isinstance(sm[-1], int) else str(sm[-1])
     if dt in _REFUSED:
-        return h.skip(spec.check_precision(spec.SSD_D1, _REFUSED[dt]) or "")
+        return h.skip(spec.check_precision(SPEC, _REFUSED[dt]) or "")
     if dt not in _OK:
         return h.skip(f"element type {dt} is not a float type")
-    why = spec.check_precision(spec.SSD_D1, ctx.precision)
+    why = spec.check_precision(SPEC, ctx.precision)
     if why:
         return h.skip(why)
     reason = f"T={size}: {'existing' if cs is not None else 'new'} CumSum(x,-1), outer difference"
@@ -269,4 +270,25 @@ def build(b: Builder, m: D1Match) -> tuple[Any, ...]:
     return (b.sub(b.unsqueeze(cs, [-1]), b.unsqueeze(cs, [-2])),)
 
 
-RULE = Rule(NAME, "ssd", (("CumSum",),), match, build, scopes=False)
+SPEC = RewriteSpec(
+    name="ssd-d1",
+    matches=("Mamba-2 SSD segment sum: Expand → Where(mask) → CumSum over a T×T block (HF segment_sum)",
+             "ONNX / OpenVINO: Unsqueeze(x,−1) → Expand|Tile|Broadcast → Where|Select(~tril(−1), 0, ·) or "
+             "Mul(0/1) → CumSum(axis −2) → Where|Select(~tril, −inf, ·) or Add(0/−inf) (onnx_ssd, openvino_ssd)"),
+    conditions=("torch level: HF Mamba2Mixer (chunk form, i.e. prefill)",
+                "graph level: masks equal (by value) to strict tril for the first, within tril for the final; "
+                "constant, or Trilu of ones when the size is dynamic (ONNX only); the T×T CumSum has one user",
+                "float32/float64 element type and target precision f32 (refused for bf16/f16)"),
+    math=("segsum[i,j] = cs_i − cs_j for j <= i else −inf, with cs = CumSum(x, −1) (the graph's own when it has "
+          "one); graph level: the final mask's data input becomes Unsqueeze(cs,−1) − Unsqueeze(cs,−2)"),
+    limits={
+        "f32": "|err| ~ eps·|cs| (cs grows with position; 1e-4..1e-2 on logits measured)",
+        "bf16": "REFUSED: cs_i − cs_j cancels catastrophically (cs ~ 1e2, bf16 eps 2^-8)",
+        "f16": "REFUSED: same cancellation",
+    },
+    tolerance=5e-2,
+    refused_precisions=("bf16", "f16"),
+)
+
+
+RULE = Rule(NAME, "ssd", (("CumSum",),), match, build, scopes=False, spec=SPEC, order=10)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import spec
+from ..spec import RewriteSpec
 from .base import Builder, Context, Head, Match, Result, Rule, View, handle, only_user, other_input
 
 REWRITE = NAME = "ssd-d2"
@@ -197,7 +198,7 @@ def match(v: View, eg: Any, ctx: Context) -> Result:
     if dtype not in ("float32", "float64", "float16", "bfloat16"):
         return site.skip(f"element type {dtype} is not a float type")
     b, c, l_, _h, n = v.shape(c5)
-    why = spec.check_precision(spec.SSD_D2, ctx.precision)
+    why = spec.check_precision(SPEC, ctx.precision)
     if why:
         return site.skip(why)
     reason = (f"C·Bᵀ once instead of {v.shape(c5)[3]}× per head; MatMuls in (b, c, h, ·) order "
@@ -228,4 +229,22 @@ def build(bld: Builder, r: D2Match) -> tuple[Any, Any]:
     return states, y
 
 
-RULE = Rule(NAME, "ssd", (("Einsum",),), match, build, scopes=False)
+SPEC = RewriteSpec(
+    name="ssd-d2",
+    matches=("Mamba-2 SSD einsums with per-head repeated B/C (HF mamba2_chunk_scan)",
+             "ONNX / OpenVINO: Einsum C·Bᵀ 'bclhn,bcshn->bclsh' (labels up to renaming) → Mul(decay) → Einsum "
+             "'bclsh,bcshp->bclhp'; Mul(B, decay) → Einsum 'bclhn,bclhp->bchpn'; Einsum 'bclhn,bchpn->bclhp' → "
+             "Mul → Add; B/C = Reshape(Pad?(Reshape(Expand|Broadcast(Unsqueeze(src, 3))))) (ssd_d2)"),
+    conditions=("torch level: HF Mamba2Mixer (chunk form)", "n_groups == 1",
+                "graph level: static chunk shapes (fixed sequence length); each einsum result has one user; "
+                "the state decay is constant over the state axis"),
+    math=("G = C·Bᵀ once per layer from the un-repeated B/C; the SSD einsums as MatMuls in (batch, chunk, "
+          "head, ...) order: no per-head Expand, few Transposes; same products, different order; the graph "
+          "level moves the per-head decay from B onto X and keeps the inter-chunk recurrence"),
+    limits={"f32": "exact up to summation order", "bf16": "exact up to summation order",
+            "f16": "exact up to summation order"},
+    tolerance=1e-3,
+)
+
+
+RULE = Rule(NAME, "ssd", (("Einsum",),), match, build, scopes=False, spec=SPEC, order=20)
