@@ -12,6 +12,7 @@ are dotted names, resolved by `torch_callables`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -92,8 +93,9 @@ def help_names(sweep: bool = False) -> str:
     return ", ".join(SWEEP_NAMES if sweep else NAMES)
 
 
+@functools.cache
 def torch_callables() -> dict[object, list[Act]]:
-    """{torch callable: the entries it may compute}, resolved now (imports torch)."""
+    """{torch callable: the entries it may compute}, resolved once (imports torch)."""
     import importlib
 
     out: dict[object, list[Act]] = {}

@@ -42,7 +42,7 @@ def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | Non
     """
     if args and isinstance(args[0], torch.nn.Parameter):
         return None
-    for act in _callables().get(func, ()):
+    for act in activations.torch_callables().get(func, ()):
         if act.torch_select is not None:
             key, pos, value = act.torch_select
             if kwargs.get(key, args[pos] if len(args) > pos else "none") != value:
@@ -52,16 +52,6 @@ def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | Non
             return act.name, float(kwargs.get(key, args[pos] if len(args) > pos else 1.0))
         return act.name, (1.0 if act.beta else None)
     return None
-
-
-_CALLABLES: dict[Any, list[Any]] = {}
-
-
-def _callables() -> dict[Any, list[Any]]:
-    """The registry's torch callables, resolved once."""
-    if not _CALLABLES:
-        _CALLABLES.update(activations.torch_callables())
-    return _CALLABLES
 
 
 def _default_pwl(x: torch.Tensor, table: Any) -> torch.Tensor:

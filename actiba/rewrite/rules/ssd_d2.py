@@ -17,7 +17,7 @@ moves from B onto X (both are multiplied into the same product; Du is constant o
 recurrence (c+1 × c+1 per head, tiny) is kept as it is.
 
 The matcher only reads the graph through a small `View` (ONNX and OpenVINO each provide one, see
-`onnx_ssd` / `openvino_ssd`), einsum equations are compared up to renaming of labels, and every role is
+`onnx_view` / `openvino_view`), einsum equations are compared up to renaming of labels, and every role is
 checked by shape; anything else is a skipped site with the reason. `build` writes the replacement
 through a `Builder`, so both backends emit the same graph. Verification (whole model, random and held-out
 inputs) is done by the callers, exactly as for d1.
