@@ -11,15 +11,20 @@ Quick use::
 from __future__ import annotations
 
 from . import functions
+from ._version import __version__
 from .errors import InputError, TableError
 from .table import Table, evaluate, load
 
-__version__ = "0.1.0"
 __all__ = ["InputError", "functions", "Table", "TableError", "__version__", "evaluate", "fit", "load"]
 
 
-def fit(*args, **kwargs) -> Table:
-    """Fit a piecewise-linear table; see `actiba.fit.fit` (imported lazily to keep start-up fast)."""
-    from .fitting import fit as _fit
+def fit(*args, target: str | None = None, target_params: dict[str, str] | None = None, **kwargs) -> Table:
+    """Fit a piecewise-linear table: `actiba.fitting.fit`, or with `target` the hardware-constrained
+    `actiba.targets.fit` (both imported lazily to keep start-up fast)."""
+    if target is None:
+        from .fitting import fit as _fit
 
-    return _fit(*args, **kwargs)
+        return _fit(*args, **kwargs)
+    from .targets import fit as _fit_target
+
+    return _fit_target(target, *args, params=target_params, **kwargs)

@@ -1,40 +1,43 @@
 """Registry of `actiba export --to NAME` back ends, imported lazily by name.
 
-Each entry is "module:function" with signature `fn(table, out_path, params: dict[str, str]) -> str`
-(returns a one-line summary). Lowerings (onnx/openvino/torch) live in `actiba.lower`, hardware table
-formats in `actiba.targets`; the CLI only sees this map, so `actiba fit` never imports them.
+Each entry resolves to `fn(table, out_path, params: dict[str, str]) -> str` (a one-line summary).
+Lowerings (onnx/openvino/torch) live in `actiba.lower`; every hardware format in `actiba.targets` is
+an exporter too, through `targets.cli.exporter(name)`, so a new target registers once (in
+`targets._REGISTRY`) and `--to` offers it. The CLI only sees this registry, so `actiba fit` never
+imports onnx, openvino or torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from .errors import InputError
+from .registry import Registry
+from .targets import _REGISTRY as _TARGETS
 
-EXPORTERS: dict[str, str] = {
-    "onnx": "actiba.lower.onnx_lower:export_cli",
-    "openvino": "actiba.lower.openvino_lower:export_cli",
-    "torch": "actiba.lower.torch_lower:export_cli",
-    "npu-ppe": "actiba.targets.cli:export_npu_ppe",
-    "tflite-int16": "actiba.targets.cli:export_tflite_int16",
-    "ethosu-int16": "actiba.targets.cli:export_ethosu_int16",
-    "int8-lut": "actiba.targets.cli:export_int8_lut",
-    "c-header": "actiba.targets.cli:export_c_header",
-}
+EXPORTERS: Registry[Callable[..., str]] = Registry("export format")
+EXPORTERS.register("onnx", "actiba.lower.onnx_lower:export_cli")
+EXPORTERS.register("openvino", "actiba.lower.openvino_lower:export_cli")
+EXPORTERS.register("torch", "actiba.lower.torch_lower:export_cli")
+
+
+def _target_exporter(name: str) -> Callable[..., str]:
+    def export(table, out_path: str, params: dict[str, str]) -> str:
+        from .targets.cli import export as export_target
+
+        return export_target(name, table, out_path, params)
+
+    export.__name__ = f"export_{name.replace('-', '_')}"
+    return export
+
+
+for _name in _TARGETS:
+    EXPORTERS.register(_name, _target_exporter(_name))
 
 
 def get(name: str) -> Callable[..., str]:
     """The exporter for `name`, or InputError listing the known ones."""
-    if name not in EXPORTERS:
-        raise InputError(f"unknown export format {name!r}; known: {', '.join(EXPORTERS)}")
-    module, func = EXPORTERS[name].split(":")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise InputError(f"export to {name} needs an optional dependency that is not installed "
-                         f"({exc.name}); install actiba[all]") from None
-    return getattr(mod, func)
+    return EXPORTERS.get(name)
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:

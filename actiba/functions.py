@@ -16,6 +16,7 @@ from scipy import optimize, special
 
 from .errors import InputError
 from .expr import compile_expr
+from .registry import Registry
 
 Fn = Callable[[np.ndarray], np.ndarray]
 Line = tuple[float, float]  # (slope, intercept)
@@ -215,12 +216,18 @@ def expression(src: str) -> Activation:
     return Activation("expr", {}, f, df, d2f, expression=f"expr:{src}")
 
 
-_REGISTRY: dict[str, Callable[..., Activation]] = {
-    "silu": silu, "swish": silu, "softplus": softplus, "gelu": gelu, "gelu-tanh": gelu_tanh,
-    "sigmoid": sigmoid, "tanh": tanh, "exp": exp,
-}
+# the one place an activation function registers: name -> factory (taking beta if in HAS_BETA)
+_REGISTRY: Registry[Callable[..., Activation]] = Registry(
+    "function", normalize=lambda n: n.strip().lower(), hint=", or expr:<expression in x>")
+_REGISTRY.register("silu", silu, aliases=("swish",))
+_REGISTRY.register("softplus", softplus)
+_REGISTRY.register("gelu", gelu)
+_REGISTRY.register("gelu-tanh", gelu_tanh)
+_REGISTRY.register("sigmoid", sigmoid)
+_REGISTRY.register("tanh", tanh)
+_REGISTRY.register("exp", exp)
 HAS_BETA = {"silu", "swish", "softplus"}
-NAMES = sorted(_REGISTRY)
+NAMES = list(_REGISTRY.all_names())
 
 
 def get(name: str, beta: float | None = None) -> Activation:
@@ -229,16 +236,14 @@ def get(name: str, beta: float | None = None) -> Activation:
         if beta is not None:
             raise InputError("--beta applies to silu/swish/softplus only")
         return expression(name[len("expr:"):])
-    key = name.strip().lower()
-    if key not in _REGISTRY:
-        raise InputError(f"unknown function {name!r}; known: {', '.join(NAMES)}, or expr:<expression in x>")
+    factory = _REGISTRY.get(name)
     if beta is None:
-        return _REGISTRY[key]()
-    if key not in HAS_BETA:
+        return factory()
+    if _REGISTRY.canonical(name) not in HAS_BETA:
         raise InputError(f"--beta applies to silu/swish/softplus only, not {name!r}")
     if not (math.isfinite(beta) and beta > 0):
         raise InputError(f"--beta must be a positive finite number, got {beta}")
-    return _REGISTRY[key](beta)
+    return factory(beta)
 
 
 def from_table_json(function: str, params: dict | None) -> Activation | None:

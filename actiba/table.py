@@ -63,6 +63,10 @@ def validate(d: Any) -> None:
 
     if not isinstance(d, dict):
         raise TableError("table must be a JSON object")
+    bad = first_nonfinite(d)  # before the schema, whose bounds would word an overflowed 1e400 obscurely
+    if bad is not None:
+        raise TableError(f"{bad[0]} is not finite ({bad[1]}); JSON numbers must be finite float64 "
+                         "(a literal like 1e400 overflows to inf)")
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
@@ -91,6 +95,25 @@ def validate(d: Any) -> None:
     dom = d.get("domain")
     if dom is not None and not dom[0] < dom[1]:
         raise TableError(f"domain must have lo < hi, got {dom}")
+
+
+def first_nonfinite(obj: Any, path: str = "") -> tuple[str, float] | None:
+    """(key path, value) of the first NaN/±inf anywhere in parsed JSON (params, error, provenance and
+    unknown keys too): `json` reads 1e400 as inf and NaN/Infinity tokens as floats, and a table holding
+    one could not be written back (`to_json` allows no NaN) nor measured."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (path or "value", obj)
+    if isinstance(obj, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for sub, v in items:
+        found = first_nonfinite(v, sub)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass

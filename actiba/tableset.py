@@ -28,7 +28,7 @@ from typing import Any
 
 from . import _atomic
 from .errors import InputError, TableError
-from .table import Table, validate
+from .table import Table, first_nonfinite, validate
 
 FORMAT = "actiba-pwl-set/1"
 _SITE = re.compile(r"^(?P<path>[^:#]*):(?P<fn>[a-z][a-z-]*)#(?P<k>\d+)$")
@@ -162,6 +162,10 @@ def from_dict(d: Any, source: str = "table set") -> TableSet:
             out[key] = Table.from_dict(td)
         except InputError as exc:
             raise type(exc)(f"{source}: tables[{key!r}]: {exc}") from None
+    for name in ("model", "calibration"):
+        bad = first_nonfinite(d.get(name), name)
+        if bad is not None:
+            raise InputError(f"{source}: {bad[0]} is not finite ({bad[1]}); JSON numbers must be finite")
     ts = TableSet(out, d.get("model"), d.get("calibration"))
     try:
         ts.validate()

@@ -33,7 +33,7 @@ def _hf_cached_next_logits(model, ids: torch.Tensor) -> torch.Tensor:
     """HF's path: prefill ids[:-1] with a cache, then one cached step on the last token."""
     with torch.inference_mode():
         out = model(input_ids=ids[:, :-1], use_cache=True)
-        step = model(input_ids=ids[:, -1:], cache_params=out.cache_params, use_cache=True)
+        step = model(input_ids=ids[:, -1:], cache=out.cache, use_cache=True)  # `cache_params` before 5.x
     return step.logits[0, -1].float()
 
 

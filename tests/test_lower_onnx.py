@@ -129,3 +129,30 @@ def test_cli_failures_exit_2_and_leave_nothing(tmp_path, capsys, args) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("actiba: error:") and "\n" not in err
     assert [p.name for p in tmp_path.rglob("*")] == ["t.json"]
+
+
+_ONNX_OP = {"add": "Add", "sub": "Sub", "mul": "Mul", "relu": "Relu", "abs": "Abs", "clip": "Clip",
+            "less": "Less", "greater": "Greater", "greater_equal": "GreaterOrEqual", "equal": "Equal",
+            "isnan": "IsNaN", "where": "Where", "sum": "Sum", "max": "Max", "min": "Min"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_graph_is_the_proven_plan_and_ends_in_the_nan_guard(dtype: str) -> None:
+    """NaN by construction, independent of the CPU onnxruntime runs on: the graph is the plan node for
+    node (so `nan_carried`'s proof holds for it), and wherever arithmetic alone cannot carry NaN the
+    output is Where(IsNaN(x), x, .)."""
+    from actiba.lower.plan import make_plan, nan_carried
+
+    for name, t in TABLES.items():
+        for low in feasible(t):
+            plan = make_plan(t, low, dtype=dtype)
+            assert nan_carried(plan.ops)
+            g = table_model(t, dtype, low).graph
+            assert [n.op_type for n in g.node] == [_ONNX_OP[op.kind] for op in plan.ops], (name, low)
+            last = g.node[-1]
+            assert last.output[0] == "y"
+            if "isnan" in [op.kind for op in plan.ops]:
+                by_out = {n.output[0]: n for n in g.node}
+                cond = by_out[last.input[0]]
+                assert (last.op_type, cond.op_type, list(cond.input), last.input[1]) == \
+                    ("Where", "IsNaN", ["x"], "x"), (name, low)

@@ -100,3 +100,42 @@ def test_cli_unwritable_exits_2_and_leaves_nothing(tmp_path, capsys, out: str) -
     assert main(["export", str(src), "--to", "openvino", "-o", str(tmp_path / out)]) == 2
     assert capsys.readouterr().err.startswith("actiba: error:")
     assert [p.name for p in tmp_path.rglob("*")] == ["t.json"]
+
+
+_OV_OP = {"add": "Add", "sub": "Subtract", "mul": "Multiply", "relu": "Relu", "abs": "Abs",
+          "clip": "Clamp", "less": "Less", "greater": "Greater", "greater_equal": "GreaterEqual",
+          "equal": "Equal", "isnan": "IsNaN", "where": "Select", "max": "Maximum", "min": "Minimum"}
+_MOVES = {"Squeeze", "Unsqueeze"}  # the snippet-splitting barriers (no arithmetic)
+
+
+@pytest.mark.parametrize("et", ["f32", "f16"])
+def test_graph_is_the_proven_plan_and_ends_in_the_nan_guard(et: str) -> None:
+    """NaN by construction whatever the CPU's Select/Maximum/compare do with NaN (an AVX-512 CPU
+    returned 0.995 for NaN from the unguarded where/minmax graphs): the model is the plan op for op
+    (barriers aside), and wherever arithmetic alone cannot carry NaN the Result is fed by
+    Select(IsNaN(x), x, .) (x possibly moved through a barrier)."""
+    from actiba.lower.plan import make_plan, nan_carried
+
+    for t in [*TABLES.values(), interp(np.tanh, np.linspace(-3, 3, 40), 0.0, 0.0)]:
+        for low in feasible(t):
+            plan = make_plan(t, low, dtype=NP[et])
+            assert nan_carried(plan.ops)
+            model = table_model(t, et, low, [64])
+            kinds = [op.get_type_name() for op in model.get_ordered_ops()
+                     if op.get_type_name() not in {"Parameter", "Constant", "Result", *_MOVES}]
+            assert sorted(kinds) == sorted(_OV_OP[op.kind] for op in plan.ops), low  # (any topological order)
+            if "isnan" not in [op.kind for op in plan.ops]:
+                continue
+            node = model.get_results()[0].input_value(0).get_node()
+            while node.get_type_name() in _MOVES:
+                node = node.input_value(0).get_node()
+
+            def source(n):  # the value behind any barriers
+                while n.get_type_name() in _MOVES:
+                    n = n.input_value(0).get_node()
+                return n
+
+            cond = source(node.input_value(0).get_node())
+            assert node.get_type_name() == "Select" and cond.get_type_name() == "IsNaN", low
+            assert source(cond.input_value(0).get_node()).get_type_name() == "Parameter"
+            assert source(node.input_value(1).get_node()).get_type_name() == "Parameter"

@@ -1,5 +1,7 @@
-"""Lowering plans (pure numpy): feasibility, overrides, the automatic choice, and the numpy model of
-every plan against the canonical evaluator (relu/clip/max modelled as dropping NaN, the worst case)."""
+"""Lowering plans (pure numpy): feasibility, overrides, the automatic choice, the numpy model of
+every plan against the canonical evaluator (relu/clip/max modelled as dropping NaN), and NaN / ±inf
+by construction: the static proof `nan_carried`, and every plan under every CPU NaN model (including
+comparisons with NaN returning true, as AVX-512 kernels may), which fails if the guard is removed."""
 
 from __future__ import annotations
 
@@ -9,7 +11,19 @@ from _grids import assert_matches, grid, random_tables, tables
 from hypothesis import HealthCheck, given, settings
 
 from actiba.errors import InputError
-from actiba.lower.plan import LOWERINGS, choose, feasible, make_plan, resolve, run
+from actiba.lower.plan import (
+    LOWERINGS,
+    NAN_MODELS,
+    Op,
+    Plan,
+    choose,
+    feasible,
+    infinities_needing_guard,
+    make_plan,
+    nan_carried,
+    resolve,
+    run,
+)
 from actiba.table import Table
 
 TABLES = tables()
@@ -71,3 +85,78 @@ def test_float16_outer_line_does_not_overflow_near_the_limit() -> None:
     for low in feasible(t):
         y = run(make_plan(t, low, dtype="float16"), x, "float16")
         np.testing.assert_allclose(y.astype(np.float64), [32760.0, 0.0, 0.0, 8.0], rtol=1e-3)
+
+
+# -- NaN and ±inf by construction: proven on the op list, checked under every CPU's NaN model --------
+def _all_plans():
+    for name, t in TABLES.items():
+        for dtype in ("float64", "float32", "float16"):
+            for low in feasible(t):
+                yield name, t, dtype, low, make_plan(t, low, dtype=dtype)
+
+
+def _strip_guard(ops):
+    """`ops` without a final where(isnan(x), x, .), if it has one."""
+    last = ops[-1]
+    if last.kind == "where" and last.args[1] == 0 and ops[last.args[0] - 1] == Op("isnan", (0,)):
+        return ops[: last.args[0] - 1] + ops[last.args[0]:-1]
+    return ops
+
+
+@pytest.mark.parametrize("nan_model", NAN_MODELS)
+def test_nan_and_inf_under_every_cpu_nan_model(nan_model: str) -> None:
+    x = np.array([np.nan, -np.inf, np.inf])
+    for name, t, dtype, low, plan in _all_plans():
+        assert nan_carried(plan.ops), (name, dtype, low)
+        y = run(plan, x, dtype, nan_model)
+        assert np.isnan(y[0]), (name, dtype, low, nan_model, y)
+        assert_matches(y[1:], x[1:], t, dtype, low)
+
+
+def test_no_op_sees_nan_at_infinity_unless_guarded() -> None:
+    # no NaN inside at ±inf => every ISA computes the same IEEE value there
+    for name, _t, dtype, low, plan in _all_plans():
+        assert infinities_needing_guard(_strip_guard(plan.ops), dtype) == (), (name, dtype, low)
+
+
+def test_without_the_guard_an_unordered_compare_cpu_returns_numbers_for_nan() -> None:
+    """What the AVX-512 machine showed (where/minmax, x = NaN -> 0.995): the tests above fail if the
+    guard is removed, under the model that mimics that CPU, and the static proof sees it."""
+    unguarded = []
+    for name, _t, dtype, low, plan in _all_plans():
+        ops = _strip_guard(plan.ops)
+        if ops != plan.ops and ops:  # (a constant table's plan is only the guard)
+            assert not nan_carried(ops), (name, dtype, low)
+            y = run(Plan(low, ops), np.array([np.nan]), dtype, "drop-true")
+            unguarded.append((name, low, bool(np.isnan(y[0]))))
+    failing = {(n, low) for n, low, ok in unguarded if not ok}
+    for case in [("clamped", "where"), ("convex", "minmax"), ("two-segment", "where"),
+                 ("two-segment", "minmax"), ("clamped", "relu-sum"), ("clamped", "select")]:
+        assert case in failing, (case, sorted(failing))
+
+
+def test_guard_only_where_arithmetic_cannot_carry_nan() -> None:
+    # leaky relu: both outer slopes nonzero, so relu-sum's x·slope carries NaN: no guard, no extra op
+    leaky = Table([0.0], [0.1, 1.0], [0.0, 0.0])
+    plan = make_plan(leaky, "relu-sum", dtype="float32")
+    assert _strip_guard(plan.ops) == plan.ops and nan_carried(plan.ops)
+    assert "isnan" not in [op.kind for op in plan.ops]
+    assert np.isnan(run(plan, np.array([np.nan]), "float32", "drop-true")[0])
+    # its minmax plan max(0.1x, x) has NaN in both operands: no guard; relu's max(0, x) needs one
+    assert make_plan(leaky, "minmax", dtype="float32").ops[-1].kind == "max"
+    relu = make_plan(Table([0.0], [0.0, 1.0], [0.0, 0.0]), "minmax", dtype="float32")
+    assert [op.kind for op in relu.ops] == ["max", "isnan", "where"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_tables())
+def test_random_tables_nan_and_inf_every_model(t) -> None:
+    x = np.array([np.nan, -np.inf, np.inf])
+    for dtype in ("float32", "float16"):
+        for low in feasible(t):
+            plan = make_plan(t, low, dtype=dtype)
+            assert nan_carried(plan.ops)
+            for model in NAN_MODELS:
+                y = run(plan, x, dtype, model)
+                assert np.isnan(y[0])
+                assert_matches(y[1:], x[1:], t, dtype, low)

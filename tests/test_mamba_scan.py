@@ -68,3 +68,24 @@ def test_patched_model_equals_hf(mode: str, q: int) -> None:
         again = model(input_ids=ids, use_cache=False).logits
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     assert torch.equal(again, want)  # unpatched on exit
+
+
+def test_patched_mixer_keeps_the_cached_path():
+    """transformers 5.x passes the mixer's cache as `cache=` (`cache_params` is deprecated): the patched
+    forward must hand it to HF's cached path. Reading only `cache_params`, a cached step ran the
+    no-cache scan on one token and its logits were off by 0.3 on the random tiny Mamba."""
+    from actiba.evaluate.build import load_model
+    from actiba.models.mamba_scan import patch_scan, unpatch_scan
+
+    model = load_model("random:tiny-mamba").model
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        full = model(input_ids=ids, use_cache=False).logits[0, -1]
+        patch_scan(model, "chunked", 4)
+        try:
+            prefix = model(input_ids=ids[:, :-1], use_cache=True)
+            cache = getattr(prefix, "cache", None) or prefix.cache_params
+            step = model(input_ids=ids[:, -1:], cache=cache, use_cache=True).logits[0, -1]
+        finally:
+            unpatch_scan(model)
+    torch.testing.assert_close(step, full, rtol=1e-4, atol=1e-4)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from actiba import activations
+from actiba import activations, rewrite
 from actiba.errors import InputError
 from actiba.rewrite import spec
 from actiba.rewrite.rules import RULES
@@ -19,9 +19,9 @@ def test_rule_order_and_registry():
     names = RULES.names()
     assert names[:2] == ("ssd-d1", "ssd-d2")  # SSD first: d1 removes the T×T CumSums CumBA would take
     assert names.index("contract") < names.index("reduba") and names[-1] == "actiba"
-    assert set(names) == set(spec.SPECS)
+    assert set(names) == set(rewrite.SPECS)
     for rule in RULES:
-        assert rule.name in spec.SPECS and rule.stage in ("ssd", "exact", "approx") and rule.passes
+        assert rule.name in rewrite.SPECS and rule.stage in ("ssd", "exact", "approx") and rule.passes
     assert [r.name for r in RULES.ordered(["actiba", "cumba", "ssd-d2"])] == ["ssd-d2", "cumba", "actiba"]
     with pytest.raises(InputError, match="known: ssd-d1, ssd-d2, contract, cumba, reduba, actiba"):
         RULES.get("cumbaa")
@@ -187,7 +187,7 @@ def test_a_new_rewrite_is_one_module(tmp_path, monkeypatch):
     extra = RuleSet("more_rules", [str(pkg)])
     merged = {**{r.name: r for r in RULES}, **{r.name: r for r in extra}}
     monkeypatch.setattr(RULES, "_rules", dict(sorted(merged.items(), key=lambda kv: kv[1].order)))
-    assert RULES.names().index("neg") == RULES.names().index("cumba") + 1 and spec.SPECS["neg"].math == "0 - x"
+    assert RULES.names().index("neg") == RULES.names().index("cumba") + 1 and rewrite.SPECS["neg"].math == "0 - x"
 
     g = h.make_graph([h.make_node("Neg", ["x"], ["y"], name="neg0")], "g",
                      [h.make_tensor_value_info("x", T.FLOAT, [3, 4])], [h.make_tensor_value_info("y", T.FLOAT, None)])

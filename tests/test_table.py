@@ -428,7 +428,7 @@ def test_save_failure_during_rename_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(_atomic.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="No space left"):
         t.save(tmp_path / "t.json")
     assert listing(tmp_path) == []
 

@@ -88,7 +88,11 @@ def test_float_header_bit_exact(tmp_path, flags):
 def test_header_has_exact_literals():
     t = Table([0.1], [1.0 / 3.0, 2.0], [0.0, -0.7])
     h = targets.get("c-header").serialize_c(targets.get("c-header").check(t), "x")
-    assert (1.0 / 3.0).hex() in h and "static inline double x(double x)" in h and "x_f(float x)" in h
+    # shortest round-trip decimals (no hex floats: C89 / C++11), -0.0 kept negative
+    assert repr(1.0 / 3.0) in h and "X_INLINE double x(double x)" in h and "x_f(float x)" in h
+    assert "0x" not in h
+    h0 = targets.get("c-header").serialize_c(targets.get("c-header").check(Table([], [-0.0], [2.0])), "z")
+    assert "-0.0," in h0 or "-0.0\n" in h0
 
 
 INT_MAIN = {
@@ -116,3 +120,55 @@ def test_integer_headers_match_simulators(tmp_path, name, params):
     out = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(),
                    dtype=np.int64)
     assert np.array_equal(out, T.simulate(cfg, np.arange(qmin, qmax + 1)))
+
+
+PORTABLE_MAIN = r"""
+#include <stdio.h>
+#include "t.h"
+int main(void) {
+  double x;
+  while (scanf("%lf", &x) == 1) {
+    printf("%.17g %.9g\n", tbl(x), (double)tbl_f((float)x));
+  }
+  return 0;
+}
+"""
+CXX = shutil.which("g++") or shutil.which("c++")
+
+
+@pytest.mark.parametrize("lang", ["c89", "c++11"])
+def test_float_header_compiles_as_c89_and_cxx11_and_is_exact(tmp_path, lang: str) -> None:
+    """No hex-float literals, no C99-only inline/isinf/HUGE_VALF: -std=c89 -pedantic and -std=c++11
+    build it without a warning, and the decimal literals read back bit for bit."""
+    comp = CC if lang == "c89" else CXX
+    if comp is None:
+        pytest.skip("no C++ compiler")
+    C = targets.get("c-header")
+    for k, t in enumerate(tables()):
+        (tmp_path / "t.h").write_text(C.serialize_c(C.check(t), "tbl"))
+        src = tmp_path / (f"m{k}.c" if lang == "c89" else f"m{k}.cpp")
+        src.write_text(PORTABLE_MAIN)
+        exe = tmp_path / f"m{k}"
+        flags = ["-x", "c", "-std=c89"] if lang == "c89" else ["-x", "c++", "-std=c++11"]
+        r = subprocess.run([comp, *flags, "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2", "-o", str(exe),
+                            str(src), "-lm"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        x = probe_points(t)
+        out = subprocess.run([str(exe)], input="\n".join(repr(float(v)) for v in x) + "\n",
+                             capture_output=True, text=True, check=True).stdout.split()
+        y = np.array([float(v) for v in out[0::2]])
+        ref = evaluate(t.breakpoints, t.slopes, t.intercepts, x)
+        nan = np.isnan(ref)
+        assert np.array_equal(np.isnan(y), nan)
+        assert np.array_equal(y[~nan], ref[~nan]), f"table {k}"
+
+
+def test_float_header_warns_under_fast_math(tmp_path) -> None:
+    C = targets.get("c-header")
+    (tmp_path / "t.h").write_text(C.serialize_c(C.check(tables()[1]), "tbl"))
+    (tmp_path / "m.c").write_text(PORTABLE_MAIN)
+    base = [CC, "-std=c99", "-c", "-o", str(tmp_path / "m.o"), str(tmp_path / "m.c")]
+    fast = subprocess.run([*base, "-ffast-math"], capture_output=True, text=True)
+    assert fast.returncode == 0 and "fast-math" in fast.stderr and "guards" in fast.stderr
+    plain = subprocess.run(base, capture_output=True, text=True)
+    assert plain.returncode == 0 and "fast-math" not in plain.stderr

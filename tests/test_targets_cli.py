@@ -10,7 +10,7 @@ import pytest
 from actiba import functions, targets
 from actiba.cli import main
 from actiba.table import Table
-from actiba.targets._init import interpolating_fit
+from actiba.targets.float_start import interpolating_fit
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_c_header_export(tmp_path, float_table):
     out = tmp_path / "silu.h"
     assert main(["export", str(float_table), "--to", "c-header", "-o", str(out), "--param", "symbol=my_silu"]) == 0
     text = out.read_text()
-    assert "static inline double my_silu(double x)" in text
+    assert "MY_SILU_INLINE double my_silu(double x)" in text
     assert main(["export", str(float_table), "--to", "c-header", "-o", str(out), "--param", "symbol=1x"]) == 2
 
 

@@ -261,7 +261,9 @@ def test_lut16_bad_params():
     T = targets.get("tflite-int16")
     act = functions.get("tanh")
     for bad, key in [({"input_max": "-9"}, "input_max"), ({"mode": "fast"}, "mode"),
-                     ({"output_max": "nan"}, "output_max"), ({"input_scale": "1"}, "input_scale")]:
+                     ({"output_max": "nan"}, "output_max"), ({"input_zero_point": "3"}, "input_scale"),
+                     ({"input_scale": "1", "input_min": "-1"}, "not both"),
+                     ({"output_scale": "0"}, "output_scale")]:
         with pytest.raises(InputError, match=key):
             T.fit(act, 512, -8, 8, params=bad)
     with pytest.raises(InputError, match="rounding"):

@@ -1,4 +1,4 @@
-"""Calibration: which values each activation site of a model really sees (issue 6).
+"""Calibration: which values each activation site of a model really sees.
 
 `capture.calibrate` runs a model on text and records per-site statistics (`stats.CalibrationStats`,
 the `actiba-calibration/1` file); `actiba.fitting.calibrated` fits tables to them. The statistics

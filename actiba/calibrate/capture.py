@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import InputError
-from .stats import Accumulator, CalibrationStats, model_fingerprint
+from ..fingerprint import model_fingerprint
+from .stats import Accumulator, CalibrationStats
 
 
 def windows(data: bytes, seq_len: int, max_windows: int | None = None) -> list[bytes]:

@@ -33,12 +33,12 @@ import numpy as np
 
 from .. import _atomic
 from ..errors import InputError
+from ..fingerprint import check_fingerprint, model_fingerprint  # noqa: F401 - part of this module's API
 
 FORMAT = "actiba-calibration/1"
 PERCENTILES = ("0.01", "0.1", "1", "5", "25", "50", "75", "95", "99", "99.9", "99.99")
 MIN_BINS = 4096
 _TINY = 2.0 ** -1000  # smallest bin width used
-_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash", "name_or_path")
 
 
 # --- histogram lattice -----------------------------------------------------------------------------------
@@ -331,34 +331,6 @@ def pooled(sites: list[SiteStats], site: str | None = None) -> SiteStats:
     return out
 
 
-# --- model fingerprint -------------------------------------------------------------------------------------
-
-def model_fingerprint(model: Any) -> dict[str, Any]:
-    """{"name_or_path", "model_type", "sha256"}; sha256 over the config JSON and every state_dict tensor.
-
-    `model` is a torch module or an `actiba.evaluate.build.LoadedModel`. Volatile config keys (path,
-    transformers version) are left out so the same weights give the same hash wherever they load from.
-    """
-    import torch
-
-    name = getattr(model, "name", None)
-    module = getattr(model, "model", model)
-    config = getattr(module, "config", None)
-    h = hashlib.sha256()
-    cfg: dict[str, Any] = {}
-    if config is not None:
-        cfg = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
-        cfg = {k: v for k, v in cfg.items() if k not in _VOLATILE_CONFIG_KEYS}
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode("utf-8"))
-    for key, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return {"name_or_path": name or (getattr(config, "_name_or_path", "") or None),
-            "model_type": getattr(config, "model_type", None) or type(module).__name__,
-            "sha256": h.hexdigest()}
-
-
 # --- the statistics file -----------------------------------------------------------------------------------
 
 @dataclass
@@ -376,7 +348,7 @@ class CalibrationStats:
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if not self.actiba:
-            from .. import __version__
+            from .._version import __version__
 
             self.actiba = __version__
 
@@ -407,11 +379,7 @@ class CalibrationStats:
 
     def check_model(self, model: Any) -> None:
         """InputError unless `model` has the fingerprint these statistics were captured on."""
-        fp = model_fingerprint(model)
-        if fp["sha256"] != self.model.get("sha256"):
-            raise InputError(f"statistics are from model {self.model.get('name_or_path')} "
-                             f"(sha {str(self.model.get('sha256'))[:12]}), not this one "
-                             f"({fp['name_or_path']}, sha {fp['sha256'][:12]})")
+        check_fingerprint(self.model, model, "statistics are from")
 
 
 def _need(d: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -8,25 +8,27 @@ inside `run`, so `actiba fit` / `actiba show` start without torch, onnx or openv
 from __future__ import annotations
 
 import argparse
-import importlib
+import math
 import os
 import re
 import sys
 import traceback
 
+from .._version import __version__
 from ..errors import InputError
+from ..registry import Registry
 
-# subcommand name -> module (each has `add_parser(subparsers)` and `run(args) -> int`)
-COMMANDS = {
-    "fit": "actiba.cli.fit_cmd",
-    "show": "actiba.cli.show_cmd",
-    "export": "actiba.cli.export_cmd",
-    "rewrite": "actiba.cli.rewrite_cmd",
-    "eval": "actiba.cli.eval_cmd",
-    "pareto": "actiba.cli.pareto_cmd",
-    "calibrate": "actiba.cli.calibrate_cmd",
-    "finetune": "actiba.cli.finetune_cmd",
-}
+# subcommand name -> module (each has `add_parser(subparsers)` and `run(args) -> int`); the one place
+# a command registers
+COMMANDS: Registry = Registry("command")
+COMMANDS.register("fit", "actiba.cli.fit_cmd")
+COMMANDS.register("show", "actiba.cli.show_cmd")
+COMMANDS.register("export", "actiba.cli.export_cmd")
+COMMANDS.register("rewrite", "actiba.cli.rewrite_cmd")
+COMMANDS.register("eval", "actiba.cli.eval_cmd")
+COMMANDS.register("pareto", "actiba.cli.pareto_cmd")
+COMMANDS.register("calibrate", "actiba.cli.calibrate_cmd")
+COMMANDS.register("finetune", "actiba.cli.finetune_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,18 +45,24 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}")
 
 
+def nonneg_float(text: str) -> float:
+    """argparse type for tolerances: a finite number >= 0 (a negative or NaN tolerance refuses
+    everything, or nothing, for a reason the user would not see)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actiba", description="Piecewise-linear activation tables for NPUs.")
-    parser.add_argument("--version", action="version", version="actiba 0.1.0")
+    parser.add_argument("--version", action="version", version=f"actiba {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS.values():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue  # subcommand not built yet
-            raise
-        mod.add_parser(sub)
+    for name in COMMANDS:
+        COMMANDS.get(name).add_parser(sub)
     return parser
 
 
@@ -64,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             build_parser().print_help(sys.stderr)
             return 2
-        return int(args.run(args) or 0)
+        import numpy as np
+
+        # numpy's overflow/invalid warnings are noise before a one-line error (the commands check
+        # finiteness where it matters and say so); a library user keeps numpy's own settings
+        with np.errstate(all="ignore"):
+            return int(args.run(args) or 0)
     except InputError as exc:
         print(f"actiba: error: {exc}", file=sys.stderr)
         return 2

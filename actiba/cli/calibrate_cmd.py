@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bytes", type=int, default=32768, metavar="N", help="use the first N bytes (default 32768)")
     p.add_argument("--seq-len", type=int, default=256, metavar="L", help="window length in bytes (default 256)")
     p.add_argument("--functions", default="silu,softplus", metavar="F,F", help="functions to observe")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="statistics file (JSON)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="statistics file (JSON; '-': stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     p.set_defaults(run=run)
 
 
@@ -64,6 +65,7 @@ def run(args) -> int:
     from ..calibrate import calibrate
     from ..evaluate.build import load_model
 
+    _atomic.refuse_inputs([args.output], [args.model, args.data], args.force)
     _atomic.check_writable(args.output)
     data = read_data(args.data, args.bytes)
     lm = load_model(args.model)

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
                    help="timed prefill output: the last position's logits (a generator's prefill; default) "
                         "or every position's; accuracy always uses every position")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON ('-': stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     p.set_defaults(run=run)
 
 
@@ -40,6 +41,11 @@ def run(args) -> int:
     from ..evaluate import latency, sweep
     from ..evaluate.build import load_model
 
+    if args.json:  # before minutes of timing
+        from .. import _atomic
+
+        _atomic.refuse_inputs([args.json], [args.model, args.config], args.force)
+        _atomic.check_writable(args.json)
     device = latency.check_device(args.device)
     precision = latency.check_precision(args.precision, device)
     for n in ("seq_len", "eval_bytes", "repeats", "threads"):

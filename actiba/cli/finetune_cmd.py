@@ -107,7 +107,7 @@ def run(args) -> int:
     if not tables and tset is None:
         raise InputError("nothing to tune for: give --act FUNC=TABLE.json, --segments N or --act-set SET.json")
 
-    from .. import __version__
+    from .._version import __version__
     from ..models import resolve
     from ..recover import folder as fo
 

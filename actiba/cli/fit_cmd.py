@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weight", metavar="EXPR", help="weight w(x) for --metric rms, a numpy expression in x")
     p.add_argument("--target", metavar="NAME", help="hardware format to fit under (e.g. npu-ppe)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="target parameter")
-    p.add_argument("-o", "--output", metavar="FILE", help="output table (default: stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", help="output table (default, or '-': stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     cal = p.add_argument_group("calibrated fitting (statistics from `actiba calibrate`)")
     cal.add_argument("--calibration", metavar="STATS", help="fit to the inputs recorded in this statistics file")
     cal.add_argument("--site", default="*", metavar="GLOB", help="sites to use (default: every site of FUNC)")
@@ -35,13 +36,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import _atomic
+    from .. import _atomic, fit
     from ..errors import InputError
     from ..exporters import parse_params
     from ..expr import compile_expr
-    from ..fitting import fit
 
     if args.output:  # fail on an unwritable path before spending time fitting
+        _atomic.refuse_inputs([args.output], [args.calibration], args.force)
         _atomic.check_writable(args.output)
     if args.calibration:
         return run_calibrated(args)
@@ -67,6 +68,9 @@ def run(args) -> int:
         sys.stdout.write(table.to_json())
     if table.report is not None and hasattr(table.report, "summary"):
         print(table.report.summary(table.function), file=sys.stderr)
+    elif isinstance(table.target, dict):
+        from ..targets import summary
+        print(summary(table), file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import activations
 from ..errors import InputError
+from . import nonneg_float
 
 
 def add_parser(sub) -> None:
@@ -53,13 +54,13 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never rewrite these sites")
     p.add_argument("--lowering", default="auto", help="table lowering (auto, relu-sum, select, ...)")
     p.add_argument("--dry-run", action="store_true", help="list the sites and decisions; write nothing")
-    p.add_argument("--tolerance", type=float, metavar="T",
+    p.add_argument("--tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| of the exact rewrites, relative to s = max(1, max|output|) (default 1e-4)")
-    p.add_argument("--act-tolerance", type=float, metavar="T",
+    p.add_argument("--act-tolerance", type=nonneg_float, metavar="T",
                    help="max |output diff| ActiBA may add, relative to s = max(1, max|output|) "
                         "(default 50 x the largest table max_abs error)")
     p.add_argument("--inputs", metavar="NPZ", help="real inputs (name -> array) checked besides random ones")
-    p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance")
+    p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance, or over an input")
     p.add_argument("--allow-noop", action="store_true",
                    help="write the copy even if a requested rewrite changed nothing (otherwise exit 2)")
     p.add_argument("-o", "--output", metavar="OUT")
@@ -91,7 +92,7 @@ def _load_tables(args) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     return tables, site_tables
 
 
-def _backend(path: str):
+def _backend(path: str, what: str = "model"):
     if path.endswith(".onnx"):
         from ..rewrite import onnx_rw
 
@@ -100,7 +101,7 @@ def _backend(path: str):
         from ..rewrite import openvino_rw
 
         return openvino_rw, "openvino"
-    raise InputError(f"model {path} must end in .onnx (ONNX) or .xml (OpenVINO IR)")
+    raise InputError(f"{what} {path} must end in .onnx (ONNX) or .xml (OpenVINO IR)")
 
 
 def _log(msg: str) -> None:
@@ -124,8 +125,13 @@ def run(args) -> int:
     if not args.dry_run:
         if not args.output:
             raise InputError("-o OUT is required (or use --dry-run)")
-        if _backend(args.output)[1] != kind:
+        if _backend(args.output, "output")[1] != kind:
             raise InputError(f"output {args.output} must be the same kind of model as the input ({kind})")
+        from .._atomic import refuse_inputs
+
+        ins = [args.model, args.model[:-4] + ".bin" if kind == "openvino" else None, args.act_set, args.inputs]
+        refuse_inputs([args.output, args.output[:-4] + ".bin" if kind == "openvino" else None],
+                      ins + [f for _, f in _pairs(args.act + args.act_site, "--act")], args.force)
     request = pipeline.Request(
         rewrites=flagged, tables=tables, site_tables=site_tables, precision=args.precision, include=args.sites,
         exclude=args.exclude, cumba_axes=args.cumba_axis, lowering=args.lowering, tolerance=args.tolerance,

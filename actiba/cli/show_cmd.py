@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("show", help="summarize a table and optionally plot it")
     p.add_argument("table", metavar="FILE")
     p.add_argument("--plot", metavar="PNG", help="write a plot: f, the table, breakpoints, error curve")
+    p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     p.set_defaults(run=run)
 
 
@@ -86,14 +87,55 @@ def run(args) -> int:
     from ..fitting.verify import measure
     from ..functions import from_table_json
     from ..table import load
+    from ..tableset import is_tableset_file
 
+    if is_tableset_file(args.table):
+        return show_set(args)
+    if args.plot:
+        from .. import _atomic
+
+        _atomic.refuse_inputs([args.plot], [args.table], args.force)
+        _atomic.check_writable(args.plot)
     table = load(args.table)
     act = from_table_json(table.function, table.params)
-    lo, hi = table.domain or (
-        (float(table.breakpoints[0]) - 1, float(table.breakpoints[-1]) + 1) if table.breakpoints.size else (-1, 1))
+    lo, hi = table.domain or _default_range(table)
     measured = measure(table, act, lo, hi) if act is not None else None
     print(describe(table, measured))
     if args.plot:
         plot(table, act, lo, hi, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def show_set(args) -> int:
+    """`show SET.json`: one summary per key of an `actiba-pwl-set/1` file (model and calibration first)."""
+    from ..errors import InputError
+    from ..fitting.verify import measure
+    from ..functions import from_table_json
+    from ..tableset import load_set
+
+    ts = load_set(args.table)
+    if args.plot:
+        raise InputError(f"--plot draws one table; {args.table} is a table set of {len(ts.tables)} "
+                         "(actiba-pwl-set/1)")
+    head = [f"table set {args.table}: {len(ts.tables)} table(s) (actiba-pwl-set/1)"]
+    if ts.model:
+        head.append(f"model     {ts.model.get('name', ts.model)}")
+    if ts.calibration:
+        cal = ts.calibration
+        head.append("calibrated " + ", ".join(f"{k} {cal[k]}" for k in ("stats", "percentiles", "weighting")
+                                              if k in cal))
+    blocks = ["\n".join(head)]
+    for key, table in ts.tables.items():
+        act = from_table_json(table.function, table.params)
+        lo, hi = table.domain or _default_range(table)
+        measured = measure(table, act, lo, hi) if act is not None else None
+        blocks.append(f"[{key}]\n" + describe(table, measured))
+    print("\n\n".join(blocks))
+    return 0
+
+
+def _default_range(table) -> tuple[float, float]:
+    """Where to measure a table without a domain: one unit beyond its outer breakpoints."""
+    bp = table.breakpoints
+    return (float(bp[0]) - 1, float(bp[-1]) + 1) if bp.size else (-1.0, 1.0)

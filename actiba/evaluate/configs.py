@@ -248,11 +248,12 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
 
 def relu_table() -> Any:
     """XAMBA's ReLU-for-Softplus as a 2-segment table (max error ln 2 at x = 0)."""
+    from .._version import __version__
     from ..table import Table
 
     return Table([0.0], [0.0, 1.0], [0.0, 0.0], function="custom", domain=(-20.0, 20.0),
                  error={"max_abs": 0.6931471805599453, "max_rel": None, "rms": None, "over": "real-line"},
-                 provenance={"actiba": "0.1.0", "options": {"xamba": "relu-for-softplus"}})
+                 provenance={"actiba": __version__, "options": {"xamba": "relu-for-softplus"}})
 
 
 def _table_cache() -> Path:
@@ -280,20 +281,21 @@ def _disk_cached(path: Path, load: Any, make: Any) -> Any:
 
 def fitted_table(function: str, segments: int) -> Any:
     """A fitted table with asymptote tails (bounded on all of ℝ), cached outside the repo: refits are slow."""
-    import actiba
+    from ..fitting import fit
+    from ..table import load
 
     def make() -> Any:
         try:
-            return actiba.fit(function, segments, tails="asymptote")
+            return fit(function, segments, tails="asymptote")
         except InputError:
-            return actiba.fit(function, segments)
+            return fit(function, segments)
 
-    return _disk_cached(_table_cache() / f"{function}-{segments}-asymptote.json", actiba.load, make)
+    return _disk_cached(_table_cache() / f"{function}-{segments}-asymptote.json", load, make)
 
 
 def _fingerprint(model: Any) -> dict[str, Any]:
     """The model's fingerprint (memoized per module object: hashing every weight is not free)."""
-    from ..calibrate import model_fingerprint
+    from ..fingerprint import model_fingerprint
 
     hit = _FINGERPRINTS.get(model)
     if hit is None:
@@ -371,14 +373,14 @@ def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site"
 
 def _set_tables(path: str, function: str, lm: Any) -> dict[str, Any]:
     """The per-site entries of a user table set that approximate `function` (checked against `lm`)."""
+    from ..fingerprint import check_fingerprint
     from ..rewrite.spec import canonical_function
     from ..tableset import load_set
 
     ts = load_set(path)
     if lm is not None and isinstance(ts.model, dict) and ts.model.get("sha256"):
-        if _fingerprint(lm.model)["sha256"] != ts.model["sha256"]:
-            raise InputError(f"table set {path} is for model {ts.model.get('name_or_path') or '?'} (sha256 "
-                             f"{str(ts.model['sha256'])[:12]}), not {lm.name}")
+        check_fingerprint(ts.model, lm.model, f"table set {path} is for", have=_fingerprint(lm.model),
+                          name=lm.name)
     out = {k: t for k, t in ts.tables.items() if canonical_function(t.function or "") == function}
     if not out:
         raise InputError(f"table set {path} has no {function} table (it has {sorted(ts.functions())})")
@@ -391,7 +393,7 @@ def tables_for(config: Config, lm: Any = None) -> dict[str, Any]:
     `lm` (the LoadedModel) is needed for calibrated tables (fitted to its statistics) and to check that a
     user table set belongs to it; the mapping is what `actiba_scope` and `onnx_rw.apply` take.
     """
-    import actiba
+    from ..table import load
 
     out: dict[str, Any] = {}
     for fn, spec in config.activations.items():
@@ -412,7 +414,7 @@ def tables_for(config: Config, lm: Any = None) -> dict[str, Any]:
             if is_tableset_file(spec["table"]):
                 out.update(_set_tables(spec["table"], fn, lm))
             else:
-                out[fn] = actiba.load(spec["table"])
+                out[fn] = load(spec["table"])
     return out
 
 
@@ -440,7 +442,7 @@ def describe_activations(config: Config) -> dict[str, dict[str, Any]]:
                 tabs = _set_tables(spec["table"], fn, None)
                 out[fn] = {"segments": max(t.segments for t in tabs.values()), "table": f"set:{spec['table']}"}
             else:
-                import actiba
+                from ..table import load
 
-                out[fn] = {"segments": actiba.load(spec["table"]).segments, "table": str(spec["table"])}
+                out[fn] = {"segments": load(spec["table"]).segments, "table": str(spec["table"])}
     return out

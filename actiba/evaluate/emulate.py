@@ -1,9 +1,9 @@
 """Emulated bf16 / f16 inference on ONNX graphs, and scoring of fixed-length graphs with onnxruntime.
 
-Why emulate: issue 5 asks for accuracy at the precision that runs, and issue 4 refuses SSD d1 for
-bf16/f16. This CPU has no bf16/f16 in OpenVINO (a bf16 hint silently runs f32), and torch's bf16 is not
-what an NPU does either (HF's Mamba-2 casts the SSD to float32 with `.float()`), so neither claim can be
-observed by running. `emulate_precision` rewrites the graph instead.
+Why emulate: accuracy should be reported at the precision the device runs, and SSD d1 is refused at
+bf16/f16 because it cancels catastrophically there. This CPU has no bf16/f16 in OpenVINO (a bf16 hint
+silently runs f32), and torch's bf16 is not what an NPU does either (HF's Mamba-2 casts the SSD to
+float32 with `.float()`), so neither can be observed by running. `emulate_precision` rewrites the graph.
 
 The model of the hardware ("compute in f32, store every tensor in the narrow format"): every
 floating-point tensor the graph reads or produces — float graph inputs, initializers and Constant

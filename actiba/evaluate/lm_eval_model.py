@@ -5,7 +5,7 @@ lm-eval's; only the forward call runs inside `tables_applied`, so `bits_per_byte
 configuration is comparable with every other lm-eval number.
 
     lm_eval --model actiba --model_args pretrained=embedded:mamba2,act_silu=16,act_softplus=relu \\
-            --tasks actiba_heldout --include_path eval/tasks    # after task_config() wrote the JSONL
+            --tasks actiba_heldout --include_path actiba/tasks    # after task_config() wrote the JSONL
 
 Model args: `pretrained` (an actiba model name), `act_silu` / `act_softplus` = segments, "relu" or a
 table file, `max_length` (window length).
@@ -14,6 +14,7 @@ table file, `max_length` (window length).
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from .._atomic import write_text
 from ..errors import InputError
 from .perplexity import MIXER_SCOPE, tables_applied
 
-TASK_DIR = Path(__file__).resolve().parents[2] / "eval" / "tasks"
+# package data, so an installed wheel has the tasks too (eval/tasks/ holds copies for `lm_eval --include_path`)
+TASK_DIR = resources.files("actiba") / "tasks"
 PLACEHOLDER = "ACTIBA_HELDOUT_JSONL"
 
 
@@ -63,6 +65,11 @@ class ActibaLM(HFLM):
                 raise InputError("pass tokenizer= with a model instance")
             tokenizer = load_tokenizer(pretrained)
         kwargs.setdefault("batch_size", 1)
+        device = kwargs.pop("device", None)  # lm-eval's CLI always passes one (default cuda:0)
+        if device not in (None, "cpu"):
+            import logging
+
+            logging.getLogger("lm-eval").warning("actiba model: runs on the CPU, ignoring device=%s", device)
         super().__init__(pretrained=model, tokenizer=tokenizer, max_length=int(max_length), device="cpu", **kwargs)
         self.actiba_tables = dict(tables or {}) or parse_tables(
             act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
@@ -73,7 +80,7 @@ class ActibaLM(HFLM):
 
 
 def known_tasks() -> list[str]:
-    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+    return sorted(p.name[:-len(".yaml")] for p in TASK_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
 def check_task(name: str) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..models import MIXER_SCOPE
 
-MIXER_SCOPE = ("backbone.layers.*.mixer",)  # where Mamba's SiLU / Softplus live (HF module paths)
 LogitsFn = Callable[[Any], Any]  # LongTensor|ndarray [b, t] -> logits [b, t, vocab]
 
 

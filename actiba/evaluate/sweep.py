@@ -283,7 +283,7 @@ def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str,
 
 def measured_sites(lm: LoadedModel, config: Config, settings: Settings, precision: str, cache_dir: Path | None,
                    reference: Any, noise: float = 0.0) -> tuple[Config, list[dict[str, Any]]]:
-    """Choose CumBA / ReduBA sites by measurement on this device (issue: "per site, by measurement").
+    """Choose CumBA / ReduBA sites by measurement on this device (what pays off depends on its kernels).
 
     Eligible sites are grouped into classes of equal (axis, shape) — sites of a class compile to the
     same kernels, so one timing speaks for all of them. For each class, the graph with only that class

@@ -27,7 +27,7 @@ from .problem import MAX_SEGMENTS, Problem
 from .refine import refine
 from .verify import measure
 
-__all__ = ["FitReport", "fit", "fit_problem"]
+__all__ = ["FitReport", "fit", "fit_problem", "stamp"]
 
 
 @dataclass
@@ -126,6 +126,8 @@ def fit_problem(prob: Problem) -> Table:
     table.domain = (prob.lo, prob.hi)
     table.error = {k: err[k] for k in ("max_abs", "max_rel", "rms", "over")}
     table.error.update({k: v for k, v in err.items() if k not in table.error})
+    # JSON has no inf: an error that cannot be measured (no input of the range fits in float16) is null
+    table.error = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in table.error.items()}
     table.report = FitReport(prob.segments, err, (prob.lo, prob.hi), prob.tails, prob.metric,
                              prob.continuous, seconds, iters, lower)
     return table
@@ -134,9 +136,11 @@ def fit_problem(prob: Problem) -> Table:
 def fit(func: str | Activation, segments: int | None = None, *, max_error: float | None = None,
         range: tuple[float, float] | None = None, metric: str = "max-abs", continuous: bool = True,
         tails: str = "free", beta: float | None = None,
-        weight: Callable[[np.ndarray], np.ndarray] | None = None,
-        target: str | None = None, target_params: dict[str, str] | None = None) -> Table:
+        weight: Callable[[np.ndarray], np.ndarray] | None = None) -> Table:
     """Fit `func` with `segments` segments (least error) or with the fewest meeting `max_error`.
+
+    Hardware-constrained fits are `actiba.fit(..., target=NAME)` (`actiba.targets.fit`): targets build on
+    this fitter, so it does not call them.
 
     `range` defaults to the function's own; with asymptote tails and no range given, the range is
     widened until the pinned tails are not what limits the error.
@@ -147,14 +151,6 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
     if weight is not None and metric != "rms":
         raise InputError("a weight function applies to the rms metric only")
     lo, hi = (float(range[0]), float(range[1])) if range is not None else act.default_range
-    if target is not None:
-        from ..targets import get as get_target  # deferred: hardware formats are optional
-
-        if segments is None:
-            raise InputError("--target fits take --segments (the hardware fixes the table size)")
-        table = get_target(target).fit(act, segments, lo, hi, tails, target_params or {})
-        _stamp(table, act, metric, continuous, tails, target=target)
-        return table
     for _ in builtins.range(8):
         if segments is not None:
             prob = Problem(act, lo, hi, int(segments), continuous, tails, metric, weight)
@@ -167,12 +163,13 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
         lo, hi = wider
     if range is None and (lo, hi) != act.default_range:
         table.report.message = f"range widened to [{lo:g}, {hi:g}] so the asymptote tails do not limit the error"
-    _stamp(table, act, metric, continuous, tails, segments=segments, max_error=max_error)
+    stamp(table, act, metric, continuous, tails, segments=segments, max_error=max_error)
     return table
 
 
-def _stamp(table: Table, act: Activation, metric: str, continuous: bool, tails: str, **opts: Any) -> None:
-    from .. import __version__
+def stamp(table: Table, act: Activation, metric: str, continuous: bool, tails: str, **opts: Any) -> None:
+    """Record the version, the time and the options a table was fitted with in its provenance."""
+    from .._version import __version__
 
     options = {"metric": metric, "continuous": continuous, "tails": tails}
     options.update({k: v for k, v in opts.items() if v is not None})

@@ -1,4 +1,4 @@
-"""Tables fitted to the inputs a model's activation sites really see (issue 6).
+"""Tables fitted to the inputs a model's activation sites really see.
 
 Why: a uniform-range table spends its segments on [-8, 8] evenly, but a site's inputs usually fill a
 narrower, lopsided interval. Two ways to use the statistics:

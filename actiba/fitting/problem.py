@@ -20,6 +20,10 @@ METRICS = ("max-abs", "max-rel", "rms")
 MAX_SEGMENTS = 4096
 
 
+# beyond this, err**2, the error estimate's integral and the grids' widths overflow float64
+MAX_ABS_X = 1e100
+
+
 @dataclass(frozen=True)
 class Problem:
     act: Activation
@@ -36,6 +40,12 @@ class Problem:
             raise InputError(f"range must be finite, got [{self.lo}, {self.hi}]")
         if not self.lo < self.hi:
             raise InputError(f"range needs lo < hi, got [{self.lo}, {self.hi}]")
+        if self.hi - self.lo < 1e-9 * max(abs(self.lo), abs(self.hi)):
+            raise InputError(f"range [{self.lo!r}, {self.hi!r}] is too narrow for float64 at its magnitude "
+                             "(width below 1e-9 of max |x|)")
+        if max(abs(self.lo), abs(self.hi)) > MAX_ABS_X:
+            raise InputError(f"range [{self.lo:g}, {self.hi:g}] is too wide: fits are limited to "
+                             f"|x| <= {MAX_ABS_X:g} (squared errors and the fitter's integrals overflow float64)")
         if not 1 <= self.segments <= MAX_SEGMENTS:
             raise InputError(f"segments must be between 1 and {MAX_SEGMENTS}, got {self.segments}")
         if self.tails not in TAILS:
@@ -59,6 +69,15 @@ class Problem:
         if not np.all(np.isfinite(self.act.df(xs))):
             raise InputError(f"{self.act.to_json()['function']} is not differentiable everywhere on "
                              f"[{self.lo:g}, {self.hi:g}]")
+        if self.weight is not None:
+            with np.errstate(all="ignore"):
+                wx = np.asarray(self.weight(xs), dtype=np.float64) * np.ones_like(xs)
+            bad = np.nonzero(~(np.isfinite(wx) & (wx >= 0)))[0]
+            if bad.size:
+                raise InputError(f"the weight must be finite and >= 0 on [{self.lo:g}, {self.hi:g}]; "
+                                 f"w({xs[bad[0]]:.6g}) = {wx[bad[0]]:.6g}")
+            if not np.any(wx > 0):
+                raise InputError(f"the weight is 0 everywhere on [{self.lo:g}, {self.hi:g}]")
         if self.metric == "max-rel":
             if np.any(fx == 0) or np.any(np.sign(fx[1:]) != np.sign(fx[:-1])):
                 raise InputError(f"max-rel needs f without a zero on [{self.lo}, {self.hi}]; "

@@ -37,6 +37,8 @@ def _rounded_error(table: Table, act: Activation, xs: np.ndarray, dtype: type) -
         bp, sl, ic = (np.asarray(a, dtype=dtype) for a in (table.breakpoints, table.slopes, table.intercepts))
         xd = xs.astype(dtype)
         finite = np.isfinite(xd)
+        if not finite.any():  # no input of the range is representable in dtype (|x| > 65504 in f16)
+            return float("inf")
         idx = np.minimum(np.searchsorted(bp, xd[finite], side="right"), sl.size - 1)
         y = (sl[idx] * xd[finite] + ic[idx]).astype(np.float64)
         return float(np.max(np.abs(y - act.f(xd[finite].astype(np.float64)))))

@@ -73,6 +73,9 @@ def table_nodes(table: Table, x_name: str, y_name: str, prefix: str,
 def _opsets(opset: int) -> list:
     if opset < MIN_OPSET:
         raise InputError(f"opset {opset} is too old: the lowerings need opset >= {MIN_OPSET}")
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise InputError(f"opset {opset} is newer than the installed onnx {onnx.__version__} knows (at most {newest})")
     return [helper.make_opsetid("", opset)]
 
 

@@ -8,9 +8,7 @@ plug-in fuses the elementwise chain into one JIT kernel only then (dynamic: one 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,29 +140,16 @@ def table_model(table: Table, element_type: str = "f32", lowering: str = "auto",
 
 
 def save_model(model: ov.Model, xml_path: str | os.PathLike) -> None:
-    """Save IR .xml + .bin atomically: both go to temp names in the target folder, then the .bin and
-    then the .xml are renamed into place (a reader that sees the new .xml finds its .bin)."""
+    """Save IR .xml + .bin through `_atomic.atomic_files` (links written through, devices in place,
+    folders refused): the .bin is put in place before the .xml, so a reader that sees the new .xml
+    finds its .bin."""
+    from .. import _atomic
+
     xml = Path(xml_path)
     if xml.suffix != ".xml":
         raise InputError(f"OpenVINO IR output must end in .xml, got {xml}")
-    folder = xml.parent if str(xml.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {xml}: folder {folder} does not exist")
-    try:
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{xml.name}.", dir=folder))
-    except OSError as exc:
-        raise InputError(f"cannot write {xml}: {exc.strerror}") from None
-    try:
-        tmp_xml = tmpdir / xml.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
-        os.replace(tmp_xml, xml)
-    finally:
-        for p in tmpdir.iterdir():
-            with contextlib.suppress(OSError):
-                p.unlink()
-        with contextlib.suppress(OSError):
-            tmpdir.rmdir()
+    with _atomic.atomic_files([xml.with_suffix(".bin"), xml]) as scratch:
+        ov.save_model(model, str(scratch / xml.name), compress_to_fp16=False)
 
 
 def export_cli(table: Table, out_path: str, params: dict[str, str]) -> str:

@@ -5,22 +5,28 @@ A *plan* is a straight-line program over one float input `x`: every op names its
 translate the same plan op by op, so the care taken here for the awkward inputs (NaN, ±inf, flat
 outer segments, 0·inf) holds in every back end, and `run` interprets a plan in numpy for tests.
 
+NaN and ±inf hold by construction, not by how a CPU's min/max/select treat NaN (they differ: an
+AVX-512 kernel may compare with unordered predicates, so `NaN < t` is true there): `nan_carried`
+proves from the op list alone that NaN reaches y through IEEE arithmetic, and where it cannot,
+`make_plan` ends the plan with ``where(isnan(x), x, y)``; at ±inf, `infinities_needing_guard` checks
+that no op sees a NaN (then every ISA computes the same IEEE result), else the limit is selected by
+``x == ±inf``. `run` interprets a plan under the pessimistic NaN models (`NAN_MODELS`) so tests on
+any CPU exercise what the worst one does.
+
 Lowerings (all exact up to float rounding; see `reference` for what "exact" means in float32/16):
 
 * ``relu-sum`` (continuous tables): ``u = clip(x, t0, t_last)``; ``g(u) = a + b·u + Σ cᵢ·relu(u - tᵢ)``
   over the interior breakpoints, plus the outer lines ``slope·x − slope·u`` (zero inside, where u == x;
   never ``x − u``, which overflows in float16 near the type's limit). Clipping keeps every relu term
-  finite, so ±inf never meets cancelling infinities; the outer term is written with a `where` whose
-  false branch carries x's NaN (min/max/relu/clip need not propagate NaN in every runtime).
+  finite, so ±inf never meets cancelling infinities; with both outer slopes nonzero, x·slope carries
+  NaN and no guard is needed.
 * ``select`` (any table): the segment's slope and intercept picked by one comparison per breakpoint
   (``s = where(x >= tᵢ, s[i+1], s)``, same for c), then ``y = s·x + c``; x is replaced by 0 at an
   infinity whose outer slope is 0, so 0·inf never happens. (Comparisons + where rather than a
   bucketize + gather: OpenVINO CPU runs Bucketize/Gather unfused, 5-20x slower than the exact op.)
 * ``where`` (any table): a chain of `where(x >= tₖ, lineₖ, …)`; flat segments are constants (no
-  multiply, so ±inf gives the intercept) and the chain's default branch is a segment with a nonzero
-  slope, which all comparisons route NaN to.
-* ``minmax`` (convex / concave continuous tables): max / min of the segment lines; the last max is a
-  `where` whose false branch is a sloped line, for NaN.
+  multiply, so ±inf gives the intercept).
+* ``minmax`` (convex / concave continuous tables): max / min of the segment lines.
 """
 
 from __future__ import annotations
@@ -157,10 +163,66 @@ def make_plan(table: Table, lowering: str = "auto", n_elements: int | None = Non
         build = {"relu-sum": _relu_sum, "select": _select, "where": _where, "minmax": _minmax}[name]
         y = build(b, t, s, c)
     if isinstance(y, Const):  # a constant: still NaN for NaN, and shaped like x
-        b.nan_passthrough(X, y)
+        y = b.nan_passthrough(X, y)
     elif y != len(b.ops):  # y is x itself (or not the last op): make it the last op
-        b("add", y, 0.0)
+        y = b("add", y, 0.0)
+    dt = np.dtype(dtype)
+    for inf in infinities_needing_guard(tuple(b.ops), dt):
+        limit = float(evaluate(t, s, c, np.array([inf]))[0])
+        y = b("where", b("equal", X, inf), limit, y)
+    if not nan_carried(tuple(b.ops)):
+        y = b.nan_passthrough(X, y)
     return Plan(name, tuple(b.ops))
+
+
+# -- NaN and ±inf by construction ---------------------------------------------------------------------
+# CPUs disagree on what min/max/relu/clip and comparisons do with NaN (x86 MAXPS returns its second
+# operand; AVX-512 JIT kernels may compare with unordered predicates, so `NaN < t` can be true; on
+# such a CPU OpenVINO's where and minmax graphs returned 0.995 for NaN). A plan therefore trusts only
+# IEEE add/sub/mul/abs (NaN in -> NaN out on every ISA) and an explicit where(isnan(x), x, .): if the
+# output is not NaN-carried through those alone, `make_plan` appends that guard.
+# Cost (OpenVINO 2026.4 CPU, f32, 1 Mi elements, AMD EPYC 2 cores, guarded vs the same plan without
+# the guard, interleaved): IsNaN is not fused into the CPU plug-in's JIT snippet, so a clamped
+# 8-segment relu-sum went from 4.2-4.8 ms to 9.3-10.8 ms; where/select chains (N = 8, 16) differed by
+# 0.93-1.17x, within noise. A compare-based guard (x == x) stays fused (6.5-8.4 ms) but is exactly what
+# an unordered-predicate CPU gets wrong. Plans whose arithmetic carries NaN get no guard at all.
+_ARITH = frozenset({"add", "sub", "mul", "abs", "sum"})
+
+
+def nan_carried(ops: tuple[Op, ...]) -> bool:
+    """True when the last op of `ops` is NaN wherever x is NaN whatever min/max/relu/clip and the
+    comparisons do with NaN: NaN is carried by arithmetic, by a where both of whose branches carry it,
+    by a min/max all of whose operands carry it, and by the guard where(isnan(x), x, .)."""
+    carried = [True]  # x itself
+    for op in ops:
+        a = op.args
+        if op.kind in _ARITH:
+            v = any(isinstance(r, int) and carried[r] for r in a)
+        elif op.kind in ("max", "min"):
+            v = all(isinstance(r, int) and carried[r] for r in a)
+        elif op.kind == "where":
+            cond = a[0]
+            guard = (isinstance(cond, int) and cond > 0 and ops[cond - 1] == Op("isnan", (X,))
+                     and a[1] == X)
+            v = guard or all(isinstance(r, int) and carried[r] for r in a[1:])
+        else:  # relu, clip (may drop NaN), comparisons and isnan (booleans)
+            v = False
+        carried.append(v)
+    return carried[-1]
+
+
+def infinities_needing_guard(ops: tuple[Op, ...], dtype: str | np.dtype) -> tuple[float, ...]:
+    """The infinities at which some op of `ops`, interpreted in `dtype`, sees or makes a NaN.
+
+    Where none does, the plan's value at ±inf is pure IEEE arithmetic plus comparisons of non-NaN
+    numbers, which every ISA computes alike; where one does (0·inf, inf − inf, e.g. a float16 constant
+    that overflowed), `make_plan` selects the table's limit there by an exact comparison x == ±inf."""
+    vals = _trace(Plan("", ops), np.array([-np.inf, np.inf]), dtype)
+    bad = np.zeros(2, dtype=bool)
+    for v in vals:
+        if v.dtype.kind == "f":
+            bad |= np.broadcast_to(np.isnan(v), (2,))
+    return tuple(float(v) for v in np.array([-np.inf, np.inf])[bad])
 
 
 def _relu_sum(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
@@ -214,6 +276,8 @@ def _select(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
     sk: Arg = Const.of(s[0])  # all comparisons false (x < t0, or NaN): segment 0
     ck: Arg = Const.of(c[0])
     for i, ti in enumerate(t):
+        if s[i + 1] == s[i] and c[i + 1] == c[i]:  # (a breakpoint that changes nothing: no dead op)
+            continue
         ge = b("greater_equal", X, ti)
         if s[i + 1] != s[i]:
             sk = b("where", ge, s[i + 1], sk)
@@ -226,14 +290,16 @@ def _select(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
 
 
 def _where(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
+    # the default branch is a sloped segment near the middle: NaN lands there when comparisons with
+    # NaN are false, so on most CPUs the result is already NaN before the guard
     sloped = np.flatnonzero(s != 0.0)
-    j = int(sloped[len(sloped) // 2]) if sloped.size else 0  # the default branch: NaN lands here
+    j = int(sloped[len(sloped) // 2]) if sloped.size else 0
     y: Arg = b.line(X, float(s[j]), float(c[j]))
     for k in range(j + 1, s.size):
         y = b("where", b("greater_equal", X, t[k - 1]), b.line(X, float(s[k]), float(c[k])), y)
     for k in range(j - 1, -1, -1):
         y = b("where", b("less", X, t[k]), b.line(X, float(s[k]), float(c[k])), y)
-    return b.nan_passthrough(X, y) if not sloped.size else y
+    return y
 
 
 def _minmax(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
@@ -242,25 +308,49 @@ def _minmax(b: _Builder, t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Arg:
     sloped = [ln for ln in lines if ln[0] != 0.0]
     if not sloped:  # all flat: a constant
         return Const.of(max(ln[1] for ln in lines) if convex else min(ln[1] for ln in lines))
-    carrier = sloped[0]
     flat = [ln[1] for ln in lines if ln[0] == 0.0]
     r: Arg | None = Const.of(max(flat) if convex else min(flat)) if flat else None  # flat lines: one
-    for ln in lines:  # a running max/min, so only x and the running value are live
-        if ln != carrier and ln[0] != 0.0:
-            line = b.line(X, *ln)
-            r = line if r is None else b("max" if convex else "min", r, line)
-    last = b.line(X, *carrier)
-    if r is None:
-        return last
-    # final max/min as a where whose false branch is the sloped `last`: NaN in x -> NaN out
-    return b("where", b("greater" if convex else "less", r, last), r, last)
+    for ln in sloped:  # a running max/min, so only x and the running value are live
+        line = b.line(X, *ln)
+        r = line if r is None else b("max" if convex else "min", r, line)
+    return r  # type: ignore[return-value]  # NaN: the guard make_plan appends (max/min may drop it)
 
 
 # -- numpy interpreter and the reference ---------------------------------------------------------------
-def run(plan: Plan, x: np.ndarray, dtype: str | np.dtype = "float32") -> np.ndarray:
-    """Interpret `plan` in numpy with every float rounded to `dtype` (a model of what back ends do)."""
+# How `run` models a CPU's NaN handling: "ieee" (NaN propagates through min/max/relu/clip,
+# comparisons with NaN are false), "drop" (min/max/relu/clip return the non-NaN operand, comparisons
+# false), "drop-true" (that, and every comparison with a NaN operand is true: an unordered
+# predicate). A plan must give NaN for NaN under all three; the last is what AVX-512 kernels can do.
+NAN_MODELS = ("ieee", "drop", "drop-true")
+
+
+def run(plan: Plan, x: np.ndarray, dtype: str | np.dtype = "float32", nan_model: str = "drop") -> np.ndarray:
+    """Interpret `plan` in numpy with every float rounded to `dtype` (a model of what back ends do),
+    min/max/compare treating NaN as `nan_model` says (see NAN_MODELS)."""
+    vals = _trace(plan, x, dtype, nan_model)
+    return np.broadcast_to(vals[-1], vals[0].shape).astype(np.dtype(dtype))
+
+
+def _trace(plan: Plan, x: np.ndarray, dtype: str | np.dtype, nan_model: str = "drop") -> list[np.ndarray]:
+    """Every value of `plan` on x (index 0 is x), as `run` computes them."""
+    if nan_model not in NAN_MODELS:
+        raise ValueError(f"nan_model must be one of {NAN_MODELS}, got {nan_model!r}")
     dt = np.dtype(dtype)
     vals: list[np.ndarray] = [np.asarray(x, dtype=dt)]
+    mx, mn = (np.maximum, np.minimum) if nan_model == "ieee" else (np.fmax, np.fmin)
+
+    def cmp(f):
+        if nan_model != "drop-true":
+            return f
+        return lambda p, q: f(p, q) | np.isnan(p) | np.isnan(q)
+
+    table = {
+        "add": lambda p, q: p + q, "sub": lambda p, q: p - q, "mul": lambda p, q: p * q,
+        "relu": lambda p: mx(p, dt.type(0)), "abs": np.abs,
+        "clip": lambda p, lo, hi: mn(mx(p, lo), hi),
+        "less": cmp(np.less), "greater": cmp(np.greater), "greater_equal": cmp(np.greater_equal),
+        "equal": cmp(np.equal), "isnan": np.isnan, "where": np.where,
+    }
 
     def get(a: Arg) -> np.ndarray:
         return a.value.astype(dt) if isinstance(a, Const) else vals[a]
@@ -270,21 +360,14 @@ def run(plan: Plan, x: np.ndarray, dtype: str | np.dtype = "float32") -> np.ndar
             a = [get(v) for v in op.args]
             k = op.kind
             if k in ("sum", "max", "min"):
-                f = {"sum": np.add, "max": np.fmax, "min": np.fmin}[k]
+                f = {"sum": np.add, "max": mx, "min": mn}[k]
                 r = a[0]
                 for v in a[1:]:
                     r = f(r, v)
             else:
-                r = {
-                    "add": lambda p, q: p + q, "sub": lambda p, q: p - q, "mul": lambda p, q: p * q,
-                    # fmax/fmin drop NaN: the pessimistic runtime the plans must survive
-                    "relu": lambda p: np.fmax(p, dt.type(0)), "abs": np.abs,
-                    "clip": lambda p, lo, hi: np.fmin(np.fmax(p, lo), hi),
-                    "less": np.less, "greater": np.greater, "greater_equal": np.greater_equal,
-                    "equal": np.equal, "isnan": np.isnan, "where": np.where,
-                }[k](*a)
+                r = table[k](*a)
             vals.append(np.asarray(r).astype(dt) if np.asarray(r).dtype.kind == "f" else np.asarray(r))
-    return np.broadcast_to(vals[-1], vals[0].shape).astype(dt)
+    return vals
 
 
 def rounded(table: Table, dtype: str | np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

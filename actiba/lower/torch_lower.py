@@ -137,8 +137,10 @@ def export_onnx(table: Table, path: str | os.PathLike, lowering: str = "auto",
             prog.save(str(tmp))
         else:
             axes = {i: f"d{i}" for i in range(rank)}
-            torch.onnx.export(module, example, str(tmp), dynamo=False, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": axes, "y": axes}, opset_version=opset)
+            from .._quiet import legacy_onnx_export
+
+            legacy_onnx_export(module, example, str(tmp), input_names=["x"], output_names=["y"],
+                               dynamic_axes={"x": axes, "y": axes}, opset_version=opset)
 
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}

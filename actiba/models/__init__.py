@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .scoring import score_bits_per_byte, unigram_bits_per_byte
+from . import arch
+from .scoring import score_bits_per_byte, score_text_bits_per_byte, unigram_bits_per_byte
 from .tokenizer import EOS_ID
 
-__all__ = ["EMBEDDED", "embedded_path", "generate", "load", "resolve", "score_bits_per_byte", "tokenizer",
-           "unigram_bits_per_byte"]
+__all__ = ["EMBEDDED", "MIXER_SCOPE", "embedded_path", "generate", "load", "resolve", "score_bits_per_byte",
+           "score_text_bits_per_byte", "tokenizer", "unigram_bits_per_byte"]
 
 EMBEDDED = ("mamba2", "mamba")
-SUPPORTED_TYPES = ("mamba", "mamba2")
+SUPPORTED_TYPES = arch.supported()
+MIXER_SCOPE = ("backbone.layers.*.mixer",)  # where Mamba's SiLU / Softplus live (HF module paths)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -56,9 +58,7 @@ def resolve(name: str) -> tuple[str, bool]:
 
 
 def _check_type(config: Any, name: str) -> None:
-    if getattr(config, "model_type", None) not in SUPPORTED_TYPES:
-        raise InputError(f"model {name} has type {getattr(config, 'model_type', None)!r}; "
-                         f"actiba supports {', '.join(SUPPORTED_TYPES)}")
+    arch.require(config, name)  # refuses, with the reason, what cannot run end to end
 
 
 def load(name: str, dtype: str = "float32") -> Any:

@@ -169,7 +169,7 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
     ssm_i_out); returns the onnx.ModelProto and writes it to `out` if given."""
     import onnx
 
-    from .._quiet import quiet_torch_export
+    from .._quiet import legacy_onnx_export, quiet_torch_export
 
     names = [n for n, _ in state_shapes(model)]
     args = (torch.zeros((1, 1), dtype=torch.long), *zero_states(model))
@@ -184,7 +184,7 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
         except Exception as exc:  # fall back to the TorchScript exporter
             print(f"actiba: dynamo export of the decode step failed ({type(exc).__name__}); using the legacy "
                   "exporter", file=sys.stderr)
-            torch.onnx.export(step, args, str(path), dynamo=False, **kw)
+            legacy_onnx_export(step, args, str(path), **kw)
         proto = onnx.load(str(path), load_external_data=True)
     from .export import fix_transpose_perms
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 from .._atomic import atomic_path, write_text
-from .._quiet import quiet_torch_export
+from .._quiet import legacy_onnx_export, quiet_torch_export
 from ..errors import InputError
 
 Precision = Literal["f32", "bf16"]
@@ -214,8 +214,8 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
                   file=sys.stderr)
             axes = None if seq_len is not None else {"input_ids": {1: "seq"}} | (
                 {"logits": {1: "seq"}} if logits == "all" else {})
-            torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["input_ids"], output_names=["logits"], dynamic_axes=axes)
+            legacy_onnx_export(wrapped, (example,), str(path), opset_version=opset,
+                               input_names=["input_ids"], output_names=["logits"], dynamic_axes=axes)
             exporter = "legacy"
         proto = onnx.load(str(path), load_external_data=True)
     fix_transpose_perms(proto)

@@ -14,6 +14,7 @@ Two scans are offered, both exact (f32): ``"chunked"`` (for export and fast infe
 from __future__ import annotations
 
 import contextlib
+import inspect
 import types
 from collections.abc import Callable, Iterator
 from typing import Literal
@@ -254,9 +255,15 @@ def patch_scan(model: torch.nn.Module, mode: ScanMode = "chunked", chunk_size: i
     for mixer in _mixers(model):
         original = mixer.__dict__.get("_actiba_original_forward", mixer.forward)
 
-        def forward(self, hidden_states, cache_params=None, attention_mask=None, _orig=original, **kw):
-            if cache_params is not None:
-                return _orig(hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kw)
+        # transformers >= 5.x names the mixer's cache `cache` (`cache_params` is deprecated, removed
+        # in 5.40); take either, pass on the name the wrapped forward declares
+        name = "cache" if "cache" in inspect.signature(original).parameters else "cache_params"
+
+        def forward(self, hidden_states, cache=None, attention_mask=None, _orig=original, _name=name,
+                    cache_params=None, **kw):
+            given = cache if cache is not None else cache_params
+            if given is not None:
+                return _orig(hidden_states, attention_mask=attention_mask, **{_name: given}, **kw)
             return mixer_forward(self, hidden_states, scan, attention_mask)
 
         mixer._actiba_original_forward = original

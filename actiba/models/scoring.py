@@ -25,45 +25,92 @@ def score_bits_per_byte(model: object, data: bytes, seq_len: int = 1024, batch_s
     `logits_fn(ids: LongTensor[b, t]) -> FloatTensor[b, t, vocab]` lets exported models be scored the same
     way; by default the torch model's ``model(input_ids=ids).logits`` is used.
     """
-    import torch
-
     if not data:
         raise ValueError("no bytes to score")
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     scan = contextlib.nullcontext()
     if logits_fn is None:
-        def logits_fn(ids: torch.Tensor) -> torch.Tensor:
-            return model(input_ids=ids, use_cache=False).logits  # type: ignore[operator]
+        logits_fn, scan = _torch_logits(model)
+    with scan:
+        nats = _window_nats(logits_fn, list(data), EOS_ID, seq_len, batch_size, progress)
+    return nats / math.log(2) / len(data)
 
-        already = any("_actiba_original_forward" in vars(m) for m in model.modules())  # type: ignore[attr-defined]
-        if getattr(getattr(model, "config", None), "model_type", None) == "mamba" and not already:
-            from .mamba_scan import chunked_scan  # exact, and linear in memory unlike the chunked form
 
-            scan = chunked_scan(model, mode="recurrent")  # type: ignore[arg-type]
+def _torch_logits(model: object) -> tuple[Callable, contextlib.AbstractContextManager]:
+    """A torch model's logits function, and the scan form it must run under (Mamba v1: HF's slow path
+    loops per token; our recurrent form is exact and linear in memory)."""
+    def logits_fn(ids):
+        return model(input_ids=ids, use_cache=False).logits  # type: ignore[operator]
 
-    arr = torch.tensor(list(data), dtype=torch.long)
+    scan: contextlib.AbstractContextManager = contextlib.nullcontext()
+    already = any("_actiba_original_forward" in vars(m) for m in model.modules())  # type: ignore[attr-defined]
+    if getattr(getattr(model, "config", None), "model_type", None) == "mamba" and not already:
+        from .mamba_scan import chunked_scan
+
+        scan = chunked_scan(model, mode="recurrent")  # type: ignore[arg-type]
+    return logits_fn, scan
+
+
+def score_text_bits_per_byte(model: object, text: str, tokenizer: object, seq_len: int = 1024,
+                             batch_size: int = 8, logits_fn: Callable | None = None,
+                             progress: Callable[[int, int], None] | None = None) -> float:
+    """Bits per UTF-8 byte of `text` under a causal LM with its own tokenizer.
+
+    Why per byte and not per token: the loss of a table must compare across models whose tokenizers
+    differ, and bits/byte does (lm-eval's `bits_per_byte` is the same normalisation). The token ids are
+    cut into consecutive windows of `seq_len` tokens, each fed after the tokenizer's BOS (or, without
+    one, its EOS) as the start of context, so every token is predicted once; the summed -log2 p over all
+    tokens is divided by the text's UTF-8 length. With the embedded byte tokenizer this is exactly
+    `score_bits_per_byte` (token id = byte, start id 256).
+    """
+    if not text:
+        raise ValueError("no text to score")
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    start = getattr(tokenizer, "bos_token_id", None)
+    if start is None:
+        start = getattr(tokenizer, "eos_token_id", None)
+    if start is None:
+        from ..errors import InputError
+
+        raise InputError("the tokenizer has neither a BOS nor an EOS token, so the first token of each "
+                         "window has no context to be predicted from")
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    scan: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if logits_fn is None:
+        logits_fn, scan = _torch_logits(model)
+    with scan:
+        nats = _window_nats(logits_fn, ids, int(start), seq_len, batch_size, progress)
+    return nats / math.log(2) / len(text.encode("utf-8"))
+
+
+def _window_nats(logits_fn: Callable, ids: list[int], start_id: int, seq_len: int, batch_size: int,
+                 progress: Callable[[int, int], None] | None) -> float:
+    """-sum log p of every id, in consecutive `seq_len` windows each fed after `start_id`."""
+    import torch
+
+    arr = torch.tensor(ids, dtype=torch.long)
     windows = [arr[i:i + seq_len] for i in range(0, len(arr), seq_len)]
     total_nats = 0.0
-    with torch.inference_mode(), scan:
+    with torch.inference_mode():
         # equal lengths batch together; the one short tail window goes alone
         groups: dict[int, list[torch.Tensor]] = {}
         for w in windows:
             groups.setdefault(len(w), []).append(w)
         done = 0
-        for length, ws in groups.items():
+        for ws in groups.values():
             for i in range(0, len(ws), batch_size):
                 target = torch.stack(ws[i:i + batch_size])
-                start = torch.full((len(target), 1), EOS_ID, dtype=torch.long)
-                ids = torch.cat([start, target[:, :-1]], dim=1)
-                logits = torch.as_tensor(logits_fn(ids)).float()
+                start = torch.full((len(target), 1), start_id, dtype=torch.long)
+                inputs = torch.cat([start, target[:, :-1]], dim=1)
+                logits = torch.as_tensor(logits_fn(inputs)).float()
                 logp = torch.log_softmax(logits, dim=-1)
                 total_nats -= logp.gather(-1, target[..., None]).sum().item()
                 done += target.numel()
                 if progress is not None:
                     progress(done, len(arr))
-            del length
-    return total_nats / math.log(2) / len(data)
+    return total_nats
 
 
 def unigram_bits_per_byte(train: bytes, data: bytes) -> float:

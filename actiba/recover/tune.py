@@ -168,7 +168,7 @@ def finetune(model: Any, tables: Any, train: bytes, *, steps: int = 200, lr: flo
     import torch
     import torch.nn.functional as F
 
-    from ..evaluate.perplexity import MIXER_SCOPE
+    from ..models import MIXER_SCOPE
     from ..models.tokenizer import EOS_ID
     from ..rewrite.torch_rw import actiba_scope
 

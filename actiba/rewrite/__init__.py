@@ -22,9 +22,15 @@ from typing import Any
 
 from ..errors import InputError
 from .rules import RULES
-from .spec import SPECS, Site
+from .spec import Site
 
 __all__ = ["RULES", "SPECS", "Site", "apply", "find_sites", "rewrite_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPECS":  # {rule name: RewriteSpec}, each held by its rule module
+        return {r.name: r.spec for r in RULES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rewrite_model(model: Any, request: Any) -> Any:

@@ -4,7 +4,7 @@ The matching and the replacements are the rules `rules.ssd_d1` (HF's Mamba-2 `se
 difference of one CumSum) and `rules.ssd_d2` (C·Bᵀ once per layer, the chunk-scan einsums as MatMuls),
 driven by `onnx_rw`; this module adds what makes them a stage of their own: verification of the whole
 model before/after on random and held-out inputs, and site-by-site fallback that skips the offenders.
-d1 is refused for f16/bf16 graphs and for `precision` bf16/f16 (its differences cancel; `spec.SSD_D1`).
+d1 is refused for f16/bf16 graphs and for `precision` bf16/f16 (its differences cancel; `rules.ssd_d1.SPEC`).
 
     sites = find_sites(model, precision="f32")
     new, done = apply(model, sites=None, verify_mode="model")   # done[i].detail["max_diff_random" / "_real"]
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import onnx_rw, spec
+from .rules import RULES
 from .spec import Site
 
 REWRITE = "ssd-d1"
@@ -75,7 +76,7 @@ def apply(model: Any, sites: Iterable[Site | str] | None = None, precision: str 
     before/after (random and held-out inputs) and, if that exceeds `tolerance` (default the spec's),
     re-checks site by site and skips the offenders; "each" always checks site by site; "none" skips it.
     """
-    tol = spec.SPECS[rewrite].tolerance if tolerance is None else tolerance
+    tol = RULES.get(rewrite).spec.tolerance if tolerance is None else tolerance
     found = find_sites(model, precision, rewrite=rewrite)
     chosen = spec.keep_selected(found, sites, rewrite)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import openvino_rw, spec
+from .rules import RULES
 from .spec import Site
 
 REWRITE = "ssd-d1"
@@ -63,7 +64,7 @@ def apply(model: Any, sites: Iterable[Site | str] | None = None, precision: str 
           rewrite: str = REWRITE) -> tuple[Any, list[Site]]:
     """Return (rewritten clone of `model`, every site of `rewrite` considered); verification as in
     `onnx_ssd.apply`."""
-    tol = spec.SPECS[rewrite].tolerance if tolerance is None else tolerance
+    tol = RULES.get(rewrite).spec.tolerance if tolerance is None else tolerance
     found = find_sites(model, precision, rewrite)
     chosen = spec.keep_selected(found, sites, rewrite)
 

@@ -1,8 +1,8 @@
 """What a rewrite is described by, and what every level reports: `RewriteSpec`, `Site`, shared constants.
 
 Each rule module (`rewrite.rules.*`) holds its `SPEC`: what it matches, when it applies (and when it
-must refuse), the math of the replacement and its numerical limits per precision; `SPECS` (by name)
-is gathered from the rules. Tolerances and refused precisions are read by the verification, so
+must refuse), the math of the replacement and its numerical limits per precision; `rewrite.SPECS`
+(by name) is gathered from the rules. Tolerances and refused precisions are read by the verification, so
 `actiba rewrite --dry-run` and the docs cannot drift from what the code does.
 
 Also here: `Site` (one place a rewrite could apply, with the decision and the reason) and the
@@ -32,28 +32,6 @@ class RewriteSpec:
     limits: dict[str, str]  # precision -> what to expect / whether it is refused
     tolerance: float  # default max |difference| accepted by the verification (f32 run)
     refused_precisions: tuple[str, ...] = ()
-
-
-def __getattr__(name: str) -> Any:
-    """`SPECS` and the per-rewrite names (`CUMBA`, `SSD_D1`, ...) live with their rules (`rewrite.rules`):
-    each rule module holds its own `SPEC`, so adding a rewrite is one file."""
-    if name == "SPECS":
-        from .rules import RULES
-
-        return {r.name: r.spec for r in RULES}
-    if name == "GRAPH_REWRITES":
-        from .rules import RULES
-
-        return RULES.names(stage="exact") + RULES.names(stage="approx")
-    if name in _SPEC_NAMES:
-        from .rules import RULES
-
-        return RULES.get(_SPEC_NAMES[name]).spec
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_SPEC_NAMES = {"CUMBA": "cumba", "REDUBA": "reduba", "CONTRACT": "contract", "ACTIBA": "actiba",
-               "SSD_D1": "ssd-d1", "SSD_D2": "ssd-d2"}
 
 
 def check_precision(spec: RewriteSpec, precision: str) -> str | None:

@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from .. import activations
 from ..errors import InputError
 from . import site_ids, spec
+from .rules import RULES
 from .spec import Site
 
 # --- ActiBA ------------------------------------------------------------------------------------------------
@@ -166,16 +167,9 @@ def scoped(model: torch.nn.Module, mode: TorchFunctionMode, include: list[str],
 def check_set_model(chooser: Any, model: torch.nn.Module) -> None:
     """InputError if a TableSet records a model fingerprint that is not `model`'s (tables calibrated on
     another model's activations would be applied silently otherwise)."""
-    want = getattr(chooser, "model", None)
-    if not isinstance(want, dict) or not want.get("sha256"):
-        return
-    from ..calibrate import model_fingerprint
+    from ..fingerprint import check_fingerprint
 
-    have = model_fingerprint(model)
-    if have.get("sha256") != want.get("sha256"):
-        raise InputError(f"table set is for model {want.get('name_or_path') or '?'} (sha256 "
-                         f"{str(want['sha256'])[:12]}), not this one ({have.get('name_or_path') or '?'}, "
-                         f"sha256 {str(have.get('sha256'))[:12]})")
+    check_fingerprint(getattr(chooser, "model", None), model, "table set is for")
 
 
 @contextlib.contextmanager
@@ -441,12 +435,12 @@ def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
         sites.append(site)
         if include and not spec.matches_any(path, include):
             site.skip("not selected")
-        elif (why := spec.check_precision(spec.SPECS[rewrite], precision)) is not None:
+        elif (why := spec.check_precision(RULES.get(rewrite).spec, precision)) is not None:
             site.skip(why)
         elif rewrite == "ssd-d2" and mod.n_groups != 1:
             site.skip(f"n_groups={mod.n_groups} (d2 needs 1)")
         else:
-            site.reason = spec.SPECS[rewrite].math.split(";")[0]
+            site.reason = RULES.get(rewrite).spec.math.split(";")[0]
     return sites
 
 

@@ -187,10 +187,42 @@ class Target(ABC):
     summary: str = ""
 
     # configs ------------------------------------------------------------------------------------
-    @abstractmethod
     def fit(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",
             params: Mapping[str, Any] | None = None) -> Table:
-        """Constrained fit: optimize the hardware integers against the simulator; error from it."""
+        """Constrained fit: optimize the hardware integers against the simulator; error from it.
+
+        The result passes the same `check` that `actiba export` applies to a loaded table, so a fit
+        never produces a file its own export refuses (a config the format cannot hold is an
+        InputError here, before anything is written)."""
+        table = self._fit(activation, segments, lo, hi, tails, params)
+        try:
+            config = self.check(table)
+        except InputError as exc:
+            what = getattr(activation, "expression", None) or getattr(activation, "name", "the function")
+            raise InputError(f"{self.name} cannot hold a fit of {what} "
+                             f"on this range: {exc}") from None
+        self._label_error(table, config, activation)
+        return table
+
+    def _label_error(self, table: Table, config: Any, activation: Activation) -> None:
+        """Say in the stored `error` what it measures: the hardware's dequantized integer output on
+        every input code, which is not what the float coefficients beside it evaluate to (they are the
+        line before output rounding; e.g. npu-ppe silu 8: 0.0523 stored, 0.0482 from the floats)."""
+        err = table.error
+        if not isinstance(err, dict) or "grid" not in err:
+            return
+        x = self.dequant_in(config, self.grid(config))
+        with np.errstate(all="ignore"):
+            d = np.abs(table(x) - activation(x))
+        err["measures"] = ("hardware output (dequantized integers, after output rounding) vs the function "
+                           "at every input code of the grid")
+        err["float_coefficients_max_abs"] = float(np.max(np.where(np.isfinite(d), d, np.inf)))
+
+
+    @abstractmethod
+    def _fit(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",
+             params: Mapping[str, Any] | None = None) -> Table:
+        """The target's own constrained fit (`fit` checks what it returns)."""
 
     @abstractmethod
     def naive(self, activation: Activation, segments: int, lo: float, hi: float, tails: str = "free",
@@ -200,6 +232,10 @@ class Target(ABC):
     @abstractmethod
     def config_from_dict(self, d: Mapping[str, Any]) -> Any:
         """Validate a `table.target` dict and build the config (InputError naming what is wrong)."""
+
+    @abstractmethod
+    def from_table(self, table: Table, params: Mapping[str, Any] | None) -> Any:
+        """Quantize a float table (fitted for any target or none) into this format's config."""
 
     @abstractmethod
     def grid(self, config: Any) -> np.ndarray:

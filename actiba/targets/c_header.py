@@ -1,11 +1,14 @@
 """`c-header`: the float table as a self-contained C header with reference evaluators.
 
-Emits `static const double` breakpoints / slopes / intercepts as exact C99 hex-float literals (and
-float32-rounded `float` copies), plus `static inline double SYM(double)` and `float SYM_f(float)`
+Emits `static const double` breakpoints / slopes / intercepts as shortest round-trip decimal literals
+(exact in any correctly rounding compiler; hex floats would not compile as C89 or C++11) and
+float32-rounded `float` copies, plus inline `double SYM(double)` and `float SYM_f(float)`
 implementing the canonical rule: i = number of breakpoints b <= x (binary search); y = s_i*x + c_i;
 NaN -> NaN; ±inf -> the outer segment's limit with 0*inf taken as the intercept. The product is stored
 in a `volatile` temporary so no compiler can fuse s*x + c into an FMA: the double version is then
-bit-exact with `actiba.table.evaluate` (two IEEE roundings, as numpy does), whatever the flags.
+bit-exact with `actiba.table.evaluate` (two IEEE roundings, as numpy does), whatever the flags but
+-ffast-math, under which the header emits a #warning (the NaN and inf guards may be compiled away).
+It compiles as C89 (gcc -std=c89 -pedantic), C99 and C++11.
 The float version rounds the numbers to float32 and computes in float: an approximation of the table
 to float32 precision, not bit-exact with the float64 evaluator.
 
@@ -25,8 +28,8 @@ import numpy as np
 from ..errors import InputError
 from ..functions import Activation
 from ..table import Table, evaluate
-from ._init import float_fit
 from .base import Param, Target, check_range, grid_error, parse_params
+from .float_start import float_fit
 
 
 @dataclass
@@ -44,17 +47,22 @@ def default_symbol(function: str) -> str:
     return "actiba_" + s
 
 
-def hexf(v: float) -> str:
-    return float(v).hex()
+def c_double(v: float) -> str:
+    """v as a C double literal: the shortest decimal that reads back as exactly v (C89 and C++11
+    have no hex-float literals; every correctly rounding compiler reads it back bit for bit).
+    Always with a '.' or an exponent, so -0.0 stays negative zero."""
+    r = repr(float(v))
+    return r if any(ch in r for ch in ".en") else r + ".0"
 
 
-def hexf32(v: float) -> str:
-    """The float32 rounding of v as a C literal (overflow to ±HUGE_VALF, as the IEEE conversion does)."""
+def c_float(v: float) -> str:
+    """The float32 rounding of v as a C float literal (overflow: +-(float)HUGE_VAL, which is +-inf on
+    IEEE machines; HUGE_VALF is C99)."""
     with np.errstate(over="ignore"):
         f = float(np.float32(v))
     if np.isinf(f):
-        return "HUGE_VALF" if f > 0 else "(-HUGE_VALF)"
-    return f.hex() + "f"
+        return "((float)HUGE_VAL)" if f > 0 else "(-(float)HUGE_VAL)"
+    return c_double(f) + "f"
 
 
 class CHeader(Target):
@@ -66,7 +74,7 @@ class CHeader(Target):
         p = parse_params(self.name, self.params, params)
         return p.get("symbol") or default_symbol(function)
 
-    def fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         check_range(lo, hi)
         sym = self._symbol(params, activation.expression or activation.name)
@@ -74,7 +82,7 @@ class CHeader(Target):
         t.target = {"name": self.name, "symbol": sym}
         return t
 
-    naive = fit
+    naive = _fit
 
     def from_table(self, table: Table, params: Mapping[str, Any] | None) -> CHeaderConfig:
         return CHeaderConfig(self._symbol(params, table.function), table)
@@ -120,8 +128,8 @@ class CHeader(Target):
             body = ",\n".join("  " + ", ".join(fmt(v) for v in vals[i:i + 3]) for i in range(0, vals.size, 3))
             return f"static const {ctype} {sym}_{suffix}[{vals.size}] = {{\n{body}\n}};\n"
 
-        def func(ctype: str, suffix: str, isinf: str) -> str:
-            return (f"static inline {ctype} {sym}{suffix}({ctype} x) {{\n"
+        def func(ctype: str, suffix: str, huge: str) -> str:
+            return (f"{sym.upper()}_INLINE {ctype} {sym}{suffix}({ctype} x) {{\n"
                     f"  int lo = 0, hi = {sym.upper()}_NB;\n"
                     f"  {ctype} s, c;\n"
                     f"  volatile {ctype} p;  /* no FMA: two roundings, like the canonical evaluator */\n"
@@ -132,7 +140,7 @@ class CHeader(Target):
                     f"  }}\n"
                     f"  s = {sym}_slopes{suffix}[lo];\n"
                     f"  c = {sym}_intercepts{suffix}[lo];\n"
-                    f"  if ({isinf}(x) && s == 0) return c;  /* 0 * inf is taken as the intercept */\n"
+                    f"  if ((x == {huge} || x == -{huge}) && s == 0) return c;  /* 0 * inf = intercept */\n"
                     f"  p = s * x;\n"
                     f"  return p + c;\n}}\n")
 
@@ -145,10 +153,25 @@ class CHeader(Target):
                 f" * +-inf -> outer segment's limit (0*inf = intercept). {sym}() is bit-exact with actiba's\n"
                 f" * float64 evaluator; {sym}_f() is the same rule on float32-rounded numbers. */\n"
                 f"#ifndef {sym.upper()}_H\n#define {sym.upper()}_H\n#include <math.h>\n\n"
+                f"{self._prelude(sym.upper())}"
                 f"#define {sym.upper()}_SEGMENTS {t.segments}\n#define {sym.upper()}_NB {nb}\n"
-                + arr("double", "breakpoints", bp, hexf) + arr("double", "slopes", t.slopes, hexf)
-                + arr("double", "intercepts", t.intercepts, hexf)
-                + arr("float", "breakpoints_f", bp, hexf32)
-                + arr("float", "slopes_f", t.slopes, hexf32)
-                + arr("float", "intercepts_f", t.intercepts, hexf32) + "\n"
-                + func("double", "", "isinf") + "\n" + func("float", "_f", "isinf") + "\n#endif\n")
+                + arr("double", "breakpoints", bp, c_double) + arr("double", "slopes", t.slopes, c_double)
+                + arr("double", "intercepts", t.intercepts, c_double)
+                + arr("float", "breakpoints_f", bp, c_float)
+                + arr("float", "slopes_f", t.slopes, c_float)
+                + arr("float", "intercepts_f", t.intercepts, c_float) + "\n"
+                + func("double", "", "HUGE_VAL") + "\n" + func("float", "_f", "(float)HUGE_VAL")
+                + "\n#endif\n")
+
+    @staticmethod
+    def _prelude(up: str) -> str:
+        """`inline` where the language has it (C99, C++; GNU C89 spells it __inline__), plain static in
+        C89; and a compile-time warning under -ffast-math, which assumes no NaN or infinity exists and so
+        may delete both guards (x != x, x == +-HUGE_VAL): the header then no longer follows the rule."""
+        return (f"#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)\n"
+                f"#define {up}_INLINE static inline\n"
+                f"#elif defined(__GNUC__)\n#define {up}_INLINE static __inline__\n"
+                f"#else\n#define {up}_INLINE static\n#endif\n"
+                f"#if defined(__FAST_MATH__) || defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__\n"
+                f"#warning \"actiba table header: -ffast-math / -ffinite-math-only removes the NaN and inf "
+                f"guards; NaN and +-inf inputs will not follow the table rule\"\n#endif\n\n")

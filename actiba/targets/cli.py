@@ -1,10 +1,12 @@
 """`actiba export FILE --to npu-ppe|tflite-int16|ethosu-int16|int8-lut|c-header` back ends.
 
-Each is `fn(table, out_path, params) -> one-line summary`. A table fitted for the same target
+`export(name, table, out_path, params) -> one-line summary` serves every registered target
+(`actiba.exporters` registers it once per name). A table fitted for the same target
 (`table.target["name"]`) is checked and written as is; any other table is quantized: LUT targets sample
 the table itself, npu-ppe requires power-of-two slopes (or `snap=true` to round them), and `refit=true`
 re-runs the constrained fit of the table's function over its domain instead. Output is the target's
-JSON config, or a C header when `format=c` or OUT ends in .h. Parameters are validated before anything
+JSON config, or a C header when `format=c` or OUT ends in .h; npu-ppe also writes Intel's NPU-compiler
+`PWLTableEntry` shape with `format=pwl-entry` (see `ppe_pwl`). Parameters are validated before anything
 is written, so a bad `--param` leaves no file behind.
 """
 
@@ -39,8 +41,9 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
     fmt = str(p.pop("format", "c" if str(out_path).endswith((".h", ".c")) else "json")).lower()
     if name == "c-header":
         fmt = "c"
-    if fmt not in ("json", "c"):
-        raise InputError(f"{name} parameter format must be json or c, got {fmt!r}")
+    formats = ("json", "c", "pwl-entry") if name == "npu-ppe" else ("json", "c")
+    if fmt not in formats:
+        raise InputError(f"{name} parameter format must be {' or '.join(formats)}, got {fmt!r}")
     symbol = p.get("symbol") if name == "c-header" else p.pop("symbol", None)
     refit = _flag(p, "refit", name)
     snap = _flag(p, "snap", name) if name == "npu-ppe" else False
@@ -60,16 +63,23 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
         config = target.from_table(table, p, snap=snap)
     else:
         config = target.from_table(table, p)
+    if name != "c-header":  # what is written must load back: the same check a reader's export runs
+        target.config_from_dict(config.to_dict())
     if symbol is not None and name != "c-header":
         from .base import Param
 
         symbol = Param("symbol", "ident", "").parse(symbol, name)
     if fmt == "c":
         text = target.serialize_c(config, symbol or "actiba_table")
+    elif fmt == "pwl-entry":  # the NPU compiler's PWLTableEntry shape (see ppe_pwl)
+        from . import ppe_pwl
+
+        text = ppe_pwl.serialize(ppe_pwl.from_config(config), config)
     else:
         text = target.serialize_json(config)
     _atomic.write_text(out_path, text)
-    msg = f"{name}: wrote {out_path} ({'C header' if fmt == 'c' else 'JSON'})"
+    kind = {'c': 'C header', 'pwl-entry': 'NPU-compiler PWLTableEntry JSON'}.get(fmt, 'JSON')
+    msg = f"{name}: wrote {out_path} ({kind})"
     if name != "c-header":
         e_tab = target.error(config, table)["max_abs"]
         msg += f"; max-abs vs the table {e_tab:.4g}"
@@ -78,23 +88,3 @@ def export(name: str, table: Table, out_path: str, params: dict[str, str] | None
             msg += f", vs {table.function} {e['max_abs']:.4g} (at x={e['where']:.4g})"
         msg += " over the whole integer input grid"
     return msg
-
-
-def export_npu_ppe(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("npu-ppe", table, out_path, params)
-
-
-def export_tflite_int16(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("tflite-int16", table, out_path, params)
-
-
-def export_ethosu_int16(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("ethosu-int16", table, out_path, params)
-
-
-def export_int8_lut(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("int8-lut", table, out_path, params)
-
-
-def export_c_header(table: Table, out_path: str, params: dict[str, str]) -> str:
-    return export("c-header", table, out_path, params)

@@ -136,7 +136,7 @@ class EthosuInt16(Lut16Target):
                                  float(p["output_max"]), p["rounding"], p["encoding"],
                                  [int(v) for v in words])
 
-    def fit(self, activation: Activation, segments: int = 512, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 512, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         """`segments`/`tails` do not apply (512 intervals over the whole int16 grid)."""
         p = self.resolve(activation, lo, hi, params)

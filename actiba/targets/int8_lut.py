@@ -47,6 +47,11 @@ class Int8LutConfig:
     output_zero_point: int
     lut: list[int]
     name: str = "int8-lut"
+    output_qmin: int | None = None  # a restricted output range's lowest code (-127 for symmetric int8)
+
+    def out_codes(self) -> tuple[int, int]:
+        lo, hi = DTYPES[self.output_dtype]
+        return (lo if self.output_qmin is None else self.output_qmin), hi
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +67,8 @@ class Int8Lut(Target):
         Param("output_dtype", "choice", "output integer type", "int8", choices=("int8", "uint8")),
         Param("output_scale", "pos", "real value of one output step; default maps f's range on the grid"),
         Param("output_zero_point", "int", "output integer of real 0", lo=ZP[0], hi=ZP[1]),
+        Param("output_qmin", "int", "lowest output code of a restricted range (-127: symmetric int8, "
+              "whose -128 must never be produced); default the type's minimum", lo=-128, hi=255),
     )
 
     def resolve(self, act: Activation | None, lo: float, hi: float,
@@ -75,6 +82,12 @@ class Int8Lut(Target):
         """Round-to-nearest of f at every input code, saturated: optimal per entry."""
         qmin, qmax = DTYPES[p["input_dtype"]]
         omin, omax = DTYPES[p["output_dtype"]]
+        qlo = p.get("output_qmin")
+        if qlo is not None:
+            if not omin <= qlo < omax:
+                raise InputError(f"{self.name} parameter output_qmin={qlo} is outside the "
+                                 f"{p['output_dtype']} codes [{omin}, {omax - 1}]")
+            omin = qlo
         q = np.arange(qmin, qmax + 1, dtype=np.int64)
         with np.errstate(all="ignore"):
             y = np.asarray(f(p["input_scale"] * (q - p["input_zero_point"]).astype(np.float64)))
@@ -83,14 +96,14 @@ class Int8Lut(Target):
         lut = np.clip(round_half_away(y / p["output_scale"]) + p["output_zero_point"], omin, omax)
         return Int8LutConfig(p["input_dtype"], float(p["input_scale"]), int(p["input_zero_point"]),
                              p["output_dtype"], float(p["output_scale"]), int(p["output_zero_point"]),
-                             [int(v) for v in lut])
+                             [int(v) for v in lut], output_qmin=qlo)
 
-    def fit(self, activation: Activation, segments: int = 256, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 256, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         """`segments` and `tails` do not apply: the table has one entry per input code."""
         return self.to_table(self.quantize(activation, self.resolve(activation, lo, hi, params)), activation)
 
-    naive = fit
+    naive = _fit
 
     def from_table(self, table: Table, params: Mapping[str, Any] | None) -> Int8LutConfig:
         """Sample a float table (the export path): the LUT reproduces the table, rounded."""
@@ -101,10 +114,15 @@ class Int8Lut(Target):
         keys = ("input_dtype", "input_scale", "input_zero_point", "output_dtype", "output_scale",
                 "output_zero_point", "lut")
         need_keys(self.name, d, keys)
-        p = parse_params(self.name, self.params, {k: d[k] for k in keys[:-1]})
-        lut = int_list(self.name, "lut", d["lut"], 256, *DTYPES[p["output_dtype"]])
+        opt = {k: d[k] for k in ("output_qmin",) if d.get(k) is not None}
+        p = parse_params(self.name, self.params, {**{k: d[k] for k in keys[:-1]}, **opt})
+        omin, omax = DTYPES[p["output_dtype"]]
+        qlo = p.get("output_qmin")
+        if qlo is not None and not omin <= qlo < omax:
+            raise InputError(f"{self.name} output_qmin={qlo} is outside the {p['output_dtype']} codes")
+        lut = int_list(self.name, "lut", d["lut"], 256, omin if qlo is None else qlo, omax)
         return Int8LutConfig(p["input_dtype"], p["input_scale"], p["input_zero_point"], p["output_dtype"],
-                             p["output_scale"], p["output_zero_point"], lut)
+                             p["output_scale"], p["output_zero_point"], lut, output_qmin=qlo)
 
     def grid(self, config: Int8LutConfig) -> np.ndarray:
         qmin, qmax = DTYPES[config.input_dtype]

@@ -25,6 +25,11 @@ step back at a boundary (the boundaries still come from the unconstrained DP, he
 `tails`: "clamp" forces slope 0 on the outer segments, "asymptote" forces the asymptote's slope there
 when it is representable (0 or ±2^k); either way the hardware saturates its input outside the grid.
 
+Second encoding: Intel's open NPU compiler states real PPE tables as PWLTableEntry{range, shift,
+bias, floatRange, postShift}; `ppe_pwl` reads and evaluates that shape (semantics derived from the
+compiler's own LeakyReLU tables) and emits it from a config here when both compute the same
+(`--param format=pwl-entry`: slopes >= 0, power-of-two requantization, half-up rounding).
+
 Float table: the pre-requantization line of every segment, y = (m/2^n) * output_scale * acc(q), written in
 x (so slopes are s_j * 2^k_j up to the multiplier's rounding). On the grid the simulator output is that
 value rounded to the output step: |dequant(out) - table(x(q))| <= output_scale/2 wherever the output does
@@ -44,7 +49,6 @@ import numpy as np
 from ..errors import InputError
 from ..functions import Activation
 from ..table import Table
-from ._init import float_fit
 from .base import (
     INT32_MAX,
     INT32_MIN,
@@ -59,6 +63,7 @@ from .base import (
     parse_params,
     round_shift,
 )
+from .float_start import float_fit
 
 QMIN, QMAX = -4096, 4095
 MAX_SEGMENTS = 8
@@ -199,7 +204,7 @@ class NpuPpe(Target):
                     return hit
         return ok
 
-    def fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 8, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         if not 1 <= int(segments) <= MAX_SEGMENTS:
             raise InputError(f"npu-ppe supports 1..{MAX_SEGMENTS} segments, got {segments}")
@@ -443,6 +448,10 @@ class NpuPpe(Target):
         for j in range(ft.segments):
             a = float(ft.slopes[j])
             if a == 0 or abs(a) < 2.0 ** (-p["frac_bits"] - 1):
+                if not snap and a != 0:  # not silently zeroed: 0 is not the table's slope
+                    raise InputError(f"npu-ppe: segment {j} slope {a:g} is too small to represent "
+                                     f"(smallest nonzero slope 2^-{p['frac_bits']}); pass --param "
+                                     "snap=true to round it to 0")
                 sg, k = 0, 0
             else:
                 k = int(np.clip(round(math.log2(abs(a))), -p["frac_bits"], p["max_shift"]))
@@ -451,8 +460,6 @@ class NpuPpe(Target):
                     raise InputError(f"npu-ppe: segment {j} slope {a:g} is not 0 or ±2^k with k in "
                                      f"[{-p['frac_bits']}, {p['max_shift']}]; fit with --target npu-ppe or "
                                      "pass --param snap=true")
-            if not snap and a == 0 and ft.slopes[j] != 0:
-                raise InputError(f"npu-ppe: segment {j} slope {a:g} is too small to represent")
             qa, qb = bounds[j], bounds[j + 1]
             qm = 0.5 * (qa + qb)
             xm = s_in * (qm - zp)

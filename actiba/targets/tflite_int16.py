@@ -78,6 +78,19 @@ def interval_out(e: np.ndarray, mode: str) -> np.ndarray:
     return raw if mode == "tosa" else (raw + 64) >> 7
 
 
+def representable(e: np.ndarray) -> np.ndarray:
+    """`e` with every step lut[i+1] - lut[i] brought into the int16 slope range [-32767, 32767].
+
+    gen_lut (and any sampling of a near-step function: tanh(1000x) on [-8, 8] gives lut[255] = -32768,
+    lut[256] = 8192) can leave a step the format cannot hold, and the ±4 window around it then holds
+    no valid LUT at all. Each entry is moved the least that satisfies its left neighbour, left to right.
+    """
+    out = np.asarray(e, dtype=np.int64).copy()
+    for i in range(out.size - 1):  # (a moved entry may break the next step: one pass, in order)
+        out[i + 1] = np.clip(out[i + 1], out[i] - 32767, out[i] + 32767)
+    return out
+
+
 def viterbi(e0: np.ndarray, t: np.ndarray, mode: str, width: int = 4, rounds: int = 3) -> np.ndarray:
     """Exact minimax over all LUTs within ±width of `e0` per entry (ties: least squared error).
 
@@ -85,7 +98,7 @@ def viterbi(e0: np.ndarray, t: np.ndarray, mode: str, width: int = 4, rounds: in
     smallest achievable max error, a second (sum of squares, intervals above that max forbidden) picks
     the best such LUT. Re-centred and repeated while entries end on the window edge.
     """
-    e = e0.copy()
+    e = representable(e0)  # so the window always holds a valid LUT (e itself)
     d = np.arange(-width, width + 1)
     for _ in range(rounds):
         c = np.clip(e[:, None] + d[None, :], -32768, 32767)  # (513, K) candidates
@@ -103,6 +116,8 @@ def viterbi(e0: np.ndarray, t: np.ndarray, mode: str, width: int = 4, rounds: in
         V = np.zeros(K)
         for i in range(512):
             V = np.min(np.maximum(V[:, None], cmax[i]), axis=0)
+        if not np.isfinite(V.min()):  # pragma: no cover - e is in the window and representable
+            raise AssertionError("no representable LUT in the window")
         tau = float(V.min()) * (1 + 1e-12) + 1e-12
         # pass 2: least squared error among paths whose every interval is <= tau
         W = np.zeros(K)
@@ -144,7 +159,7 @@ class TfliteInt16(Lut16Target):
     def per_lsb(self, config: Any) -> int:
         return 128 if config.mode == "tosa" else 1
 
-    def fit(self, activation: Activation, segments: int = 512, lo: float = -8.0, hi: float = 8.0,
+    def _fit(self, activation: Activation, segments: int = 512, lo: float = -8.0, hi: float = 8.0,
             tails: str = "free", params: Mapping[str, Any] | None = None) -> Table:
         """`segments`/`tails` do not apply (512 intervals over the whole int16 grid)."""
         p = self.resolve(activation, lo, hi, params)
@@ -162,7 +177,7 @@ class TfliteInt16(Lut16Target):
     def from_table(self, table: Table, params: Mapping[str, Any] | None) -> TfliteInt16Config:
         lo, hi = table.domain if table.domain is not None else (-8.0, 8.0)
         p = self.resolve(table, lo, hi, params)
-        return self.make(p, gen_lut(table, p))
+        return self.make(p, representable(gen_lut(table, p)))
 
     def config_from_dict(self, d: Mapping[str, Any]) -> TfliteInt16Config:
         keys = ("input_min", "input_max", "output_min", "output_max", "mode")

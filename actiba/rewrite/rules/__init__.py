@@ -6,7 +6,7 @@
 
 Every module of this package except `base` is a rule: it defines `RULE` (a `base.Rule`) and its
 `SPEC`. Adding a rewrite is one module here (plus its tests); the ONNX and OpenVINO drivers,
-`rewrite.find_sites` / `apply`, `spec.SPECS`, the `rewrite_model` pipeline and the `actiba rewrite`
+`rewrite.find_sites` / `apply`, `rewrite.SPECS`, the `rewrite_model` pipeline and the `actiba rewrite`
 flags (`--<name>`) pick it up. The order is `Rule.order`: the SSD rules first (d1 removes the T×T
 CumSums CumBA would otherwise turn into MatMuls; d2 needs HF's einsums intact), then the exact rules
 (the contraction before ReduBA, which would otherwise take its ReduceSum), then ActiBA, which is

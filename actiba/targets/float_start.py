@@ -1,14 +1,16 @@
 """Float tables to start from (and to round naively, for the baselines the constrained fits must beat).
 
-Uses the project's fitter `actiba.fitting.fit` when it is importable; otherwise (or with
-`fallback=True`) a simple local rule: knots equidistributed in the density sqrt|f''| (the asymptotic
-optimum for interpolation), f interpolated at the knots, outer segments extended.
+Uses the project's fitter `actiba.fitting.fit`; when it refuses the request (an `InputError`, e.g.
+asymptote tails for a function without asymptotes) or with `fallback=True`, a simple local rule: knots
+equidistributed in the density sqrt|f''| (the asymptotic optimum for interpolation), f interpolated at
+the knots, outer segments extended. Any other exception is a bug and propagates.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..functions import Activation
 from ..table import Table
 
@@ -33,15 +35,13 @@ def interpolating_fit(act: Activation, segments: int, lo: float, hi: float) -> T
 def float_fit(act: Activation, segments: int, lo: float, hi: float, tails: str = "free",
               fallback: bool = False) -> Table:
     """The best float table available: the project fitter, or the local interpolating rule."""
-    if not fallback:
-        try:
-            from ..fitting import fit
-        except ImportError:
-            fit = None
-        if fit is not None:
-            try:
-                return fit(act, segments=segments, range=(lo, hi), metric="max-abs", continuous=True,
-                           tails=tails)
-            except Exception:  # noqa: BLE001 - the fitter is optional here; fall back to the local rule
-                pass
-    return interpolating_fit(act, segments, lo, hi)
+    if fallback:
+        return interpolating_fit(act, segments, lo, hi)
+    from ..fitting import fit
+
+    try:
+        return fit(act, segments=segments, range=(lo, hi), metric="max-abs", continuous=True, tails=tails)
+    except InputError as exc:  # a start table is still useful; the provenance says why it is this one
+        table = interpolating_fit(act, segments, lo, hi)
+        table.provenance["start"] = f"the float fitter refused ({exc}); interpolated instead"
+        return table

@@ -1,0 +1,78 @@
+"""The architecture registry against the installed transformers: every field of every entry is
+checked on a tiny random model of that family, so a wrong path, class or config name fails here."""
+
+import fnmatch
+import importlib
+
+import pytest
+
+from actiba.errors import InputError
+from actiba.models import arch
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def _tiny(entry):
+    cfg = transformers.AutoConfig.for_model(entry.model_type, **entry.tiny)
+    torch.manual_seed(0)
+    return cfg, transformers.AutoModelForCausalLM.from_config(cfg)
+
+
+@pytest.fixture(scope="module", params=sorted(arch.ARCHITECTURES))
+def built(request):
+    entry = arch.ARCHITECTURES[request.param]
+    cfg, model = _tiny(entry)
+    return entry, cfg, model
+
+
+def test_class_and_module(built):
+    entry, cfg, model = built
+    assert type(model).__name__ == entry.causal_lm
+    mod = importlib.import_module(entry.hf_module)
+    assert hasattr(mod, entry.mixer_class)
+    if entry.ssm == arch.SSD:  # the chunk scan the SSD rewrites patch lives beside the mixer
+        assert callable(getattr(mod, "segment_sum", None))
+
+
+def test_mixer_paths_find_exactly_the_mixers(built):
+    entry, cfg, model = built
+    by_class = [p for p, m in model.named_modules() if type(m).__name__ == entry.mixer_class]
+    assert by_class, "the tiny config builds no SSM mixer"
+    assert [p for p, _ in entry.mixers(model)] == by_class
+    # every glob is needed: each matches at least one mixer
+    for glob in entry.mixer_paths:
+        assert any(fnmatch.fnmatchcase(p, glob) for p in by_class), glob
+
+
+def test_config_fields_are_what_the_mixer_reads(built):
+    entry, cfg, model = built
+    _, mixer = entry.mixers(model)[0]
+    if entry.ssm == arch.SSD:
+        assert entry.chunk_size(cfg) == mixer.chunk_size
+        assert entry.n_groups(cfg) == mixer.n_groups
+    else:
+        assert entry.chunk_size_field is None and entry.n_groups_field is None
+    for norm in entry.scan_norms:
+        assert isinstance(getattr(mixer, norm), torch.nn.Module), norm
+
+
+def test_block_paths_exist(built):
+    entry, cfg, model = built
+    names = [p for p, _ in model.named_modules()]
+    for glob in (*entry.attention_paths, *entry.mlp_paths, *entry.moe_paths):
+        assert any(fnmatch.fnmatchcase(p, glob) for p in names), glob
+    if entry.logit_scale:
+        attr, op = entry.logit_scale
+        assert isinstance(getattr(cfg, attr), (int, float)) and op in ("mul", "div")
+
+
+def test_require_refuses_with_the_reason():
+    cfg = transformers.AutoConfig.for_model("bamba", **arch.ARCHITECTURES["bamba"].tiny)
+    with pytest.raises(InputError, match="BambaForCausalLM.*decode step.*Supported: mamba, mamba2"):
+        arch.require(cfg, "m")
+    with pytest.raises(InputError, match="type 'llama'; actiba supports mamba, mamba2"):
+        arch.require(transformers.AutoConfig.for_model("llama"), "m")
+    assert arch.require(transformers.AutoConfig.for_model("mamba2"), "m").ssm == arch.SSD
+    with pytest.raises(InputError, match="known: mamba, mamba2"):
+        arch.get("gpt2")
