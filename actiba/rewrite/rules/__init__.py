@@ -20,17 +20,19 @@ import importlib
 import pkgutil
 from collections.abc import Iterable, Iterator
 
-from ...errors import InputError
+from ...registry import Registry
 from .base import Rule
 
 
 class RuleSet:
-    """An ordered set of rules, discovered from a package; unknown names are an InputError listing the
-    known ones."""
+    """An ordered set of rules, discovered from a package and held in the generic `actiba.registry.Registry`
+    (so an unknown name is the same one-line InputError, listing the known ones, as for every other kind
+    of extension)."""
 
     def __init__(self, package: str, path: Iterable[str]) -> None:
         self._package, self._path = package, list(path)
         self._rules: dict[str, Rule] | None = None
+        self.registry: Registry[Rule] = Registry("rewrite")
 
     def _all(self) -> dict[str, Rule]:
         if self._rules is None:
@@ -39,6 +41,8 @@ class RuleSet:
                 if info.name != "base" and not info.name.startswith("_"):
                     found.append(importlib.import_module(f"{self._package}.{info.name}").RULE)
             self._rules = {r.name: r for r in sorted(found, key=lambda r: (r.order, r.name))}
+            for rule in self._rules.values():
+                self.registry.register(rule.name, rule)
         return self._rules
 
     def names(self, stage: str | None = None, level: str | None = None) -> tuple[str, ...]:
@@ -46,10 +50,8 @@ class RuleSet:
                      and (level is None or level in r.levels))
 
     def get(self, name: str) -> Rule:
-        rules = self._all()
-        if name not in rules:
-            raise InputError(f"unknown rewrite {name!r}; known: {', '.join(rules)}")
-        return rules[name]
+        self._all()
+        return self.registry.get(name)
 
     def ordered(self, names: Iterable[str]) -> list[Rule]:
         """The rules named (each checked), in rewrite order."""
