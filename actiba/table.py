@@ -116,7 +116,7 @@ def first_nonfinite(obj: Any, path: str = "") -> tuple[str, float] | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Table:
     """A piecewise-linear function: callable, serializable, the unit everything in actiba passes around.
 
@@ -146,8 +146,34 @@ class Table:
                 self.continuous = bool(self.max_jump() <= 1e-12 * (1 + self.scale()))
 
     # -- evaluation ------------------------------------------------------------------------------
-    def __call__(self, x: np.ndarray | float) -> np.ndarray:
-        return evaluate(self.breakpoints, self.slopes, self.intercepts, x)
+    def __call__(self, x: np.ndarray | float) -> np.ndarray | float:
+        """The canonical evaluator; a scalar in gives a Python float out."""
+        y = evaluate(self.breakpoints, self.slopes, self.intercepts, x)
+        return float(y) if np.ndim(x) == 0 else y
+
+    def __eq__(self, other: object) -> bool:
+        """Same numbers (bit for bit) and the same metadata; the fit report is not compared."""
+        if not isinstance(other, Table):
+            return NotImplemented
+        return (all(np.array_equal(getattr(self, k), getattr(other, k))
+                    for k in ("breakpoints", "slopes", "intercepts"))
+                and (self.function, self.params, self.domain, self.continuous, self.error, self.target,
+                     self.provenance, self.extra)
+                == (other.function, other.params, other.domain, other.continuous, other.error,
+                    other.target, other.provenance, other.extra))
+
+    __hash__ = None  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        parts = [self.function, f"{self.segments} segment{'s' if self.segments != 1 else ''}",
+                 "continuous" if self.continuous else "discontinuous"]
+        if self.domain is not None:
+            parts.append(f"domain [{self.domain[0]:g}, {self.domain[1]:g}]")
+        if self.error and self.error.get("max_abs") is not None:
+            parts.append(f"max_abs {self.error['max_abs']:.4g}")
+        if self.target:
+            parts.append(f"target {self.target if isinstance(self.target, str) else self.target.get('name', '?')}")
+        return f"Table({', '.join(parts)})"
 
     @property
     def segments(self) -> int:

@@ -136,7 +136,7 @@ def test_config_parsing(tmp_path):
                 {"name": "z", "activations": {"silu": {"table": "relu"}}}, {"cumba": True}):
         with pytest.raises(InputError):
             configs.from_dict(bad)
-    assert len(configs.default_sweep("mamba2")) > len(configs.default_sweep("mamba")) > 10
+    assert len(configs.default_sweep("mamba2", full=True)) > len(configs.default_sweep("mamba", full=True)) > 10
 
 
 def test_ssd_chunk_config_parses_and_exports_exactly():
@@ -154,7 +154,7 @@ def test_ssd_chunk_config_parses_and_exports_exactly():
     for bad in (0, -4, 2.5, True, "8"):
         with pytest.raises(InputError, match="ssd_chunk"):
             configs.from_dict({"name": "q", "ssd_chunk": bad})
-    names = [x.name for x in configs.default_sweep("mamba2", chunk_size=256)]
+    names = [x.name for x in configs.default_sweep("mamba2", chunk_size=256, full=True)]
     assert "ssd-d1+d2+chunk128" in names and "ssd-d1+d2+chunk64" in names
     assert not any("chunk" in x.name for x in configs.default_sweep("mamba2", chunk_size=16))
     assert not any(x.ssd_chunk for x in configs.default_sweep("mamba"))

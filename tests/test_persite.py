@@ -265,7 +265,7 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
     d = configs.describe_activations(c)
     assert d["silu"] == {"segments": 8, "table": "calibrated:per-site/density/p0.1-99.9"}
-    assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/range/p1-99"}
+    assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/density/p1-99"}  # the fitted default
     shared = configs.from_dict({"name": "c", "activations": {
         "silu": {"segments": 8, "calibrated": "shared", "weighting": "density"},
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
@@ -277,7 +277,7 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
                  {"segments": 8, "calibrated": "shared", "percentiles": [99, 1]}, {"segments": 8, "nope": 1}):
         with pytest.raises(InputError):
             configs.from_dict({"name": "bad", "activations": {"softplus": spec}})
-    full, quick = configs.default_sweep("mamba2"), configs.default_sweep("mamba2", quick=True)
+    full, quick = configs.default_sweep("mamba2", full=True), configs.default_sweep("mamba2", quick=True)
     cal = [x for x in full if any(s.get("calibrated") for s in x.activations.values())]
     assert len(cal) == 2 and {x.activations["silu"]["segments"] for x in cal} == {4, 8}
     assert all(s["calibrated"] == "shared" for x in cal for s in x.activations.values())  # per-site: --sweep

@@ -70,23 +70,15 @@ def run(args) -> int:
     data = read_data(args.data, args.bytes)
     lm = load_model(args.model)
     functions = [f.strip() for f in args.functions.split(",") if f.strip()]
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+    from ._progress import Progress
 
-        bar = tqdm(unit="batch", leave=False)
+    with Progress(None, "batch", title=f"calibrate {args.model}") as bar:
+        def progress(done: int, total: int) -> None:  # batches of total; plain mode: a line every ~10 %
+            bar.every = max(1, total // 10)
+            bar.update_to(done, total)
 
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    try:
         stats = calibrate(lm, data, seq_len=args.seq_len, functions=functions, model_name=args.model,
                           data_name=args.data, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
     stats.save(args.output)
     d = stats.data
     print(f"{args.model}: {len(stats.sites)} sites from {d['windows']} windows of {d['seq_len']} bytes "

@@ -10,7 +10,6 @@ It never writes over the model (see `actiba.recover.folder`).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,16 +81,14 @@ def _check_numbers(args) -> None:
 
 
 def _progress(steps: int):
-    """A tqdm bar over steps on a terminal, nothing otherwise (DESIGN §3)."""
-    if not sys.stderr.isatty():
-        return None, None
-    from tqdm import tqdm
+    """Progress over steps: a live display on a terminal, a plain line every ~10 % otherwise (DESIGN §3)."""
+    from ._progress import Progress
 
-    bar = tqdm(total=steps, unit="step", leave=False, desc="finetune")
+    bar = Progress(steps, "step", every=max(1, steps // 10), title="finetune")
 
     def tick(step: int, total: int, loss: float) -> None:
-        bar.update(1)
-        bar.set_postfix(bits_per_byte=f"{loss:.3f}")
+        bar.step(f"bits/byte {loss:.3f}")
+        bar.advance(f"train bits/byte {loss:.3f}" if bar.mode == "plain" else "")
 
     return tick, bar
 
@@ -146,13 +143,10 @@ def run(args) -> int:
     exact = bpb(False)
     before = bpb(True)
     tick, bar = _progress(args.steps)
-    try:
+    with bar:
         result = finetune(model, scope_tables, load_split("train"), steps=args.steps, lr=args.lr,
                           seq_len=args.seq_len, batch=args.batch, grad=args.grad, include=MIXER_SCOPE,
                           train_params=args.train_params, seed=args.seed, progress=tick)
-    finally:
-        if bar is not None:
-            bar.close()
     dtype = fo.base_dtype(model_folder) if args.save_dtype == "auto" else args.save_dtype
     import json
 

@@ -23,6 +23,13 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="target parameter")
     p.add_argument("-o", "--output", metavar="FILE", help="output table (default, or '-': stdout)")
     p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
+    con = p.add_argument_group("constraints (kept by the optimizer, re-verified, stated in error.constraints)")
+    con.add_argument("--monotone", action="store_true", help="slopes of f's sign (f monotone on the range)")
+    con.add_argument("--slope-min", type=float, metavar="S", help="every free segment's slope >= S")
+    con.add_argument("--slope-max", type=float, metavar="S", help="every free segment's slope <= S")
+    con.add_argument("--min-width", type=float, metavar="W", help="every segment at least W long")
+    con.add_argument("--breakpoint-grid", type=_grid_step, metavar="STEP",
+                     help="breakpoints on multiples of STEP (a number, or 2^-K)")
     cal = p.add_argument_group("calibrated fitting (statistics from `actiba calibrate`)")
     cal.add_argument("--calibration", metavar="STATS", help="fit to the inputs recorded in this statistics file")
     cal.add_argument("--site", default="*", metavar="GLOB", help="sites to use (default: every site of FUNC)")
@@ -33,6 +40,19 @@ def add_parser(sub) -> None:
     cal.add_argument("--per-site", action="store_true",
                      help="one table per matching site, written as a table set (actiba-pwl-set/1)")
     p.set_defaults(run=run)
+
+
+def _grid_step(text: str) -> float:
+    """A grid step: a decimal number or a power of two written 2^K / 2**K (e.g. 2^-3 = 0.125)."""
+    import argparse
+
+    t = text.strip().replace("**", "^")
+    try:
+        if t.startswith("2^"):
+            return 2.0 ** int(t[2:])
+        return float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a grid step: {text!r} (use e.g. 0.25 or 2^-3)") from None
 
 
 def run(args) -> int:
@@ -61,7 +81,9 @@ def run(args) -> int:
     table = fit(args.func, args.segments, max_error=args.max_error,
                 range=tuple(args.range) if args.range else None, metric=args.metric,
                 continuous=not args.discontinuous, tails=args.tails, beta=args.beta, weight=weight,
-                target=args.target, target_params=parse_params(args.param))
+                target=args.target, target_params=parse_params(args.param), monotone=args.monotone,
+                slope_min=args.slope_min, slope_max=args.slope_max, min_width=args.min_width,
+                breakpoint_grid=args.breakpoint_grid)
     if args.output:
         table.save(args.output)
     else:
@@ -81,6 +103,9 @@ def run_calibrated(args) -> int:
     from ..fitting.calibrated import fit_sites
 
     for flag, given in (("--max-error", args.max_error is not None), ("--range", args.range is not None),
+                        ("--monotone", args.monotone), ("--slope-min", args.slope_min is not None),
+                        ("--slope-max", args.slope_max is not None), ("--min-width", args.min_width is not None),
+                        ("--breakpoint-grid", args.breakpoint_grid is not None),
                         ("--metric", args.metric is not None), ("--weight", args.weight is not None),
                         ("--target", args.target is not None), ("--param", bool(args.param))):
         if given:

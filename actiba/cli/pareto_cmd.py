@@ -4,9 +4,9 @@ With no model, the embedded Mamba-2 and Mamba models are measured; `--full-size`
 random-weight Mamba-2-130M / Mamba-130M architectures for latency only (slow; labelled as random).
 
 What keeps the default run short (see `actiba.evaluate.sweep`): timing stops once the paired speed-up is
-known to ±--rel-tol or after --timing-seconds, slow graphs score fewer whole windows (--accuracy-seconds,
-never under 32), identical graphs are measured once. Every row also gets a decode-step latency unless
---no-decode.
+known to ±--rel-tol or after --timing-seconds, large models score fewer whole windows (--accuracy-seconds,
+sized from the parameter count, never under 32), identical graphs are measured once. Every row also
+gets a decode-step latency unless --no-decode.
 
 --emulate (default bf16): the baseline and the Pareto front are scored again with every float tensor
 rounded to that precision (onnxruntime emulation, `actiba.evaluate.emulate`), so the report shows what
@@ -29,7 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="model folder, embedded:mamba2|embedded:mamba, random:<arch> (default: both embedded)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; cache in DIR/cache)")
-    p.add_argument("--sweep", metavar="FILE", help="configurations (JSON/YAML); default: the built-in sweep")
+    p.add_argument("--sweep", metavar="FILE|NAME",
+                   help="configurations (JSON/YAML file), or a built-in sweep: default (what the committed full "
+                        "results show is not dominated everywhere), full, quick")
     p.add_argument("--quick", action="store_true", help="a few configurations at tiny lengths (CI)")
     p.add_argument("--full-size", action="store_true",
                    help="latency of random-weight Mamba-2-130M / Mamba-130M architectures (slow)")
@@ -48,8 +50,9 @@ def add_parser(sub) -> None:
                    help="stop timing a configuration after this long (at least 6 pairs; the report gives the "
                         "ratio's precision; 0: no limit)")
     p.add_argument("--accuracy-seconds", type=float, default=12.0,
-                   help="scoring budget per configuration: slow graphs score fewer whole windows (at least 32; "
-                        "0: always --eval-bytes)")
+                   help="scoring budget per configuration: models too large to score in full score fewer "
+                        "whole windows, chosen from their size at a nominal 20 GFLOP/s, not from a timing, so "
+                        "the bytes scored never depend on load (at least 32; 0: always --eval-bytes)")
     p.add_argument("--profile", action="store_true", help="per-op profile of every configuration (baseline: always)")
     p.add_argument("--no-decode", dest="decode", action="store_false",
                    help="skip the single-token decode-step latency")
@@ -109,7 +112,7 @@ def run(args) -> int:
     from ..evaluate import configs as cfgs
     from ..evaluate import latency, sweep
     from ..evaluate.build import load_model
-    from ..evaluate.pareto import choose, null_noise, parse_loss
+    from ..evaluate.pareto import parse_loss
     from ..evaluate.report import write_report
 
     max_loss = parse_loss(args.max_loss)
@@ -118,7 +121,13 @@ def run(args) -> int:
         precisions = latency.supported_precisions(device)
     else:
         precisions = [latency.check_precision(p.strip(), device) for p in args.precision.split(",")]
-    fixed = cfgs.read_file(args.sweep) if args.sweep else None
+    import os
+
+    named = args.sweep if args.sweep in cfgs.SWEEPS and not os.path.exists(args.sweep) else None
+    if args.quick and args.sweep and named != "quick":
+        raise InputError("--quick runs the quick sweep; give --sweep or --quick, not both")
+    named = "quick" if args.quick else named or ("default" if not args.sweep else None)
+    fixed = cfgs.read_file(args.sweep) if args.sweep and named is None else None
     models = list(args.models) or list(FULL_SIZE if args.full_size else ("embedded:mamba2", "embedded:mamba"))
     if args.warmup is not None and args.warmup < 0:
         raise InputError(f"--warmup must be non-negative, got {args.warmup}")
@@ -146,29 +155,32 @@ def run(args) -> int:
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     out = _check_out(args.out)  # created only once the models are known to load
     plans = []
+    precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: later precisions reuse its scores
     for lm in loaded:
-        configs = fixed or cfgs.default_sweep(lm.model_type, quick=quick,
+        configs = fixed or cfgs.builtin_sweep(named, lm.model_type,
                                               chunk_size=getattr(lm.model.config, "chunk_size", None))
         for prec in precisions:
             for n in lengths:
                 plans.append((lm, configs, prec, n))
     total = sum(len(c) + (0 if any(x.is_baseline for x in c) else 1) for _, c, _, _ in plans)
-    bar = sweep.progress_bar(total)
+    from ._progress import Progress
+
     runs = []
-    try:
+    scored: dict[tuple[str, int], dict[str, dict]] = {}  # (model, length) -> scoring-graph sha -> row
+    with Progress(total, "config") as bar:
         for lm, configs, prec, n in plans:
+            bar.set_title(f"{lm.name} {prec} L={n}")
             s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
                                   "latency_only": settings.latency_only or lm.random_weights})
-            run_ = sweep.run_one(lm, configs, s, prec, out, step=lambda d: (bar.set_description(d), bar.update(1)))
-            ok = [c for c in run_["configs"] if c.get("speedup") is not None]
-            best = (max(ok, key=lambda c: c["speedup"], default=None) if run_["metric"] is None
-                    else choose(run_["configs"], max_loss, noise=null_noise(run_.get("null_control"))))
-            if best is not None:
-                run_["choice"] = _describe(best, max_loss, run_)
-                run_["choice_name"] = best["name"]
+            reuse = scored.setdefault((lm.name, n), {})
+            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse)
+            for r in run_["configs"]:  # graphs scored here need not be scored at another precision
+                sha = r.get("metric_graph_sha") or r.get("graph_sha")
+                if sha and r.get("metric_windows") and r.get("metric_precision") == prec and sha not in reuse:
+                    reuse[sha] = dict(r, metric_run=f"{prec}")
+            _choose(run_, max_loss)
             runs.append(run_)
-    finally:
-        bar.close()
+            bar.log(f"{lm.name} {prec} L={n}: {run_.get('choice', 'no baseline')}")
     doc = write_report(out, runs, {"max_loss": max_loss})
     for r in runs:
         failed = sum(1 for c in r["configs"] if c.get("error"))
@@ -184,6 +196,26 @@ def run(args) -> int:
     return 0
 
 
+def _choose(run: dict, max_loss: float) -> None:
+    """Set the run's `choice` (a sentence) and `choice_name`: the recommendation, or why there is none."""
+    from ..evaluate.pareto import choose, null_noise, null_usable
+
+    null = run.get("null_control")
+    ok = [c for c in run["configs"] if c.get("speedup") is not None]
+    if ok and not null_usable(null):
+        run["choice"] = (f"no recommendation: this run's latency is not usable — the baseline timed against itself "
+                         f"compiled again measured {null['speedup']:.3f}x ±{100 * null['halfwidth_rel']:.1f}% after "
+                         f"{null.get('attempts', 1)} attempts (another job was using the cores); re-run on a quiet "
+                         "machine")
+        run["choice_name"] = None
+        return
+    best = (max(ok, key=lambda c: c["speedup"], default=None) if run["metric"] is None
+            else choose(run["configs"], max_loss, noise=null_noise(null)))
+    if best is not None:
+        run["choice"] = _describe(best, max_loss, run)
+        run["choice_name"] = best["name"]
+
+
 def _describe(row: dict, max_loss: float, run: dict) -> str:
     from ..evaluate.pareto import null_noise
 
@@ -194,5 +226,9 @@ def _describe(row: dict, max_loss: float, run: dict) -> str:
         beyond = f" by more than the {100 * floor:.2g}% two compiles of it differ by" if floor else ""
         return (f"within {100 * max_loss:g}% loss nothing beats the baseline on {run['device']}{beyond}: "
                 "keep baseline")
+    hw = row.get("metric_delta_halfwidth_rel")
+    hw_text = f" ±{100 * hw:.3f}%" if hw else ""
+    ratio = (row.get("latency_ratio") or {}).get("halfwidth_rel")
+    speed = f"{row['speedup']:.3g}x" + (f" ±{100 * ratio:.1f}%" if ratio else "")
     return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row['name']}: "
-            f"{row['speedup']:.3g}x, bits/byte {100 * row['metric_delta_rel']:+.3f}%")
+            f"{speed}, bits/byte {100 * row['metric_delta_rel']:+.3f}%{hw_text}")

@@ -7,9 +7,13 @@ Why a small dataclass and not the CLI flags: a sweep is a list of configurations
 A configuration file (JSON, or YAML when PyYAML is installed) is either one object or
 ``{"configs": [...]}``::
 
-    {"name": "cumba+silu16", "cumba": true, "reduba": false, "ssd_d1": false, "ssd_d2": false,
+    {"name": "cumba+silu16", "rewrites": ["cumba"],
      "activations": {"silu": {"segments": 16}, "softplus": {"table": "relu"}},
      "sites": {"cumba": ["node_cumsum_*"]}, "cumba_min_n": 32}
+
+`rewrites` names graph rewrites from `actiba.rewrite.names.REWRITES` (cumba, reduba, ssd-d1, ssd-d2).
+Files written before it existed give one boolean per rewrite (`"cumba": true`, `"ssd_d1": true`); they
+still load, mapped onto `rewrites`.
 
 `"ssd_chunk": 64` runs Mamba-2's SSD (with d1/d2 or HF's own) at that chunk length instead of the
 model's: exact for any chunk, cheaper for shorter ones until the inter-chunk work takes over.
@@ -30,12 +34,13 @@ import hashlib
 import json
 import os
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..activations import SWEEP_NAMES as ACT_NAMES  # the activation registry
 from ..errors import InputError
+from ..rewrite.names import REWRITES
 
 SEGMENTS = (4, 8, 16, 32)
 CALIBRATED = ("shared", "per-site")
@@ -47,35 +52,79 @@ CALIB_BYTES = 16384
 CALIB_CHUNKS = 16
 CALIB_SEQ_LEN = 256
 DEFAULT_PERCENTILES = (0.1, 99.9)
-_KEYS = {"name", "cumba", "reduba", "ssd_d1", "ssd_d2", "ssd_chunk", "activations", "sites", "cumba_min_n",
-         "measure_sites"}
+LEGACY_FLAGS = {"cumba": "cumba", "reduba": "reduba", "ssd_d1": "ssd-d1", "ssd_d2": "ssd-d2"}  # old bool keys
 
 
-@dataclass
+def _rewrite_tuple(names: Any) -> tuple[str, ...]:
+    """Known rewrite names in REWRITES order, once each (so equal sets give equal keys)."""
+    chosen = set(names)
+    return tuple(r for r in REWRITES if r in chosen)
+
+
+@dataclass(init=False)
 class Config:
-    """One point of the sweep: graph rewrites plus activation tables."""
+    """One point of the sweep: graph rewrites (by name) plus activation tables.
+
+    Keyword-constructed: ``Config("x", rewrites=("cumba", "ssd-d1"), activations=...)``. The boolean
+    keywords ``cumba=``, ``reduba=``, ``ssd_d1=``, ``ssd_d2=`` (what older code and files say) add or
+    remove that rewrite.
+    """
 
     name: str
-    cumba: bool = False
-    reduba: bool = False
-    ssd_d1: bool = False
-    ssd_d2: bool = False
+    rewrites: tuple[str, ...] = ()
     activations: dict[str, dict[str, Any]] = field(default_factory=dict)
     sites: dict[str, list[str]] = field(default_factory=dict)  # rewrite -> include globs (per-site)
     cumba_min_n: int | None = None  # per-site: CumBA only where the scanned length n >= this
     measure_sites: bool = False  # per-site by measurement: keep CumBA/ReduBA only on site classes timed faster
     ssd_chunk: int | None = None  # Mamba-2 SSD chunk length (exact for any; None: the model's own)
 
+    def __init__(self, name: str, *, rewrites: Any = (), activations: dict[str, dict[str, Any]] | None = None,
+                 sites: dict[str, list[str]] | None = None, cumba_min_n: int | None = None,
+                 measure_sites: bool = False, ssd_chunk: int | None = None, cumba: bool | None = None,
+                 reduba: bool | None = None, ssd_d1: bool | None = None, ssd_d2: bool | None = None) -> None:
+        unknown = [r for r in rewrites if r not in REWRITES]
+        if unknown:
+            raise InputError(f"{name}: unknown rewrite(s) {unknown}; known: {', '.join(REWRITES)}")
+        chosen = set(rewrites)
+        for flag, on in (("cumba", cumba), ("reduba", reduba), ("ssd_d1", ssd_d1), ("ssd_d2", ssd_d2)):
+            if on is not None:
+                (chosen.add if on else chosen.discard)(LEGACY_FLAGS[flag])
+        self.name = name
+        self.rewrites = _rewrite_tuple(chosen)
+        self.activations = dict(activations or {})
+        self.sites = dict(sites or {})
+        self.cumba_min_n = cumba_min_n
+        self.measure_sites = measure_sites
+        self.ssd_chunk = ssd_chunk
+
+    @property
+    def cumba(self) -> bool:
+        return "cumba" in self.rewrites
+
+    @property
+    def reduba(self) -> bool:
+        return "reduba" in self.rewrites
+
+    @property
+    def ssd_d1(self) -> bool:
+        return "ssd-d1" in self.rewrites
+
+    @property
+    def ssd_d2(self) -> bool:
+        return "ssd-d2" in self.rewrites
+
     @property
     def is_baseline(self) -> bool:
-        return not (self.cumba or self.reduba or self.ssd_d1 or self.ssd_d2 or self.ssd_chunk or self.activations)
+        return not (self.rewrites or self.ssd_chunk or self.activations)
 
     @property
     def ssd(self) -> tuple[bool, bool]:
         return self.ssd_d1, self.ssd_d2
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["rewrites"] = list(self.rewrites)
+        return d
 
     def key(self) -> str:
         """Stable hash of everything that changes the result (names excluded)."""
@@ -94,19 +143,34 @@ class Config:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+KEYS = tuple(f.name for f in fields(Config))  # what a configuration file may say (plus LEGACY_FLAGS)
+
+
 def from_dict(d: Any, where: str = "config") -> Config:
     """Validate a plain dict into a Config; every problem is one InputError naming the key."""
     if not isinstance(d, dict):
         raise InputError(f"{where}: a configuration must be an object, got {type(d).__name__}")
-    unknown = set(d) - _KEYS
+    unknown = set(d) - set(KEYS) - set(LEGACY_FLAGS)
     if unknown:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; known: {', '.join(KEYS)}")
     name = d.get("name")
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}: 'name' must be a non-empty string")
-    for k in ("cumba", "reduba", "ssd_d1", "ssd_d2"):
-        if not isinstance(d.get(k, False), bool):
-            raise InputError(f"{where} {name}: '{k}' must be true or false")
+    rewrites = d.get("rewrites", [])
+    if not isinstance(rewrites, list | tuple) or not all(isinstance(r, str) for r in rewrites):
+        raise InputError(f"{where} {name}: 'rewrites' must be a list of rewrite names ({', '.join(REWRITES)})")
+    bad = [r for r in rewrites if r not in REWRITES]
+    if bad:
+        raise InputError(f"{where} {name}: 'rewrites' has unknown rewrite(s) {bad}; known: {', '.join(REWRITES)}")
+    chosen = set(rewrites)
+    for k, rw in LEGACY_FLAGS.items():
+        if k in d:
+            if not isinstance(d[k], bool):
+                raise InputError(f"{where} {name}: '{k}' must be true or false")
+            if d[k]:
+                chosen.add(rw)
+            elif rw in chosen:
+                raise InputError(f"{where} {name}: '{k}': false contradicts 'rewrites' naming {rw}")
     acts = d.get("activations") or {}
     if not isinstance(acts, dict):
         raise InputError(f"{where} {name}: 'activations' must be an object")
@@ -127,16 +191,16 @@ def from_dict(d: Any, where: str = "config") -> Config:
     if not isinstance(sites, dict) or not all(isinstance(v, list) for v in sites.values()):
         raise InputError(f"{where} {name}: 'sites' must map a rewrite to a list of name globs")
     min_n = d.get("cumba_min_n")
-    if min_n is not None and (not isinstance(min_n, int) or min_n < 1):
+    if min_n is not None and (not isinstance(min_n, int) or isinstance(min_n, bool) or min_n < 1):
         raise InputError(f"{where} {name}: 'cumba_min_n' must be a positive integer")
     if not isinstance(d.get("measure_sites", False), bool):
         raise InputError(f"{where} {name}: 'measure_sites' must be true or false")
     chunk = d.get("ssd_chunk")
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise InputError(f"{where} {name}: 'ssd_chunk' must be a positive integer (the SSD chunk length)")
-    return Config(name, bool(d.get("cumba", False)), bool(d.get("reduba", False)), bool(d.get("ssd_d1", False)),
-                  bool(d.get("ssd_d2", False)), clean, {k: list(v) for k, v in sites.items()}, min_n,
-                  bool(d.get("measure_sites", False)), chunk)
+    return Config(name, rewrites=_rewrite_tuple(chosen), activations=clean,
+                  sites={k: list(v) for k, v in sites.items()}, cumba_min_n=min_n,
+                  measure_sites=bool(d.get("measure_sites", False)), ssd_chunk=chunk)
 
 
 def _check_spec(spec: dict[str, Any], where: str, fn: str) -> None:
@@ -199,17 +263,28 @@ def baseline() -> Config:
     return Config("baseline")
 
 
-def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None) -> list[Config]:
-    """The sweep `actiba pareto` runs when given no --sweep file.
+SWEEPS = ("default", "full", "quick")  # built-in sweeps: `actiba pareto --sweep NAME`
+
+
+def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None,
+                  full: bool = False) -> list[Config]:
+    """The sweep `actiba pareto` runs when given no --sweep file (`full`: `--sweep full`).
 
     Full: graph rewrites alone, every table size for both activations, each activation alone, XAMBA's
     ReLU-for-Softplus, a per-site CumBA choice, the combined configurations, and calibrated tables
     (one shared table per function, N = 4 and 8) to set against the uniform-range tables of equal N.
+    For Mamba-2 with its `chunk_size` given, SSD d1+d2 also at a half and a quarter of it (at least 16):
+    the chunked SSD is exact for any chunk, and the best one depends on the device.
+
+    Default: the full sweep without the configurations that the committed full results
+    (eval/results/pareto_cpu, both models, f32) show dominated everywhere and that nothing else needs:
+    16/32-segment tables (0.70-0.85x: a table costs more than OpenVINO's fused SiLU/Softplus, with no
+    loss to win back), the combinations built on them, SSD d1 and d2 alone (d1+d2 is faster at the same
+    loss) and the quarter chunk (slower than the half). They cost ~45 % of the full sweep's time, mostly
+    compile and scoring of the slow table graphs, and the SSD exports (~6 s each, ~60 s under load).
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
-    consistently better than a shared table (eval/results/calibration.md) and cost a fit per site
-    and ~10 s per row in the demo. For Mamba-2
-    with its `chunk_size` given, SSD d1+d2 also at a half and a quarter of it (at least 16): the chunked
-    SSD is exact for any chunk, and the best one depends on the device. Quick: a handful.
+    consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
+    Quick: a handful.
     """
     mamba2 = model_type == "mamba2"
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
@@ -221,27 +296,42 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
            Config("cumba+reduba", cumba=True, reduba=True)]
     if mamba2:
-        out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True),
-                Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
+        out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True)] if full else []
+        out += [Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
                 Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
                        measure_sites=True)]
+        chunks = (chunk_size // 2, chunk_size // 4) if chunk_size else ()
         out += [Config(f"ssd-d1+d2+chunk{q}", ssd_d1=True, ssd_d2=True, ssd_chunk=q)
-                for q in ((chunk_size // 2, chunk_size // 4) if chunk_size else ()) if q >= 16]
+                for q in (chunks if full else chunks[:1]) if q >= 16]
     else:
         out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
-    for n in SEGMENTS:
+    for n in SEGMENTS if full else (4, 8):
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
-    for n in (4, 8):  # density weighting: "range" gives the uniform table back (eval/results/calibration.md)
+    for n in (4, 8) if full else (8,):  # density weighting: "range" gives the uniform table back
         spec = {"segments": n, "calibrated": "shared", "weighting": "density"}
         out.append(Config(f"act-both-{n}-cal-shared", activations={"silu": dict(spec), "softplus": dict(spec)}))
-    out += [Config("act-silu-16", activations={"silu": {"segments": 16}}),
-            Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
-            Config("softplus-relu", activations={"softplus": {"table": "relu"}}),
-            Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
-            Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
-    if mamba2:
-        out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
+    if full:
+        out.append(Config("act-silu-16", activations={"silu": {"segments": 16}}))
+    out += [Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
+            Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
+    if full:
+        out += [Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
+                Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
+        if mamba2:
+            out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
     return out
+
+
+def builtin_sweep(name: str, model_type: str, chunk_size: int | None = None) -> list[Config]:
+    """A built-in sweep by name (SWEEPS)."""
+    if name not in SWEEPS:
+        raise InputError(f"unknown built-in sweep {name!r}; known: {', '.join(SWEEPS)} (or a JSON/YAML file)")
+    return default_sweep(model_type, quick=name == "quick", chunk_size=chunk_size, full=name == "full")
+
+
+def sweep_document(configs: list[Config]) -> str:
+    """A sweep file's text (`read_file` reads it back to the same configurations)."""
+    return json.dumps({"configs": [c.to_dict() for c in configs]}, indent=1) + "\n"
 
 
 # --- tables -------------------------------------------------------------------------------------------
@@ -429,8 +519,9 @@ def describe_activations(config: Config) -> dict[str, dict[str, Any]]:
     for fn, spec in config.activations.items():
         if spec.get("calibrated"):
             lo, hi = spec.get("percentiles", DEFAULT_PERCENTILES)
+            weighting = spec.get("weighting", DEFAULT_WEIGHTING)  # what `tables_for` fits when none is given
             out[fn] = {"segments": int(spec["segments"]),
-                       "table": f"calibrated:{spec['calibrated']}/{spec.get('weighting', 'range')}/p{lo:g}-{hi:g}"}
+                       "table": f"calibrated:{spec['calibrated']}/{weighting}/p{lo:g}-{hi:g}"}
         elif "segments" in spec:
             out[fn] = {"segments": int(spec["segments"]), "table": f"fit:{fn}/{spec['segments']}/asymptote"}
         elif spec["table"] == "relu":

@@ -81,6 +81,43 @@ def windows_bits_per_byte(logits_fn: LogitsFn, data: bytes, seq_len: int, start_
     return score_bits_per_byte(None, data[:usable], seq_len, batch_size=1, logits_fn=logits_fn, progress=progress)
 
 
+def window_nats(logits_fn: LogitsFn, data: bytes, seq_len: int,
+                progress: Callable[[int, int], None] | None = None) -> list[float]:
+    """Nats of each whole disjoint window of `data` (each after the start token), in order.
+
+    The same windows and per-window sums as `windows_bits_per_byte` (whose value is
+    ``sum(window_nats) / ln 2 / bytes``); kept per window because the difference of two configurations
+    window by window on the same text is what says whether their accuracies differ beyond the text's
+    own sampling noise (`accuracy.paired_halfwidth`).
+    """
+    import torch
+
+    from ..models.tokenizer import EOS_ID
+
+    usable = len(data) - len(data) % seq_len
+    if usable == 0:
+        raise InputError(f"need at least {seq_len} bytes to score, got {len(data)}")
+    arr = torch.tensor(list(data[:usable]), dtype=torch.long)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, usable, seq_len):
+            target = arr[i:i + seq_len][None]
+            ids = torch.cat([torch.full((1, 1), EOS_ID, dtype=torch.long), target[:, :-1]], dim=1)
+            logp = torch.log_softmax(torch.as_tensor(logits_fn(ids)).float(), dim=-1)
+            out.append(-logp.gather(-1, target[..., None]).sum().item())
+            if progress is not None:
+                progress(i + seq_len, usable)
+    return out
+
+
+def bits_per_byte_of(nats: list[float], seq_len: int) -> float:
+    """bits/byte from `window_nats` (summed in order, as `windows_bits_per_byte` sums them)."""
+    total = 0.0
+    for v in nats:
+        total += v
+    return total / math.log(2) / (len(nats) * seq_len)
+
+
 def rolling_windows(tokens: list[int], prefix_id: int, max_len: int) -> list[tuple[list[int], list[int]]]:
     """lm-eval's rolling windows (context_len=1) as (model input, targets of its last len(targets) positions).
 

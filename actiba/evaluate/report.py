@@ -22,7 +22,8 @@ CSV_COLUMNS = ("model", "random_weights", "device", "precision", "name", "cumba"
                "silu", "softplus", "metric", "metric_delta_rel", "latency_median_ms", "latency_p10_ms",
                "latency_p90_ms", "seq_len", "speedup", "pareto", "error", "decode_latency_median_ms", "decode_speedup",
                "same_graph_as", "prefill_logits", "ssd_chunk", "metric_delta_rel_bf16_emulated",
-               "metric_delta_rel_f16_emulated")
+               "metric_delta_rel_f16_emulated", "metric_delta_halfwidth_rel", "speedup_halfwidth_rel",
+               "metric_precision")
 
 LOGITS_WORDS = {
     "last": "last-position logits only ([1, 1, V], what a generator's prefill computes)",
@@ -80,8 +81,9 @@ def null_control_words(null: dict[str, Any] | None) -> str:
         return "Null control: not measured (a speed-up only has to clear its own timing interval)."
     if null.get("error"):
         return f"Null control failed ({null['error']}); speed-ups only have to clear their own interval."
+    again = f", after {null['attempts']} attempts (re-compiled, more pairs)" if null.get("attempts", 1) > 1 else ""
     return (f"Null control: the baseline graph compiled a second time measured {null['speedup']:.3f}× "
-            f"(±{100 * float(null.get('halfwidth_rel') or 0):.1f}%, {null.get('pairs')} pairs), so a "
+            f"(±{100 * float(null.get('halfwidth_rel') or 0):.1f}%, {null.get('pairs')} pairs{again}), so a "
             f"configuration is recommended only if it is faster than {1 + float(null.get('noise') or 0):.3f}× "
             "even at the pessimistic end of its own interval.")
 
@@ -99,11 +101,15 @@ def emulated_words(run: dict[str, Any]) -> str:
     return " ".join(out)
 
 
+_CACHE_ONLY = ("metric_windows",)  # per-window nats: kept in the row cache for the paired test, not reported
+
+
 def _schema_row(r: dict[str, Any]) -> dict[str, Any]:
-    """A config row with the DESIGN §4 keys first (extras kept after them)."""
-    keys = ("name", "cumba", "reduba", "activations", "metric", "metric_delta_rel", "latency_ms", "speedup", "pareto")
+    """A config row with the DESIGN §4 keys first (extras kept after them, cache-only ones dropped)."""
+    keys = ("name", "cumba", "reduba", "activations", "metric", "metric_delta_rel", "metric_delta_halfwidth_rel",
+            "latency_ms", "speedup", "pareto")
     out = {k: r.get(k) for k in keys}
-    out.update({k: v for k, v in r.items() if k not in out})
+    out.update({k: v for k, v in r.items() if k not in out and k not in _CACHE_ONLY})
     return out
 
 
@@ -156,6 +162,9 @@ def csv_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "prefill_logits": prefill_logits(run), "ssd_chunk": r.get("ssd_chunk") or "",
                 **{f"metric_delta_rel_{p}_emulated": (r.get("metric_emulated_delta_rel") or {}).get(p)
                    for p in ("bf16", "f16")},
+                "metric_delta_halfwidth_rel": r.get("metric_delta_halfwidth_rel"),
+                "speedup_halfwidth_rel": (r.get("latency_ratio") or {}).get("halfwidth_rel"),
+                "metric_precision": r.get("metric_precision"),
             })
     return rows
 
@@ -218,20 +227,34 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _grid(n: int) -> tuple[int, int]:
+    """(rows, columns) for `n` panels: at most 2 columns, so four runs are a 2 x 2 grid, not one wide row."""
+    cols = 1 if n <= 1 else 2
+    return (n + cols - 1) // cols, cols
+
+
+LINTHRESH = 0.1  # % loss: linear below, logarithmic above, so 0-1 % is as readable as 1-20 %
+
+
 def write_plot(path: Path, runs: list[dict[str, Any]]) -> None:
-    """One panel per run. With a metric: loss (%) vs speed-up, only the Pareto set, the baseline and the
-    recommended configuration named (others grey, listed in the report's table). Latency only: a bar
-    per configuration (prefill speed-up; decode speed-up as a marker), so every name is a tick label."""
+    """One panel per run in a grid (at most 2 columns). With a metric: loss (%, symlog) vs speed-up with
+    error bars on both (the paired accuracy interval, the timing interval), only the Pareto set, the
+    baseline and the recommended configuration named (others grey, listed in the report's table).
+    Latency only: a bar per configuration (prefill speed-up; decode speed-up as a marker)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = max(1, len(runs))
+    runs = runs or [{}]
+    nrows, ncols = _grid(len(runs))
     heights = [max(4.8, 0.22 * len((r or {}).get("configs", [])) + 1.5) if r.get("metric") is None else 4.8
-               for r in runs] or [4.8]
-    fig, axes = plt.subplots(1, n, figsize=(7.0 * n, max(heights)), squeeze=False)
-    for ax, run in zip(axes[0], runs or [{}], strict=False):
+               for r in runs]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.8 * ncols, max(heights) * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(runs):]:
+        ax.set_visible(False)
+    for ax, run in zip(flat, runs, strict=False):
         rows = [r for r in run.get("configs", []) if r.get("speedup") is not None]
         label = " (RANDOM weights)" if run.get("random_weights") else ""
         seq = (run.get("settings") or {}).get("seq_len")
@@ -241,45 +264,72 @@ def write_plot(path: Path, runs: list[dict[str, Any]]) -> None:
             _bars(ax, rows, run.get("choice_name"))
         else:
             _scatter(ax, rows, run.get("choice_name"))
+        if (run.get("null_control") or {}).get("usable") is False:
+            ax.text(0.98, 0.02, "latency NOT usable (null control too wide):\nno recommendation", ha="right",
+                    va="bottom", transform=ax.transAxes, color="darkred", fontsize=8, zorder=6,
+                    bbox=dict(fc="white", ec="darkred", alpha=0.9))
     fig.tight_layout()
-    for ax, run in zip(axes[0], runs or [{}], strict=False):
+    for ax, run in zip(flat, runs, strict=False):
         if run.get("metric") is not None:
             rows = [r for r in run.get("configs", []) if r.get("speedup") is not None]
             named = [r for r in rows if r.get("pareto") or r["name"] in ("baseline", run.get("choice_name"))]
-            place_labels(ax, [(r["speedup"], 100.0 * (r.get("metric_delta_rel") or 0.0), r["name"]) for r in named])
+            place_labels(ax, [(r["speedup"], _loss_pct(r), r["name"]) for r in named])
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     write_bytes(path, buf.getvalue())
 
 
-def _scatter(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
-    def y(r: dict[str, Any]) -> float:
-        return 100.0 * (r.get("metric_delta_rel") or 0.0)
+def _loss_pct(r: dict[str, Any]) -> float:
+    return 100.0 * (r.get("metric_delta_rel") or 0.0)
 
+
+def _xerr(r: dict[str, Any]) -> tuple[float, float]:
+    """(left, right) error of the speed-up from the paired ratio's relative half-width."""
+    h = (r.get("latency_ratio") or {}).get("halfwidth_rel")
+    if not isinstance(h, (int, float)) or not h == h or h == float("inf"):
+        return 0.0, 0.0
+    s = r["speedup"]
+    return s - s / (1.0 + h), s * (1.0 + h) - s
+
+
+def _scatter(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
+    y = _loss_pct
     other = [r for r in rows if not r.get("pareto")]
     front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r["speedup"])
+    for group, color in ((other, "0.6"), (front, "tab:red")):
+        if group:
+            xe = list(zip(*[_xerr(r) for r in group], strict=True))
+            ye = [100.0 * (r.get("metric_delta_halfwidth_rel") or 0.0) for r in group]
+            ax.errorbar([r["speedup"] for r in group], [y(r) for r in group], xerr=xe, yerr=ye, fmt="none",
+                        ecolor=color, elinewidth=0.8, capsize=2, zorder=1)
     ax.scatter([r["speedup"] for r in other], [y(r) for r in other], s=22, c="tab:gray", zorder=2,
                label="other configurations (see table)")
     ax.scatter([r["speedup"] for r in front], [y(r) for r in front], s=45, c="tab:red", edgecolors="black",
-               zorder=3, label="Pareto set")
+               zorder=3, label="Pareto set (losses within their paired interval tie)")
     if front:
         ax.plot([r["speedup"] for r in front], [y(r) for r in front], "r--", lw=1)
     pick = next((r for r in rows if r["name"] == choice), None)
     if pick is not None:
-        ax.scatter([pick["speedup"]], [y(pick)], s=180, marker="*", c="gold", edgecolors="black", zorder=4,
+        ax.scatter([pick["speedup"]], [y(pick)], s=220, marker="*", c="gold", edgecolors="black", zorder=4,
                    label=f"recommended: {choice}")
     ax.axvline(1.0, color="black", lw=0.5)
     ax.axhline(0.0, color="black", lw=0.5)
     xs = [r["speedup"] for r in rows] or [1.0]
-    ax.set_xlim(min(xs + [1.0]) - 0.05, max(xs + [1.0]) + 0.25 * (max(xs + [1.0]) - min(xs + [1.0]) + 0.2))
+    lo, hi = min(xs + [1.0]), max(xs + [1.0])
+    ax.set_xlim(lo - 0.05, hi + 0.25 * (hi - lo + 0.2))
+    ax.set_yscale("symlog", linthresh=LINTHRESH, linscale=1.0)
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    ax.yaxis.set_major_locator(FixedLocator([-10, -1, -0.1, 0, 0.1, 1, 10, 100]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:+g}" if v else "0"))
     ys = [y(r) for r in rows] or [0.0]
-    span = max(ys + [0.0]) - min(ys + [0.0]) or 1.0
-    ax.set_ylim(min(ys + [0.0]) - 0.1 * span, max(ys + [0.0]) + 0.35 * span)
-    ax.set_xlabel("prefill speed-up vs baseline (interleaved timing)")
-    ax.set_ylabel("bits/byte change vs baseline (%)")
+    top = max(ys + [1.0])
+    ax.set_ylim(min(ys + [0.0]) * 1.5 - 0.02, top * 6.0)  # headroom above for labels and the legend
+    ax.set_xlabel("prefill speed-up vs baseline (interleaved timing; bars: ~95 % interval)")
+    ax.set_ylabel(f"bits/byte change vs baseline (%, symlog: linear within ±{LINTHRESH:g} %)")
     ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
 
 
 def _bars(ax: Any, rows: list[dict[str, Any]], choice: str | None) -> None:
@@ -309,9 +359,12 @@ def _note(r: dict[str, Any]) -> str:
     parts = [r.get("error") or "", f"OpenVINO snippets {snip}" if snip else ""]
     if r.get("same_graph_as"):
         parts.append(f"graph identical to {r['same_graph_as']}: its measurement is reused")
+    if r.get("metric_reused_from"):
+        parts.append(f"accuracy scored once for this graph, at {r.get('metric_precision')} "
+                     f"(the {r['metric_reused_from']} run)")
     ratio = r.get("latency_ratio") or {}
     if ratio.get("pairs"):
-        parts.append(f"{ratio['pairs']} pairs, ±{100 * ratio['halfwidth_rel']:.1f}%")
+        parts.append(f"{ratio['pairs']} pairs")
     if r.get("decode_error"):
         parts.append(f"decode: {r['decode_error']}")
     for p, delta in (r.get("metric_emulated_delta_rel") or {}).items():
@@ -321,20 +374,39 @@ def _note(r: dict[str, Any]) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def delta_text(r: dict[str, Any]) -> str:
+    """'+0.012% ±0.004%': the bits/byte change and its paired ~95 % interval ('<0.0001%' at the floor)."""
+    delta = r.get("metric_delta_rel")
+    if delta is None:
+        return ""
+    hw = r.get("metric_delta_halfwidth_rel")
+    if not hw:
+        return f"{100 * delta:+.3f}%"
+    return f"{100 * delta:+.3f}% ±{'<0.0001' if hw <= 1e-6 else f'{100 * hw:.3f}'}%"
+
+
+def speedup_text(r: dict[str, Any]) -> str:
+    """'1.58× ±1.2%': the speed-up and its timing interval."""
+    s = r.get("speedup")
+    if s is None:
+        return ""
+    hw = (r.get("latency_ratio") or {}).get("halfwidth_rel")
+    return f"{s:.3g}×" + (f" ±{100 * hw:.1f}%" if isinstance(hw, (int, float)) and hw == hw and hw < 10 else "")
+
+
 def _table_html(run: dict[str, Any]) -> str:
-    head = ("config", "CumBA", "ReduBA", "SSD", "SiLU", "Softplus", "bits/byte", "Δ rel", "median ms",
-            "p10", "p90", "speed-up", "decode ms", "decode speed-up", "Pareto", "note")
+    head = ("config", "CumBA", "ReduBA", "SSD", "SiLU", "Softplus", "bits/byte", "Δ rel ± paired 95 %",
+            "median ms", "p10", "p90", "speed-up ± 95 %", "decode ms", "decode speed-up", "Pareto", "note")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in run["configs"]:
         acts = r.get("activations") or {}
         lat = r.get("latency_ms") or {}
         ssd = "+".join(k for k, on in (("d1", r.get("ssd_d1")), ("d2", r.get("ssd_d2"))) if on)
         ssd += f" (chunk {r['ssd_chunk']})" if r.get("ssd_chunk") else ""
-        delta = r.get("metric_delta_rel")
         cells = (r["name"], "yes" if r.get("cumba") else "", "yes" if r.get("reduba") else "", ssd,
                  (acts.get("silu") or {}).get("table", "exact"), (acts.get("softplus") or {}).get("table", "exact"),
-                 _fmt(r.get("metric"), 6), "" if delta is None else f"{100 * delta:+.3f}%", _fmt(lat.get("median")),
-                 _fmt(lat.get("p10")), _fmt(lat.get("p90")), _fmt(r.get("speedup"), 3),
+                 _fmt(r.get("metric"), 6), delta_text(r), _fmt(lat.get("median")),
+                 _fmt(lat.get("p10")), _fmt(lat.get("p90")), speedup_text(r),
                  _fmt((r.get("decode_latency_ms") or {}).get("median")), _fmt(r.get("decode_speedup"), 3),
                  "★" if r.get("pareto") else "", _note(r))
         cls = ' class="err"' if r.get("error") else (' class="front"' if r.get("pareto") else "")
@@ -387,6 +459,23 @@ def _profile_summary_html(run: dict[str, Any]) -> str:
             f"type (PERF_COUNT)</p><table><tr><th>config</th>{head}</tr>{body}</table>")
 
 
+def run_label(run: dict[str, Any]) -> str:
+    s = run.get("settings") or {}
+    return f"{run.get('model')} · {run.get('device')} {run.get('precision')} · {s.get('seq_len')} tokens"
+
+
+def choices_html(runs: list[dict[str, Any]]) -> str:
+    """The report's head: the choice of every run (model × precision × length), one line each."""
+    items = []
+    for run in runs:
+        choice = run.get("choice") or "no choice (the baseline failed)"
+        cls = " class='warn'" if run.get("choice_name") is None and run.get("choice") else ""
+        items.append(f"<li><b>{html.escape(run_label(run))}</b>: <span{cls}>{html.escape(choice)}</span></li>")
+    return ("<p><b>Choices</b> (fastest configuration within the loss budget that is faster than the baseline "
+            "beyond its timing interval and the null control; a loss change inside its paired per-window "
+            "interval counts as no change):</p><ul>" + "".join(items) + "</ul>")
+
+
 def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto report") -> None:
     info = doc.get("machine", {})
     vers = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
@@ -404,6 +493,9 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
              "windows), computed by the OpenVINO graph of the same configuration at the stated inference precision "
              "(with every position's logits; when the timed prefill returns the last position only, scoring "
              "runs the all-positions graph with the same rewrites). "
+             "Δ rel's interval is ~95 % from the per-window differences against the baseline on the same windows "
+             "(paired: the text's own predictability cancels), never below 1e-6 (float summation order); a loss "
+             "change inside it is no change, in the Pareto set and in the choice. "
              "Latency: median of repeated synchronous prefill inferences of one request on [1, seq_len] "
              "returning the logits stated per run below (last position or every position), each "
              "configuration timed interleaved (ABBA) with the compiled baseline; speed-up = 1 / median of the "
@@ -413,8 +505,7 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
              "SSD rewrites act on the prefill scan, which a single step does not have), so rows without tables "
              "share the baseline's decode graph. Baseline = the unmodified model at the same precision on the "
              "same device and in the same logits mode. No NPU figure is claimed from these CPU runs.</p>"]
-    if doc.get("choice"):
-        parts.append(f"<p><b>Choice:</b> {html.escape(doc['choice'])}</p>")
+    parts.append(choices_html(doc.get("runs") or []))
     parts.append("<img src='pareto.png' style='max-width:100%'>")
     for run in doc.get("runs", []):
         s = run.get("settings") or {}
@@ -431,9 +522,16 @@ def write_html(path: Path, doc: dict[str, Any], title: str = "actiba Pareto repo
                   f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs")
         scored = ("latency only" if run.get("metric") is None else
                   f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})")
+        secs = run.get("seconds") or {}
+        spent = ("; wall time " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in secs.items())
+                 if secs else "")
         parts.append(f"<p>seq_len {s.get('seq_len')}, {scored}, {timing}, threads {s.get('threads')}; "
-                     f"{run.get('resumed', 0)} rows resumed from the cache.</p>")
+                     f"{run.get('resumed', 0)} rows resumed from the cache{spent} (each row's own split: "
+                     "`seconds` in results.json).</p>")
         parts.append(f"<p>{html.escape(null_control_words(run.get('null_control')))}</p>")
+        if (run.get("null_control") or {}).get("usable") is False:
+            parts.append("<p class='warn'>This run's latency is not usable: the null control stayed wide after "
+                         "re-timing, so nothing is recommended from it.</p>")
         emulated = emulated_words(run)
         if emulated:
             parts.append(f"<p>{html.escape(emulated)}</p>")

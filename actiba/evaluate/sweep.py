@@ -8,9 +8,10 @@ configuration becomes a row carrying its error and the sweep goes on.
 Where the time goes and how it is kept short without changing what is measured: a configuration whose
 rewritten graph is byte-identical to one already measured reuses that measurement (the row says
 `same_graph_as`); timing stops once the paired ratio to the baseline is known to ±`rel_tol`; a model
-whose graph is slow scores fewer whole windows (at least `min_eval_windows`, the bytes scored are in the
-run's settings); the baseline is compiled once and serves as the timing reference; "last" graphs are
-sliced from the "all" export rather than exported again, and scoring graphs run on every core.
+too large to score in full scores fewer whole windows (chosen from its size, at least
+`min_eval_windows`; the bytes scored are in the run's settings); the baseline is compiled once and
+serves as the timing reference; "last" graphs are sliced from the "all" export rather than exported
+again, and scoring graphs run on every core.
 
 Null control: every run also times the baseline graph compiled a second time against the reference
 (`null_control`); what two compiles of one graph differ by is the floor a speed-up must clear before a
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -45,10 +45,11 @@ from ..errors import InputError
 from . import latency
 from .build import LoadedModel, rewritten_onnx, to_openvino
 from .configs import Config, describe_activations, tables_for
-from .pareto import mark_pareto, null_noise
+from .pareto import mark_pareto, null_noise, null_usable
 
-CACHE_VERSION = 4  # 2: interleaved timing; 3: adaptive timing, decode, graph sha; 4: graphs read by
-# OpenVINO's ONNX frontend (not convert_model), "last" graphs derived from the "all" export
+CACHE_VERSION = 5  # 2: interleaved timing; 3: adaptive timing, decode, graph sha; 4: graphs read by
+# OpenVINO's ONNX frontend (not convert_model), "last" graphs derived from the "all" export; 5: per-window
+# nats (`metric_windows`) for the paired accuracy uncertainty
 
 
 @dataclass
@@ -99,6 +100,7 @@ class RunState:
     decode_by_sha: dict[str, dict[str, Any]] = field(default_factory=dict)
     scorer: tuple[str, Any] | None = None  # (graph sha, compiled): the baseline's scoring graph, kept
     noise: float = 0.0  # the null control's floor (`pareto.null_noise`): speed-ups must exceed 1 + noise
+    accuracy_from: dict[str, dict[str, Any]] = field(default_factory=dict)  # scoring-graph sha -> scored row
 
 
 def graph_sha(onnx_model: Any) -> str:
@@ -106,31 +108,37 @@ def graph_sha(onnx_model: Any) -> str:
     return hashlib.sha256(onnx_model.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
-_REUSED = ("metric", "latency_ms", "baseline_latency_ms", "latency_ratio", "metric_torch", "profile_ms",
-           "latency_by_seq_len")
+_REUSED = ("metric", "metric_windows", "metric_halfwidth", "metric_precision", "latency_ms", "baseline_latency_ms",
+           "latency_ratio", "metric_torch", "profile_ms", "latency_by_seq_len")
 
 
 def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precision: str,
                     data: bytes | None, cache_dir: Path | None = None, profile: bool = False,
-                    reference: Any = None, state: RunState | None = None) -> dict[str, Any]:
+                    reference: Any = None, state: RunState | None = None,
+                    step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One row: metric (bits/byte, OpenVINO at `precision`), latency, sites rewritten, compile notes.
+
+    `step(name)` is told each step as it starts (export, compile, accuracy, timing, decode): progress.
 
     With `reference` (the compiled baseline), latency is timed interleaved with it and the row keeps
     the baseline's latency from the same window, so the speed-up does not depend on load drift. With
     `state`, a graph identical to one already measured in the run reuses that row's numbers.
     """
+    step = step or (lambda _name: None)
     t0 = time.perf_counter()
     measured = None
     if config.measure_sites:
+        step("timing sites")
         if reference is None:
             raise InputError(f"{config.name}: choosing sites by measurement needs the compiled baseline")
         config, measured = measured_sites(lm, config, settings, precision, cache_dir, reference,
                                           state.noise if state is not None else 0.0)
+    step("export + rewrite")
     onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
     row: dict[str, Any] = {
-        "name": config.name, "cumba": config.cumba, "reduba": config.reduba,
+        "name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
         "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk,
         "activations": describe_activations(config), "metric": None, "latency_ms": None,
         "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
@@ -146,6 +154,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         _decode(lm, config, settings, precision, state, row)
         row["seconds"] = {"total": round(time.perf_counter() - t0, 2)}
         return row
+    step("compile")
     ov_model = to_openvino(onnx_model)
     if config.is_baseline and state is not None and state.reference is not None:
         compiled, notes = state.reference, dict(state.reference_notes)  # compiled once per run
@@ -154,20 +163,35 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     row["compile"] = notes
     t2 = time.perf_counter()
     if not settings.latency_only:
+        step("accuracy")
         if data is None:
             raise InputError("no evaluation data")
-        from .perplexity import openvino_logits_fn, windows_bits_per_byte
+        from .accuracy import own_halfwidth
+        from .perplexity import bits_per_byte_of, openvino_logits_fn, window_nats
 
-        scorer = compiled
+        scorer, scoring_model, scoring_sha = compiled, None, sha
         if settings.prefill_logits != "all":  # scoring needs every position: the same config, all logits
             scoring_model, _ = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, "all")
-            row["metric_graph_sha"] = graph_sha(scoring_model)
-            scorer = _scorer(scoring_model, row["metric_graph_sha"], settings, precision, state)
-        row["metric"] = windows_bits_per_byte(openvino_logits_fn(scorer), data, settings.seq_len)
+            scoring_sha = row["metric_graph_sha"] = graph_sha(scoring_model)
+        src = state.accuracy_from.get(scoring_sha) if state is not None else None
+        if src is not None and len(src.get("metric_windows") or ()) == len(data) // settings.seq_len:
+            # this graph was scored in an earlier run (another precision): time it, do not score it again
+            row.update({k: src[k] for k in ("metric", "metric_windows", "metric_halfwidth") if k in src})
+            row["metric_precision"] = src.get("metric_precision")
+            row["metric_reused_from"] = src.get("metric_run")
+        else:
+            if scoring_model is not None:
+                scorer = _scorer(scoring_model, scoring_sha, settings, precision, state)
+            nats = window_nats(openvino_logits_fn(scorer), data, settings.seq_len)
+            row["metric"] = bits_per_byte_of(nats, settings.seq_len)
+            row["metric_windows"] = nats
+            row["metric_halfwidth"] = own_halfwidth(nats, settings.seq_len)
+            row["metric_precision"] = precision
         del scorer
         if state is not None and config.is_baseline:
             state.scorer = None  # no other row scores on the baseline's graph: free it
     t3 = time.perf_counter()
+    step("timing")
     feed = latency.random_ids(settings.seq_len, lm.vocab_size)
     if reference is not None and reference is not compiled:
         paired = latency.time_paired_adaptive(compiled, reference, feed, settings.warmup, settings.repeats,
@@ -195,6 +219,7 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     if extra:
         row["latency_by_seq_len"] = extra
     t4 = time.perf_counter()
+    step("decode timing")
     _decode(lm, config, settings, precision, state, row)
     row["seconds"] = {"build": round(t1 - t0, 2), "compile": round(t2 - t1, 2), "accuracy": round(t3 - t2, 2),
                       "timing": round(t4 - t3, 2), "total": round(time.perf_counter() - t0, 2)}
@@ -339,6 +364,7 @@ def _config_of(row: dict[str, Any], config: Config) -> Config:
                                sites=dict(chosen.get("sites") or {}), measure_sites=False)
 
 
+NULL_ATTEMPTS = 3  # null-control timings before a run's latency is declared not usable
 EMULATED_FRONT = 3  # Pareto graphs scored at each emulated precision (the fastest ones), besides the baseline
 
 
@@ -412,7 +438,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
-    return {"name": config.name, "cumba": config.cumba, "reduba": config.reduba, "ssd_d1": config.ssd_d1,
+    return {"name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
+            "ssd_d1": config.ssd_d1,
             "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk, "activations": _safe_acts(config),
             "metric": None, "latency_ms": None,
             "error": _error_text(exc)}
@@ -427,16 +454,21 @@ def _safe_acts(config: Config) -> dict[str, Any]:
 
 def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> dict[str, Any] | None:
     """Add metric_delta_rel, speedup and pareto to every row (relative to the baseline row); return it."""
+    from .accuracy import paired_halfwidth
+
     base = next((r for r in rows if r["name"] == baseline_name), None)
     ok_base = base is not None and not base.get("error")
     for r in rows:
         r["metric_delta_rel"] = None
+        r["metric_delta_halfwidth_rel"] = None
         r["speedup"] = None
         r["decode_speedup"] = None
         if not ok_base or r.get("error"):
             continue
         if r.get("metric") is not None and base.get("metric"):
             r["metric_delta_rel"] = (r["metric"] - base["metric"]) / base["metric"]
+            if r.get("metric_windows") and base.get("metric_windows"):
+                r["metric_delta_halfwidth_rel"] = paired_halfwidth(r["metric_windows"], base["metric_windows"])
         elif r.get("metric") is None and base.get("metric") is None:
             r["metric_delta_rel"] = None
         if (r.get("latency_ratio") or {}).get("median"):  # per-pair ratios, timed interleaved (robust to drift)
@@ -456,41 +488,38 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
         for r, t in zip(rows, tmp, strict=True):
             r["pareto"] = t["pareto"]
     else:
-        mark_pareto(rows)
+        mark_pareto(rows, base)
     return base
+
+
+# The scoring budget is converted to windows at this nominal throughput, from the model's size, not
+# from a timing: a timed budget made the bytes scored depend on the machine's load (a run at load 7-11
+# scored 32 of 64 windows of the embedded Mamba-2), so the same command gave different bits/byte.
+NOMINAL_FLOPS = 20e9
 
 
 def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, data: bytes,
                row_dir: Path, state: RunState, cache: Path) -> tuple[bytes, str]:
-    """The scored prefix of `data`: all of it, or fewer whole windows when the graph is slow.
+    """The scored prefix of `data`: all of it, or fewer whole windows for a large model.
 
-    The window count is chosen once from the baseline's latency (budget `accuracy_seconds` per
-    configuration, never under `min_eval_windows`) and remembered next to the cached rows, so a resumed
-    run scores exactly the same bytes.
+    The window count follows from the model's size alone (≈ 2 FLOP per parameter per token at
+    `NOMINAL_FLOPS`, budget `accuracy_seconds` per configuration, never under `min_eval_windows`), so
+    the same model and settings score the same bytes on every machine and at any load: the embedded
+    models (1.8 M parameters) score all windows, a 130M model 32 windows of 256 bytes.
     """
+    del configs, precision, state, cache
     n_all = len(data) // settings.seq_len
     if settings.accuracy_seconds is None or n_all <= settings.min_eval_windows:
         return data, "all windows"
-    memo = row_dir / f"eval-bytes-{settings.key()}.json"
-    try:
-        saved = json.loads(memo.read_text())
-        return data[:int(saved["bytes"])], str(saved["reason"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    ref = _reference(lm, configs, settings, precision, state, cache)
-    if settings.prefill_logits != "all":  # the budget is for scoring, which runs the all-logits graph
-        base_cfg = next(c for c in configs if c.is_baseline)
-        m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache, "all")
-        sha = graph_sha(m)
-        ref = _scorer(m, sha, settings, precision, state)
-        state.scorer = (sha, ref)  # the baseline row scores on it again
-    feed = latency.random_ids(settings.seq_len, lm.vocab_size)
-    window_ms = latency.time_compiled(ref, feed, warmup=1, repeats=3).median
-    n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds * 1e3 / window_ms)))
+    params = sum(int(p.numel()) for p in lm.model.parameters())
+    window_s = 2.0 * params * settings.seq_len / NOMINAL_FLOPS
+    n = max(settings.min_eval_windows, min(n_all, int(settings.accuracy_seconds / window_s)))
     reason = "all windows" if n >= n_all else (
-        f"{n} of {n_all} windows: baseline {window_ms:.0f} ms per window, budget {settings.accuracy_seconds:g} s "
-        f"per configuration (at least {settings.min_eval_windows})")
-    write_text(memo, json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
+        f"{n} of {n_all} windows: {params / 1e6:.1f} M parameters x {settings.seq_len} tokens is "
+        f"~{window_s:.2g} s per window at a nominal {NOMINAL_FLOPS / 1e9:g} GFLOP/s, budget "
+        f"{settings.accuracy_seconds:g} s per configuration (at least {settings.min_eval_windows})")
+    write_text(row_dir / f"eval-bytes-{settings.key()}.json",
+               json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
     return data[:n * settings.seq_len], reason
 
 
@@ -500,27 +529,45 @@ def null_control(lm: LoadedModel, configs: list[Config], settings: Settings, pre
 
     Why: two compiles of one graph can time a few per cent apart (1.026× on Mamba-130M here), which
     no single pairing's interval shows; a configuration must beat that floor to be recommended
-    (`pareto.null_noise`). Remembered next to the rows, so a resumed run keeps its floor. A failure is
-    returned as {"error": ...} and leaves the floor at 0.
+    (`pareto.null_noise`). A null control further from 1 than `pareto.NULL_MAX_NOISE` means the timing
+    itself failed (another job took the cores): it is compiled and timed again with more pairs, up to
+    NULL_ATTEMPTS times; if it stays wide, `usable` is false and the run recommends nothing. Remembered
+    next to the rows, so a resumed run keeps its floor. A failure is returned as {"error": ...} and
+    leaves the floor at 0.
     """
     memo = row_dir / f"null-control-{settings.key()}.json"
     try:
         return json.loads(memo.read_text())
     except (OSError, ValueError):
         pass
+    attempts: list[dict[str, Any]] = []
     try:
         ref = _reference(lm, configs, settings, precision, state, cache)
         base_cfg = next(c for c in configs if c.is_baseline)
         m, _ = rewritten_onnx(lm, base_cfg, settings.seq_len, precision, cache, settings.prefill_logits)
-        again, _ = latency.compile_model(to_openvino(m), settings.device, precision, settings.threads)
-        paired = latency.time_paired_adaptive(again, ref, latency.random_ids(settings.seq_len, lm.vocab_size),
-                                              settings.warmup, settings.repeats, settings.min_repeats,
-                                              settings.rel_tol, settings.timing_seconds)
-        out: dict[str, Any] = {"speedup": 1.0 / paired.ratio_median, "halfwidth_rel": paired.ratio_halfwidth,
-                               "pairs": paired.a.repeats}
+        feed = latency.random_ids(settings.seq_len, lm.vocab_size)
+        for k in range(NULL_ATTEMPTS):  # too wide: compile both afresh, time with more pairs, no time limit
+            if k:  # the reference may be the odd compile: every row is timed against it, so replace it
+                state.reference = None
+                ref = _reference(lm, configs, settings, precision, state, cache)
+            again, _ = latency.compile_model(to_openvino(m), settings.device, precision, settings.threads)
+            paired = latency.time_paired_adaptive(
+                again, ref, feed, settings.warmup, settings.repeats * (1 + 2 * k), settings.min_repeats * (1 + k),
+                settings.rel_tol, settings.timing_seconds if k == 0 else None)
+            del again
+            got = {"speedup": 1.0 / paired.ratio_median, "halfwidth_rel": paired.ratio_halfwidth,
+                   "pairs": paired.a.repeats}
+            got["noise"] = null_noise(got)
+            attempts.append(got)
+            if null_usable(got):
+                break
     except Exception as exc:  # the floor is an extra: the sweep goes on without it
         return {"error": _error_text(exc)}
-    out["noise"] = null_noise(out)
+    out: dict[str, Any] = dict(attempts[-1])
+    out["attempts"] = len(attempts)
+    out["usable"] = null_usable(out)
+    if len(attempts) > 1:
+        out["earlier"] = attempts[:-1]
     write_text(memo, json.dumps(out))
     return out
 
@@ -536,9 +583,38 @@ def _reference(lm: LoadedModel, configs: list[Config], settings: Settings, preci
     return state.reference
 
 
+def row_summary(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """One line on a finished row: speed-up ± its interval, bits/byte change ± its paired interval, time."""
+    from .accuracy import paired_halfwidth
+
+    if row.get("error"):
+        return f"{row['name']}: FAILED {row['error']}"
+    parts = []
+    ratio = row.get("latency_ratio") or {}
+    if ratio.get("median"):
+        parts.append(f"{1 / ratio['median']:.3f}x ±{100 * ratio.get('halfwidth_rel', 0):.1f}%")
+    elif base is None or row is base or row.get("name") == (base or {}).get("name"):
+        parts.append("1x (reference)")
+    if base and base.get("metric") and row.get("metric") is not None:
+        delta = (row["metric"] - base["metric"]) / base["metric"]
+        hw = paired_halfwidth(row.get("metric_windows") or [], base.get("metric_windows") or [])
+        parts.append(f"bits/byte {100 * delta:+.3f}%" + (f" ±{100 * hw:.3f}%" if hw and hw > 1e-6 else
+                                                           " ±<0.0001%" if hw else ""))
+    if row.get("same_graph_as"):
+        parts.append(f"same graph as {row['same_graph_as']}")
+    secs = (row.get("seconds") or {}).get("total")
+    parts.append("resumed" if secs is None else f"{secs:.1f} s")
+    return f"{row['name']}: " + ", ".join(parts)
+
+
 def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, out_dir: Path,
-            step: Callable[[str], None] | None = None, data: bytes | None = None) -> dict[str, Any]:
-    """Every configuration of one (model, precision) run, resumable from ``out_dir/cache``."""
+            progress: Any = None, data: bytes | None = None,
+            accuracy_from: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every configuration of one (model, precision) run, resumable from ``out_dir/cache``.
+
+    `progress` (optional; `actiba.cli._progress.Progress`) is told each configuration as it starts
+    (`begin`), its steps (`step`) and its end (`advance` with `row_summary`).
+    """
     from ..models.export import check_logits_mode
 
     check_logits_mode(settings.prefill_logits)
@@ -552,11 +628,19 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         from .perplexity import heldout
 
         data = heldout(settings.eval_bytes)
-    state = RunState()
+    state = RunState(accuracy_from=dict(accuracy_from or {}))
     eval_reason = None
+    tell = progress.step if progress is not None else (lambda _name: None)
+    clock = {"start": time.perf_counter()}  # where the run's time goes besides its rows
+    if progress is not None:
+        progress.begin("setup")
     if data is not None and not settings.latency_only:
+        tell("export + window budget")
         data, eval_reason = _eval_data(lm, configs, settings, precision, data, row_dir, state, cache)
+    clock["setup"] = time.perf_counter()
+    tell("null control (baseline vs itself)")
     null = null_control(lm, configs, settings, precision, state, cache, row_dir)
+    clock["null_control"] = time.perf_counter()
     state.noise = null_noise(null)
     rows, resumed = [], 0
     # the baseline first: its graph and decode step are the ones later rows may share
@@ -565,13 +649,15 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     for i in order:
         c = configs[i]
         path = row_dir / f"{_slug(c.name)}-{c.key()}-{settings.key()}.json"
-        if step:
-            step(f"{lm.name.split(':')[-1]} {precision} {c.name}")
+        if progress is not None:
+            progress.begin(c.name)
         if path.is_file():
             try:
                 row = json.loads(path.read_text())
                 by_index[i] = row
                 resumed += 1
+                if progress is not None:
+                    progress.advance(row_summary(row, by_index.get(order[0])) + " (cached)")
                 if row.get("graph_sha") and not row.get("same_graph_as"):
                     state.by_sha.setdefault(row["graph_sha"], row)
                 if row.get("decode_graph_sha") and row.get("decode_latency_ms"):
@@ -583,31 +669,43 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
             ref = _reference(lm, configs, settings, precision, state, cache)  # the baseline, compiled once
             ref = None if c.is_baseline else ref
             row = evaluate_config(lm, c, settings, precision, data, cache, profile=c.is_baseline,
-                                  reference=ref, state=state)
+                                  reference=ref, state=state, step=tell)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing configuration is a row; the sweep goes on
             by_index[i] = error_row(c, exc)
+            if progress is not None:
+                progress.advance(row_summary(by_index[i], None))
             continue
         write_text(path, json.dumps(row, indent=1))
         by_index[i] = row
+        if progress is not None:
+            progress.advance(row_summary(row, by_index.get(order[0])))
     rows = [by_index[i] for i in range(len(configs))]
+    clock["rows"] = time.perf_counter()
     base = finish_run(rows, base_name)
-    if settings.emulate and data is not None and not settings.latency_only and base and base.get("metric"):
+    if state.accuracy_from and base and base.get("metric"):  # emulated like the run it reuses accuracy from
+        for r in rows:
+            src = state.accuracy_from.get(_scoring_sha(r) or "")
+            if src is not None and src.get("metric_emulated"):
+                r["metric_emulated"] = dict(src["metric_emulated"])
+                r["metric_emulated_delta_rel"] = {p: (v - base["metric"]) / base["metric"]
+                                                  for p, v in r["metric_emulated"].items()}
+    elif settings.emulate and data is not None and not settings.latency_only and base and base.get("metric"):
+        if progress is not None:
+            progress.begin(f"front at emulated {', '.join(settings.emulate)}")
         emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)
     scored = None if data is None else len(data) - len(data) % settings.seq_len
+    end = time.perf_counter()
+    seconds = {"setup": clock["setup"] - clock["start"], "null_control": clock["null_control"] - clock["setup"],
+               "rows": clock["rows"] - clock["null_control"], "emulate": end - clock["rows"],
+               "total": end - clock["start"]}
     return {
         "model": lm.name, "model_type": lm.model_type, "random_weights": lm.random_weights,
         "device": settings.device, "precision": precision, "prefill_logits": settings.prefill_logits,
         "precision_used": (base or {}).get("compile", {}).get("precision_used") if base else None,
         "metric": None if settings.latency_only else "bits_per_byte",
         "baseline": base, "configs": rows, "resumed": resumed, "null_control": null,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": asdict(settings) | {"eval_bytes_scored": scored, "eval_bytes_reason": eval_reason},
     }
-
-
-def progress_bar(total: int) -> Any:
-    """tqdm on a terminal, silent otherwise (DESIGN §3)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not sys.stderr.isatty(), unit="config", leave=False)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..functions import Activation
+from .constraints import Constraints
 
 TAILS = ("free", "asymptote", "clamp")
 METRICS = ("max-abs", "max-rel", "rms")
@@ -34,6 +35,7 @@ class Problem:
     tails: str = "free"
     metric: str = "max-abs"
     weight: Callable[[np.ndarray], np.ndarray] | None = None
+    constraints: Constraints | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
@@ -59,6 +61,8 @@ class Problem:
         if pinned and self.segments < pinned + 1:
             raise InputError(f"{self.segments} segment(s) are too few for {self.tails} tails: the "
                              f"pinned outer segments take {pinned}, at least one more must fit the range")
+        if self.constraints is not None and self.constraints.any:
+            self._check_constraints(self.constraints)
         xs = np.linspace(self.lo, self.hi, 20001)
         with np.errstate(all="ignore"):
             fx = self.act.f(xs)
@@ -82,6 +86,33 @@ class Problem:
             if np.any(fx == 0) or np.any(np.sign(fx[1:]) != np.sign(fx[:-1])):
                 raise InputError(f"max-rel needs f without a zero on [{self.lo}, {self.hi}]; "
                                  "use max-abs or a range where f keeps its sign")
+
+    def _check_constraints(self, c: Constraints) -> None:
+        n = self.segments
+        if self.metric == "rms":
+            raise InputError("slope, width and grid constraints apply to max-abs and max-rel fits")
+        for name, v in (("slope-min", c.slope_min), ("slope-max", c.slope_max)):
+            if v is not None and not math.isfinite(v):
+                raise InputError(f"--{name} must be finite, got {v}")
+        if c.slope_min is not None and c.slope_max is not None and c.slope_min > c.slope_max:
+            raise InputError(f"--slope-min {c.slope_min:g} is above --slope-max {c.slope_max:g}")
+        if c.min_width is not None and not (c.min_width > 0 and c.min_width * n <= self.hi - self.lo):
+            raise InputError(f"--min-width must be positive and fit {n} times into [{self.lo:g}, {self.hi:g}], "
+                             f"got {c.min_width:g}")
+        if c.grid is not None:
+            if not (math.isfinite(c.grid) and c.grid > 0):
+                raise InputError(f"--breakpoint-grid must be a positive number, got {c.grid}")
+            inside = math.floor(self.hi / c.grid - 1e-9) - math.ceil(self.lo / c.grid + 1e-9) + 1
+            if inside < n - 1:
+                raise InputError(f"a grid of {c.grid:g} has only {max(inside, 0)} points inside "
+                                 f"({self.lo:g}, {self.hi:g}); {n} segments need {n - 1}")
+        for side, line in (("left", self.left_line), ("right", self.right_line)):
+            if line is None:
+                continue
+            low = c.slope_min is not None and line[0] < c.slope_min
+            if low or (c.slope_max is not None and line[0] > c.slope_max):
+                raise InputError(f"the {side} asymptote's slope {line[0]:g} is outside the slope bounds; "
+                                 "use --tails free or clamp")
 
     @property
     def left_line(self) -> tuple[float, float] | None:
