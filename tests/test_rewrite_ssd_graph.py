@@ -227,12 +227,17 @@ def test_d1_then_cumba_in_one_apply() -> None:
 
 @pytest.mark.parametrize("precision", ["f32", "bf16"])
 def test_cli_ssd_d1(tiny_mamba2, tmp_path, capsys, precision: str) -> None:
-    """`actiba rewrite --ssd-d1`: f32 rewrites and matches HF torch; bf16 refuses every site."""
+    """`actiba rewrite --ssd-d1`: f32 rewrites and matches HF torch; bf16 refuses every site, so the request
+    changes nothing: exit 2 unless --allow-noop."""
     from actiba.cli import main
 
     model, original, path = tiny_mamba2
     out = tmp_path / "d1.onnx"
-    code = main(["rewrite", path, "--ssd-d1", "--precision", precision, "-o", str(out)])
+    if precision == "bf16":
+        assert main(["rewrite", path, "--ssd-d1", "--precision", precision, "-o", str(out)]) == 2
+        assert "changed nothing" in capsys.readouterr().err and not out.exists()
+    noop = ["--allow-noop"] if precision == "bf16" else []
+    code = main(["rewrite", path, "--ssd-d1", "--precision", precision, *noop, "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
     new = onnx.load(str(out))

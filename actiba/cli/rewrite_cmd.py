@@ -6,9 +6,11 @@ Per-site tables: `--act-set SET.json` (ONNX graphs exported by actiba, whose nod
 bf16|f16`) and `--ssd-d2` (C·Bᵀ once per layer from the un-repeated B/C, the SSD einsums as MatMuls)
 run first, each verifying itself (whole model before/after, offending sites skipped). Then two
 verified stages: the exact rewrites (CumBA, ReduBA, contraction) must match the original within
-`--tolerance`; ActiBA is then checked against that result within `--act-tolerance`, because its
-difference is the tables' approximation error, not a bug. Nothing is written if a check fails
-(unless `--force`) or on `--dry-run`.
+`--tolerance` × s; ActiBA is then checked against that result within `--act-tolerance` × s, because its
+difference is the tables' approximation error, not a bug (s = max(1, max |output|): both tolerances are
+relative to the output scale). Nothing is written if a check fails (unless `--force`), if a requested
+rewrite changed nothing (unless `--allow-noop`), or on `--dry-run`. The staging, tolerances and
+refusals are `actiba.rewrite.pipeline.rewrite_model`'s; this module parses and prints.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .. import activations
 from ..errors import InputError
 from . import nonneg_float
 
@@ -36,8 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--reduba", action="store_true", help="ReduceSum/ReduceMean -> MatMul with ones")
     p.add_argument("--contract", action="store_true",
                    help="broadcast Mul -> ReduceSum -> one Einsum (ONNX only)")
+    p.add_argument("--rewrite", action="append", default=[], metavar="RULE", dest="rules",
+                   help="any rewrite rule by name (actiba.rewrite.rules), e.g. --rewrite cumba; repeatable")
     p.add_argument("--act", action="append", default=[], metavar="FUNC=FILE",
-                   help="ActiBA table per function: silu, softplus, gelu, gelu-tanh, sigmoid, tanh, exp")
+                   help=f"ActiBA table per function: {activations.help_names()}")
     p.add_argument("--act-site", action="append", default=[], metavar="PATTERN=FILE",
                    help="ActiBA table for the sites whose name matches the glob (wins over --act)")
     p.add_argument("--act-set", metavar="SET.json",
@@ -50,11 +55,14 @@ def add_parser(sub) -> None:
     p.add_argument("--lowering", default="auto", help="table lowering (auto, relu-sum, select, ...)")
     p.add_argument("--dry-run", action="store_true", help="list the sites and decisions; write nothing")
     p.add_argument("--tolerance", type=nonneg_float, metavar="T",
-                   help="max |output diff| of the exact rewrites (default 1e-4 x max(1, max|output|))")
+                   help="max |output diff| of the exact rewrites, relative to s = max(1, max|output|) (default 1e-4)")
     p.add_argument("--act-tolerance", type=nonneg_float, metavar="T",
-                   help="max |output diff| ActiBA may add (default 50 x the largest table max_abs error)")
+                   help="max |output diff| ActiBA may add, relative to s = max(1, max|output|) "
+                        "(default 50 x the largest table max_abs error)")
     p.add_argument("--inputs", metavar="NPZ", help="real inputs (name -> array) checked besides random ones")
     p.add_argument("--force", action="store_true", help="save even if a check exceeds its tolerance, or over an input")
+    p.add_argument("--allow-noop", action="store_true",
+                   help="write the copy even if a requested rewrite changed nothing (otherwise exit 2)")
     p.add_argument("-o", "--output", metavar="OUT")
     p.set_defaults(run=run)
 
@@ -70,15 +78,11 @@ def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
 
 
 def _load_tables(args) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    from ..rewrite import spec
     from ..table import load
 
     tables = {}
     for fn, path in _pairs(args.act, "--act"):
-        key = spec.canonical_function(fn)
-        if key not in spec.ACT_FUNCTIONS:
-            raise InputError(f"--act {fn}: unknown function; known: {', '.join(spec.ACT_FUNCTIONS)}")
-        tables[key] = load(path)
+        tables[activations.get(fn, "--act").name] = load(path)
     site_tables = [(pat, load(path)) for pat, path in _pairs(args.act_site, "--act-site")]
     if getattr(args, "act_set", None):
         from ..tableset import load_set
@@ -100,43 +104,22 @@ def _backend(path: str, what: str = "model"):
     raise InputError(f"{what} {path} must end in .onnx (ONNX) or .xml (OpenVINO IR)")
 
 
-def _selected(sites, args, rewrite: str) -> list[str]:
-    from ..rewrite import spec
-
-    spec.select(sites, args.sites, args.exclude)
-    if rewrite == "cumba" and args.cumba_axis:
-        for s in sites:
-            if s.ok and s.axis not in args.cumba_axis:
-                s.skip(f"axis {s.axis} not in --cumba-axis {args.cumba_axis}")
-    return [s.name for s in sites if s.ok]
-
-
-def _with_reasons(done: list, found: list) -> list:
-    """Sites from `apply`, with the selection's reason for the ones it was told to leave."""
-    why = {s.name: s.reason for s in found if not s.ok}
-    for s in done:
-        if not s.ok and s.reason == "not selected" and s.name in why:
-            s.reason = why[s.name]
-    return done
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from ..rewrite import spec
+    from ..rewrite import pipeline
     from ..rewrite._inputs import load_inputs
+    from ..rewrite.rules import RULES
 
     backend, kind = _backend(args.model)
-    exact = [r for r in ("cumba", "reduba", "contract") if getattr(args, r)]
+    flagged = [n for n in RULES.names() if getattr(args, n.replace("-", "_"), False)]
+    flagged += [RULES.get(n).name for n in args.rules if n not in flagged]
     if args.contract and kind == "openvino":
         raise InputError("--contract is implemented for ONNX models only")
     tables, site_tables = _load_tables(args)
-    ssd = [r for r in ("ssd-d1", "ssd-d2") if getattr(args, r.replace("-", "_"))]
-    if not exact and not tables and not site_tables and not ssd:
+    if not flagged and not tables and not site_tables:
         raise InputError("nothing to do: give --ssd-d1, --ssd-d2, --cumba, --reduba, --contract, --act, --act-site "
                          "or --act-set")
     if not args.dry_run:
@@ -149,68 +132,37 @@ def run(args) -> int:
         ins = [args.model, args.model[:-4] + ".bin" if kind == "openvino" else None, args.act_set, args.inputs]
         refuse_inputs([args.output, args.output[:-4] + ".bin" if kind == "openvino" else None],
                       ins + [f for _, f in _pairs(args.act + args.act_site, "--act")], args.force)
-    inputs = load_inputs(args.inputs)
+    request = pipeline.Request(
+        rewrites=flagged, tables=tables, site_tables=site_tables, precision=args.precision, include=args.sites,
+        exclude=args.exclude, cumba_axes=args.cumba_axis, lowering=args.lowering, tolerance=args.tolerance,
+        act_tolerance=args.act_tolerance, inputs=load_inputs(args.inputs), force=args.force,
+        allow_noop=args.allow_noop or args.dry_run, dry_run=args.dry_run)
     original = backend.load_model(args.model)
-
-    stage0, sites = original, []
-    for rw in ssd:  # first: d1 removes the T×T CumSums CumBA would otherwise turn into MatMuls
-        from .. import rewrite
-
-        found = rewrite.find_sites(stage0, rw, precision=args.precision)
-        names = _selected(found, args, rw)
-        stage0, done = rewrite.apply(stage0, [rw], sites=names, precision=args.precision)
-        done = _with_reasons([d for d in done if d.rewrite == rw], found)
-        sites += done
-        for s in done:
-            if s.ok and "max_diff_real" in s.detail:
-                _log(f"actiba: {rw} {s.name}: verified, max |output diff| {s.detail['max_diff_real']:.3g} (real), "
-                     f"{s.detail.get('max_diff_random', float('nan')):.3g} (random)")
-                break
-    stage1 = stage0
-    for rw in exact:
-        found = backend.find_sites(stage1, rw)
-        names = _selected(found, args, rw)
-        stage1, done = backend.apply(stage1, [rw], sites=names)
-        sites += _with_reasons([d for d in done if d.rewrite == rw], found)
-    final, act_sites = stage1, []
-    if tables or site_tables:
-        found = backend.find_sites(stage1, "actiba", tables, site_tables)
-        names = _selected(found, args, "actiba")
-        final, act_sites = backend.apply(stage1, ["actiba"], sites=names, tables=tables,
-                                         site_tables=site_tables, lowering=args.lowering)
-        act_sites = _with_reasons(act_sites, found)
-    everything = sites + act_sites
-    for s in everything:
-        _log("  " + s.line())
-    n_ok = sum(s.ok for s in everything)
-    _log(f"actiba: {n_ok} of {len(everything)} sites rewritten")
+    result = pipeline.rewrite_model(original, request, log=_report)
     if args.dry_run:
         return 0
-
-    _log("op inventory (changed types):\n" + spec.inventory_diff(backend.inventory(original),
-                                                                  backend.inventory(final)))
-    failures = []
-    if stage1 is not stage0 and any(s.ok for s in sites if s.rewrite not in ssd):
-        ref = backend.run(stage0, backend.random_inputs(stage0))
-        scale = max(1.0, max(float(np.max(np.abs(r))) if np.size(r) else 0.0 for r in ref))
-        tol = args.tolerance if args.tolerance is not None else 1e-4 * scale
-        diff = backend.compare(stage0, stage1, inputs)
-        _log(f"actiba: exact rewrites: max |output diff| = {diff:.3g} (tolerance {tol:.3g})")
-        if not diff <= tol:
-            failures.append(f"exact rewrites differ by {diff:.3g} > --tolerance {tol:.3g}")
-    if any(s.ok for s in act_sites):
-        errs = [spec.table_error(s.detail["table"]) for s in act_sites if s.ok]
-        known = [e for e in errs if e is not None]
-        tol = args.act_tolerance if args.act_tolerance is not None else (50 * max(known) if known else 0.5)
-        diff = backend.compare(stage1, final, inputs)
-        _log(f"actiba: ActiBA: max |output diff| = {diff:.3g} (act tolerance {tol:.3g}; largest table "
-             f"error {max(known) if known else float('nan'):.3g})")
-        if not diff <= tol:
-            failures.append(f"ActiBA differs by {diff:.3g} > --act-tolerance {tol:.3g}")
-    if failures and not args.force:
-        raise InputError("; ".join(failures) + "; nothing written (use --force to save anyway)")
-    if n_ok == 0:
-        _log("actiba: no site was rewritten; writing an unchanged copy")
-    backend.save_model(final, args.output)
-    _log(f"actiba: wrote {args.output}" + (" despite: " + "; ".join(failures) if failures else ""))
+    backend.save_model(result.model, args.output)
+    warn = result.failures + ([pipeline.noop_message(result)] if result.noop else [])
+    _log(f"actiba: wrote {args.output}" + (" despite: " + "; ".join(warn) if warn else ""))
     return 0
+
+
+def _report(event: str, result) -> None:
+    """Print the pipeline's progress: sites after rewriting, then the inventory and each verified stage."""
+    if event == "sites":
+        for s in result.sites:
+            if s.rewrite.startswith("ssd") and s.ok and "max_diff_real" in s.detail:
+                _log(f"actiba: {s.rewrite} {s.name}: verified, max |output diff| {s.detail['max_diff_real']:.3g} "
+                     f"(real), {s.detail.get('max_diff_random', float('nan')):.3g} (random)")
+        for s in result.sites:
+            _log("  " + s.line())
+        _log(f"actiba: {result.rewritten} of {len(result.sites)} sites rewritten")
+        if result.noop:
+            _log("actiba: " + "; ".join(f"{n} changed nothing" for n in result.noop))
+    elif event == "inventory":
+        _log("op inventory (changed types):\n" + result.inventory_diff())
+    elif event == "stage":
+        st = result.stages[-1]
+        tol = "tolerance" if st.name == "exact rewrites" else "act tolerance"
+        _log(f"actiba: {st.name}: max |output diff| = {st.max_diff:.3g} ({tol} {st.tolerance:.3g} = "
+             f"{st.tolerance / st.scale:.3g} x output scale {st.scale:.3g}" + (f"; {st.note}" if st.note else "") + ")")

@@ -2,7 +2,7 @@
 
 Why through ONNX with a fixed length: CumBA / ReduBA need static lengths to build their constants, and
 exporting is the slow step (~10-40 s), so one export per (model, SSD variant, length) is cached and every
-configuration is a cheap graph rewrite (`actiba.rewrite.onnx_rw.apply`) of it. The logits mode ("all":
+configuration is a cheap graph rewrite (`actiba.rewrite.pipeline.rewrite_model`) of it. The logits mode ("all":
 [1, L, V] for scoring; "last": [1, 1, V], a generator's prefill) changes the graph, so it is part of the
 in-memory key; the "last" graph is derived from the "all" export by slicing the LM head's input
 (`models.export.last_logits_graph`), so both modes share one export and the same site ids.
@@ -127,8 +127,13 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
 
 def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str = "f32",
                    cache_dir: Path | None = None, logits: str = "all") -> tuple[Any, dict[str, int]]:
-    """(ONNX model for `config` at [1, seq_len] with `logits` "all" or "last", {rewrite: sites rewritten})."""
-    from ..rewrite import onnx_rw
+    """(ONNX model for `config` at [1, seq_len] with `logits` "all" or "last", {rewrite: sites rewritten}).
+
+    The SSD variant is part of the export (torch level, `_onnx_base`); the graph rules run through the
+    one rewrite pipeline (`rewrite.pipeline.rewrite_model`) without its verification — the sweep measures
+    accuracy itself — and a requested rewrite that rewrites no site is an InputError (nothing to measure).
+    """
+    from ..rewrite.pipeline import Request, rewrite_model
 
     base = _onnx_base(lm, config, seq_len, precision, cache_dir, logits)
     rewrites = [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba),
@@ -136,35 +141,12 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
     if not rewrites:
         return base, {}
     tables = tables_for(config, lm) if config.activations else None  # per-site keys pick by site id
-    wanted = None
-    if config.sites or config.cumba_min_n:
-        wanted = []
-        for rw in rewrites:
-            found = onnx_rw.find_sites(base, rw, tables if rw == "actiba" else None)
-            globs = config.sites.get(rw)
-            for s in found:
-                if not s.ok:
-                    continue
-                if globs is not None and not any(_glob(s.name, g) for g in globs):
-                    continue
-                if rw == "cumba" and config.cumba_min_n and int(s.detail.get("n", 0)) < config.cumba_min_n:
-                    continue
-                wanted.append(s.name)
-    model, sites = onnx_rw.apply(base, rewrites, sites=wanted, tables=tables)
-    done: dict[str, int] = {}
-    for s in sites:
-        if s.ok:
-            done[s.rewrite] = done.get(s.rewrite, 0) + 1
-    for rw in rewrites:
-        if not done.get(rw):
-            raise InputError(f"{rw}: no site was rewritten in {lm.name} (nothing to measure)")
-    return model, done
-
-
-def _glob(name: str, pattern: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, pattern)
+    request = Request(rewrites=rewrites, tables=tables, site_globs=dict(config.sites or {}),
+                      cumba_min_n=config.cumba_min_n or 0, precision=precision, verify=False, allow_noop=True)
+    result = rewrite_model(base, request)
+    if result.noop:
+        raise InputError(f"{result.noop[0]}: no site was rewritten in {lm.name} (nothing to measure)")
+    return result.model, result.counts()
 
 
 def to_openvino(onnx_model: Any) -> Any:

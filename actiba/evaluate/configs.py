@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..activations import SWEEP_NAMES as ACT_NAMES  # the activation registry
 from ..errors import InputError
 from ..rewrite.names import REWRITES
 
-ACT_NAMES = ("silu", "softplus")
 SEGMENTS = (4, 8, 16, 32)
 CALIBRATED = ("shared", "per-site")
 WEIGHTINGS = ("range", "density")

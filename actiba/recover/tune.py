@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..activations import NAMES as _EXACT_ACTS  # the activation registry
 from ..errors import InputError
 
 GRADS = ("table", "ste")
 TRAIN_PARAMS = ("all", "mixer")
-_EXACT_ACTS = ("silu", "softplus", "gelu", "gelu-tanh", "sigmoid", "tanh", "exp")
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Model graph rewrites for state-space models on NPUs: CumBA, ReduBA, ActiBA (XAMBA), plus SSD-aware ones.
 
-One description per rewrite lives in `spec`; `onnx_rw`, `openvino_rw` and `torch_rw` implement it at
-the three levels. `find_sites` / `apply` here dispatch on the model's type, so a caller that measures
-per site (CumSum on axis −2 is faster as MatMul on CPU, on the last axis slower) can pick sites:
+One rule per rewrite lives in `rules` (match / build on the View / Builder protocols, in the one order
+`rules.RULES`), its description and limits in `spec`; `onnx_rw` / `openvino_rw` drive the rules over
+ONNX / OpenVINO graphs and `torch_rw` holds the torch-level forms. `find_sites` / `apply` here dispatch
+on the model's type, so a caller that measures per site (CumSum on axis −2 is faster as MatMul on CPU,
+on the last axis slower) can pick sites:
 
     sites = find_sites(model, "cumba")                       # onnx.ModelProto or openvino.Model
     new, done = apply(model, ["cumba"], sites=[s for s in sites if s.ok and s.axis == -2])
@@ -19,9 +21,23 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InputError
-from .spec import SPECS, Site
+from .rules import RULES
+from .spec import Site
 
-__all__ = ["SPECS", "Site", "apply", "find_sites"]
+__all__ = ["RULES", "SPECS", "Site", "apply", "find_sites", "rewrite_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPECS":  # {rule name: RewriteSpec}, each held by its rule module
+        return {r.name: r.spec for r in RULES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def rewrite_model(model: Any, request: Any) -> Any:
+    """The verified rewrite pipeline (`pipeline.rewrite_model`): staging, tolerances, refusal, inventory."""
+    from .pipeline import rewrite_model as run
+
+    return run(model, request)
 
 
 def _level(model: Any) -> str:
@@ -40,32 +56,25 @@ def _level(model: Any) -> str:
     raise InputError(f"cannot rewrite a {kind}; expected onnx.ModelProto, openvino.Model or torch.nn.Module")
 
 
-_SSD = ("ssd-d1", "ssd-d2")
-
-
 def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
                site_tables: list[tuple[str, Any]] | None = None, precision: str = "f32") -> list[Site]:
     """Every place `rewrite` could apply in `model`, each with decision ('rewrite'/'skip') and reason."""
     level = _level(model)
-    if level == "onnx" and rewrite in _SSD:
-        from . import onnx_ssd
+    if level == "torch":
+        from . import torch_rw
 
-        return onnx_ssd.find_sites(model, precision, rewrite=rewrite)
-    if level == "openvino" and rewrite in _SSD:
-        from . import openvino_ssd
+        return torch_rw.find_ssd_sites(model, rewrite, precision)
+    return _backend(level).find_sites(model, rewrite, tables, site_tables, precision=precision)
 
-        return openvino_ssd.find_sites(model, precision, rewrite)
+
+def _backend(level: str) -> Any:
     if level == "onnx":
         from . import onnx_rw
 
-        return onnx_rw.find_sites(model, rewrite, tables, site_tables)
-    if level == "openvino":
-        from . import openvino_rw
+        return onnx_rw
+    from . import openvino_rw
 
-        return openvino_rw.find_sites(model, rewrite, tables, site_tables)
-    from . import torch_rw
-
-    return torch_rw.find_ssd_sites(model, rewrite, precision)
+    return openvino_rw
 
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
@@ -73,33 +82,36 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
           lowering: str = "auto", precision: str = "f32") -> tuple[Any, list[Site]]:
     """Apply `rewrites` at `sites` (all eligible if None); returns (model, every site considered).
 
-    ONNX / OpenVINO: a rewritten copy ("ssd-d1" then "ssd-d2" run first, each verified on the whole model;
-    d1 is refused for bf16/f16 graphs or `precision`). torch: the same module, patched in place.
+    ONNX / OpenVINO: a rewritten copy; the rules run in `rules.RULES` order, each SSD rule as a stage of
+    its own verified on the whole model (d1 is refused for bf16/f16 graphs or `precision`). torch: the
+    same module, patched in place. Verified, tolerance-checked rewriting is `pipeline.rewrite_model`.
     """
     level = _level(model)
-    rewrites = list(rewrites)
-    first = next((r for r in _SSD if r in rewrites), None)
-    if level in ("onnx", "openvino") and first is not None:
-        # the SSD rewrites first: d1 removes the T×T CumSums that CumBA would otherwise turn into MatMuls
-        if level == "onnx":
-            from . import onnx_ssd as ssd
+    rules = RULES.ordered(rewrites)
+    if level == "torch":
+        return _apply_torch(model, [r.name for r in rules], sites, precision)
+    sites = None if sites is None else list(sites)
+    done: list[Site] = []
+    rest, ran = [], False
+    for rule in rules:
+        if rule.stage == "ssd":
+            ran = True
+            if level == "onnx":
+                from . import onnx_ssd as ssd
+            else:
+                from . import openvino_ssd as ssd  # type: ignore[no-redef]
+            model, found = ssd.apply(model, sites, precision, rewrite=rule.name)
+            done += found
         else:
-            from . import openvino_ssd as ssd  # type: ignore[no-redef]
-        sites = None if sites is None else list(sites)
-        model, done = ssd.apply(model, sites, precision, rewrite=first)
-        rest = [r for r in rewrites if r != first]
-        if not rest:
-            return model, done
-        model, more = apply(model, rest, sites, tables, site_tables, lowering, precision)
-        return model, done + more
-    if level == "onnx":
-        from . import onnx_rw
+            rest.append(rule.name)
+    if not rest:
+        return (model if ran else _backend(level).apply(model, [])[0]), done
+    model, more = _backend(level).apply(model, rest, sites, tables, site_tables, lowering, precision)
+    return model, done + more
 
-        return onnx_rw.apply(model, rewrites, sites, tables, site_tables, lowering)
-    if level == "openvino":
-        from . import openvino_rw
 
-        return openvino_rw.apply(model, rewrites, sites, tables, site_tables, lowering)
+def _apply_torch(model: Any, rewrites: list[str], sites: Iterable[Site | str] | None,
+                 precision: str) -> tuple[Any, list[Site]]:
     from . import torch_rw
 
     bad = set(rewrites) - {"ssd-d1", "ssd-d2"}

@@ -1,36 +1,30 @@
-"""CumBA / ReduBA / ActiBA on OpenVINO models (`ov.Model`, IR `.xml` + `.bin`) by a direct graph walk.
+"""CumBA / ReduBA / ActiBA / SSD rules on OpenVINO models (`ov.Model`, IR `.xml` + `.bin`) by a direct graph walk.
 
-A walk over `get_ordered_ops()` is simpler than MatcherPasses for these single-op patterns and lets the
-same `Site` decisions as the ONNX level be listed in a dry run. Replacements take over the original
-output (tensor names included) with `Output.replace`, so consumers and model outputs are untouched.
-Verification compiles both models for CPU with an explicit f32 inference precision (CPU would pick bf16
-where it can).
+The rules (`rewrite.rules`) read the model through `openvino_view.OvView` and build through `OvBuilder`;
+this module drives them and runs the results. A walk over `get_ordered_ops()` is simpler than
+MatcherPasses for these patterns and lists the same `Site` decisions as the ONNX level in a dry run.
+Replacements take over the original output (tensor names included) with `Output.replace`, so
+consumers and model outputs are untouched. Verification compiles both models for CPU with an explicit
+f32 inference precision (CPU would pick bf16 where it can).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from . import spec
 from ._inputs import max_abs_diff, random_array
+from .openvino_view import OvBuilder, OvView
+from .openvino_view import const_of as _const  # noqa: F401  (older callers)
+from .openvino_view import shape_of as _shape  # noqa: F401
+from .rules import RULES
+from .rules.base import Context, Match, Rule
 from .spec import Site
-
-_FLOAT = ("f32", "f16", "bf16", "f64")
-_ACT_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "SoftPlus": "softplus"}
-
-
-def _ops() -> Any:
-    from openvino import opset13
-
-    return opset13
-
 
 # --- I/O -------------------------------------------------------------------------------------------------------
 
@@ -65,127 +59,6 @@ def clone(model: Any) -> Any:
     return model.clone()
 
 
-# --- helpers -------------------------------------------------------------------------------------------------------
-
-def _const(node_output: Any) -> np.ndarray | None:
-    node = node_output.get_node()
-    if node.get_type_name() == "Constant":
-        return np.asarray(node.get_data())
-    return None
-
-
-def _shape(out: Any) -> tuple[Any, ...] | None:
-    ps = out.get_partial_shape()
-    if ps.rank.is_dynamic:
-        return None
-    return tuple(d.get_length() if d.is_static else "?" for d in ps)
-
-
-def _etype(out: Any) -> str:
-    return out.get_element_type().get_type_name()
-
-
-def _consts(values: np.ndarray, like: Any) -> Any:
-    """A constant of `like`'s element type (bf16 via an f32 constant and a Convert)."""
-    ops = _ops()
-    et = like.get_element_type()
-    name = et.get_type_name()
-    if name == "bf16":
-        return ops.convert(ops.constant(values.astype(np.float32)), "bf16").output(0)
-    return ops.constant(values.astype(et.to_dtype())).output(0)
-
-
-def _ints(values: list[int]) -> Any:
-    return _ops().constant(np.array(values, dtype=np.int64)).output(0)
-
-
-# --- sites ----------------------------------------------------------------------------------------------------------
-
-def _base(rewrite: str, op: Any, x: Any) -> Site:
-    site = Site(rewrite, op.get_friendly_name(), op.get_type_name(), _shape(x), dtype=_etype(x))
-    site.detail["op"] = op
-    if _etype(x) not in _FLOAT:
-        site.skip(f"element type {_etype(x)} is not floating point")
-    elif site.shape is None:
-        site.skip("rank unknown")
-    return site
-
-
-def _cumba_sites(model: Any) -> list[Site]:
-    sites = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "CumSum":
-            continue
-        x = op.input_value(0)
-        site = _base("cumba", op, x)
-        sites.append(site)
-        attrs = op.get_attributes()
-        site.detail.update(exclusive=bool(attrs.get("exclusive")), reverse=bool(attrs.get("reverse")))
-        if not site.ok:
-            continue
-        ax = _const(op.input_value(1)) if op.get_input_size() > 1 else np.array(0)
-        if ax is None or ax.size != 1:
-            site.skip("axis is not a constant")
-            continue
-        rank = len(site.shape)
-        a = int(ax.reshape(-1)[0])
-        if not -rank <= a < rank:
-            site.skip(f"axis {a} out of range")
-            continue
-        a %= rank
-        site.axis = a - rank
-        n = site.shape[a]
-        if not isinstance(n, int):
-            site.skip(f"length along axis {a - rank} is dynamic; the triangular constant needs it static")
-            continue
-        site.detail.update(a=a, rank=rank, n=n)
-        site.reason = f"n={n}: " + ("x @ Uᵀ" if a == rank - 1 else "L @ x" if a == rank - 2 else "reshape, L @ x")
-    return sites
-
-
-def _reduba_sites(model: Any) -> list[Site]:
-    sites = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in ("ReduceSum", "ReduceMean"):
-            continue
-        x = op.input_value(0)
-        site = _base("reduba", op, x)
-        sites.append(site)
-        site.detail.update(keepdims=bool(op.get_attributes().get("keep_dims")),
-                           mean=op.get_type_name() == "ReduceMean")
-        if not site.ok:
-            continue
-        axes = _const(op.input_value(1))
-        if axes is None:
-            site.skip("axes input is not a constant")
-            continue
-        rank = len(site.shape)
-        if axes.size == 0:
-            site.axis = []
-            site.detail["plan"] = "identity"
-            site.reason = "empty axes: Identity"
-            continue
-        if rank == 0:
-            site.skip("scalar input")
-            continue
-        norm = spec.normalize_axes(axes.reshape(-1).tolist(), rank)
-        if norm is None:
-            site.skip(f"axes {axes.tolist()} invalid for rank {rank}")
-            continue
-        site.axis = [a - rank for a in norm]
-        dyn = [a - rank for a in norm if not isinstance(site.shape[a], int)]
-        if dyn:
-            site.skip(f"reduced axes {dyn} have dynamic length; the ones vector needs it static")
-            continue
-        plan = spec.reduce_plan(norm, rank)
-        if plan == "block" and rank - norm[-1] > 2 and not all(isinstance(d, int) for d in site.shape[norm[-1] + 1:]):
-            plan = "transpose"
-        k = math.prod(site.shape[a] for a in norm)
-        site.detail.update(axes=norm, rank=rank, k=k, plan=plan)
-        site.reason = f"K={k}: {plan}"
-    return sites
-
-
 def _function_tables(tables: Any) -> dict[str, Any]:
     """{function: table} for the OpenVINO level, which cannot name sites.
 
@@ -210,165 +83,92 @@ def _function_tables(tables: Any) -> dict[str, Any]:
     return {**by_fn, **shared}
 
 
-def _actiba_sites(model: Any, tables: Any, site_tables: list[tuple[str, Any]]) -> list[Site]:
-    tables = _function_tables(tables)
-    sites: list[Site] = []
-    claimed: set[str] = set()
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "Multiply":
-            continue
-        for xi, si in ((0, 1), (1, 0)):
-            s = op.input_value(si).get_node()
-            if s.get_type_name() == "Sigmoid" and s.input_value(0) == op.input_value(xi):
-                x = op.input_value(xi)
-                site = _base("actiba", op, x)
-                site.op = "Multiply(x,Sigmoid(x))"
-                site.detail.update(x_index=xi, function="silu", beta=1.0)
-                sites.append(site)
-                claimed.add(s.get_friendly_name())
-                break
-    for op in model.get_ordered_ops():
-        t = op.get_type_name()
-        if op.get_friendly_name() in claimed:
-            continue
-        fn, beta = _ACT_OPS.get(t), None
-        if t == "SoftPlus":
-            beta = 1.0
-        elif t == "Swish":
-            fn = "silu"
-            b = _const(op.input_value(1)) if op.get_input_size() > 1 else np.array(1.0)
-            beta = None if b is None else float(b.reshape(-1)[0])
-        elif t == "Gelu":
-            fn = "gelu-tanh" if str(op.get_attributes().get("approximation_mode", "")).upper() == "TANH" else "gelu"
-        if fn is None:
-            continue
-        x = op.input_value(0)
-        site = _base("actiba", op, x)
-        site.detail.update(x_index=0, function=fn, beta=beta)
-        sites.append(site)
-        if t == "Swish" and beta is None:
-            site.skip("Swish beta is not a constant")
-    for site in sites:
-        if site.ok:
-            _pick_table(site, tables, site_tables)
+# --- sites -----------------------------------------------------------------------------------------
+
+def _make_site(rule: Rule, view: OvView, found: Any) -> Site:
+    h = found.head
+    site = Site(rule.name, view.site(h.root), h.op, h.shape, axis=h.axis, dtype=h.dtype)
+    if isinstance(found, Match):
+        site.reason, site.match = found.reason, found
+        site.detail.update(found.report())
+    else:
+        site.skip(found.reason)
+    return site
+
+
+def _rule_sites(model: Any, rule: Rule, tables: Any, site_tables: list[tuple[str, Any]] | None,
+                ctx: Context) -> list[Site]:
+    view = OvView(model)
+    nodes = view.nodes()
+    sites = [_make_site(rule, view, found) for ops in rule.passes for node in nodes
+             if view.op(node) in ops and (found := rule.match(view, node, ctx)) is not None]
+    if rule.name == "actiba":
+        from .rules import actiba
+
+        fn_tables = _function_tables(tables)
+        for site in sites:
+            if site.ok:
+                actiba.pick_table(site, fn_tables, site_tables or [])
     return sites
 
 
-def _pick_table(site: Site, tables: dict[str, Any], site_tables: list[tuple[str, Any]]) -> None:
-    fn = site.detail["function"]
-    table = next((t for pat, t in site_tables if spec.matches_any(site.name, [pat])), None) or tables.get(fn)
-    if table is None:
-        site.skip(f"no table for {fn}")
-        return
-    if (why := spec.table_mismatch(table, fn, site.detail.get("beta"))) is not None:
-        site.skip(why)
-        return
-    site.detail["table"] = table
-    site.reason = f"{fn} table ({table.segments} segments)"
-
-
 def find_sites(model: Any, rewrite: str, tables: Any = None,
-               site_tables: list[tuple[str, Any]] | None = None) -> list[Site]:
-    """Every place `rewrite` ('cumba', 'reduba', 'actiba') could apply, with its decision.
+               site_tables: list[tuple[str, Any]] | None = None, precision: str = "f32") -> list[Site]:
+    """Every place `rewrite` (a rule name, see `rules.RULES`) could apply, with its decision.
 
     ActiBA `tables`: {function: Table}; per-site sets only in the shared form (see `_function_tables`).
+    Rules implemented for ONNX only (the contraction) find nothing here.
     """
-    if rewrite == "cumba":
-        return _cumba_sites(model)
-    if rewrite == "reduba":
-        return _reduba_sites(model)
-    if rewrite == "actiba":
-        return _actiba_sites(model, tables, site_tables or [])
-    if rewrite == "contract":
-        return []  # the broadcast Mul→ReduceSum contraction is implemented at the ONNX level only
-    raise InputError(f"unknown rewrite {rewrite!r}; known: {', '.join(spec.GRAPH_REWRITES)}")
+    rule = RULES.get(rewrite)
+    if "openvino" not in rule.levels:
+        return []
+    return _rule_sites(model, rule, tables, site_tables, Context(precision))
 
 
-# --- replacements -----------------------------------------------------------------------------------------------------
-
-def _build_cumba(site: Site, x: Any) -> Any:
-    ops = _ops()
-    d = site.detail
-    m = spec.cumsum_matrix(d["n"], d["exclusive"], d["reverse"], np.float64)
-    a, rank = d["a"], d["rank"]
-    if a == rank - 1:
-        return ops.matmul(x, _consts(m.T, x), False, False).output(0)
-    if a == rank - 2:
-        return ops.matmul(_consts(m, x), x, False, False).output(0)
-    r = ops.reshape(x, _ints([0] * a + [d["n"], -1]), special_zero=True)
-    mm = ops.matmul(_consts(m, x), r, False, False)
-    return ops.reshape(mm, ops.shape_of(x), special_zero=False).output(0)
-
-
-def _build_reduba(site: Site, x: Any) -> Any:
-    ops = _ops()
-    d = site.detail
-    if d["plan"] == "identity":
-        return x
-    axes, rank, k, keep, plan = d["axes"], d["rank"], d["k"], d["keepdims"], d["plan"]
-    vec = np.full(k, 1.0 / k if d["mean"] else 1.0)
-    if plan == "last":
-        return ops.matmul(x, _consts(vec.reshape(k, 1) if keep else vec, x), False, False).output(0)
-    if plan == "second":
-        return ops.matmul(_consts(vec.reshape(1, k) if keep else vec, x), x, False, False).output(0)
-    if plan == "block":
-        a0, a1 = axes[0], axes[-1]
-        r = ops.reshape(x, _ints([0] * a0 + [k, -1]), special_zero=True)
-        out = ops.matmul(_consts(vec, x), r, False, False).output(0)
-        if rank - a1 > 2:
-            out = ops.reshape(out, _ints([0] * a0 + list(site.shape[a1 + 1:])), special_zero=True).output(0)
-    else:
-        kept = [i for i in range(rank) if i not in axes]
-        src = x
-        if plan == "transpose":
-            src = ops.transpose(x, _ints(kept + axes)).output(0)
-        r = ops.reshape(src, _ints([0] * len(kept) + [k]), special_zero=True)
-        out = ops.matmul(r, _consts(vec, x), False, False).output(0)
-    if keep:
-        out = ops.unsqueeze(out, _ints(axes)).output(0)
-    return out
-
-
-def _build_actiba(site: Site, x: Any, lowering: str) -> Any:
-    from ..lower.openvino_lower import table_subgraph
-
-    return table_subgraph(site.detail["table"], x, lowering=lowering)
+def _replace(rule: Rule, sites: list[Site], lowering: str) -> None:
+    """Build every chosen site (in place) and re-point the replaced outputs' users."""
+    replaced: dict[Any, Any] = {}
+    for s in sites:
+        m = s.match
+        if hasattr(m, "lowering"):
+            m.lowering = lowering
+        b = OvBuilder(replaced)
+        try:
+            news = rule.build(b, m)
+        except ImportError as exc:
+            s.skip(f"lowering unavailable ({exc})")
+            continue
+        for old, new in zip(m.replaces, news, strict=True):
+            old = b._in(old)
+            if len(m.replaces) == 1 and new.get_node().get_name() in b.made:
+                new.get_node().set_friendly_name(s.name)
+                old.get_node().set_friendly_name(s.name + "/replaced")
+            old.replace(new)
+            replaced[(old.get_node().get_name(), old.get_index())] = new
 
 
 def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | None = None,
           tables: Any = None, site_tables: list[tuple[str, Any]] | None = None,
-          lowering: str = "auto") -> tuple[Any, list[Site]]:
-    """Return (a rewritten clone of `model`, every site considered with its decision)."""
-    rewrites = list(rewrites)
-    unknown = set(rewrites) - set(spec.GRAPH_REWRITES)
-    if unknown:
-        raise InputError(f"unknown rewrite(s) {sorted(unknown)}; known: {', '.join(spec.GRAPH_REWRITES)}")
+          lowering: str = "auto", precision: str = "f32",
+          choose: Callable[[list[Site]], None] | None = None) -> tuple[Any, list[Site]]:
+    """Return (a rewritten clone of `model`, every site considered with its decision); the rules run in
+    `rules.RULES` order, each on the result of the one before."""
+    rules = [r for r in RULES.ordered(rewrites) if "openvino" in r.levels]  # the contraction is ONNX-only
     model = model.clone()
     wanted = None if sites is None else {s.name if isinstance(s, Site) else s for s in sites}
     all_sites: list[Site] = []
-    for rw in ("cumba", "reduba", "actiba"):
-        if rw not in rewrites:
-            continue
-        found = find_sites(model, rw, tables, site_tables)
+    for rule in rules:
+        found = _rule_sites(model, rule, tables, site_tables, Context(precision))
         for s in found:
             if s.ok and wanted is not None and s.name not in wanted:
                 s.skip("not selected")
-            if not s.ok:
-                continue
-            op = s.detail["op"]
-            x = op.input_value(s.detail.get("x_index", 0))  # now, after earlier replacements
-            try:
-                new = (_build_cumba(s, x) if rw == "cumba" else _build_reduba(s, x) if rw == "reduba"
-                       else _build_actiba(s, x, lowering))
-            except ImportError as exc:
-                s.skip(f"lowering unavailable ({exc})")
-                continue
-            if new.get_node().get_type_name() != "Parameter":
-                new.get_node().set_friendly_name(s.name)
-                op.set_friendly_name(s.name + "/replaced")
-            op.output(0).replace(new)
+        if choose is not None:  # the caller's selection (marks sites skipped, with its reason)
+            choose(found)
+        chosen = [s for s in found if s.ok]
+        if chosen:
+            _replace(rule, chosen, lowering)
+            model.validate_nodes_and_infer_types()
         all_sites.extend(found)
-    model.validate_nodes_and_infer_types()
     return model, all_sites
 
 

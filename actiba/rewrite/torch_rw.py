@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .. import activations
 from ..errors import InputError
 from . import site_ids, spec
+from .rules import RULES
 from .spec import Site
 
 # --- ActiBA ------------------------------------------------------------------------------------------------
@@ -41,20 +43,15 @@ def _function_of(func: Any, args: tuple, kwargs: dict) -> tuple[str, float | Non
     """
     if args and isinstance(args[0], torch.nn.Parameter):
         return None
-    if func in (F.silu, torch._C._nn.silu, torch._C._nn.silu_):
-        return "silu", 1.0
-    if func in (F.softplus, torch._C._nn.softplus):
-        beta = kwargs.get("beta", args[1] if len(args) > 1 else 1.0)
-        return "softplus", float(beta)
-    if func in (F.gelu, torch._C._nn.gelu):
-        approx = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-        return ("gelu-tanh" if approx == "tanh" else "gelu"), None
-    if func in (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid):
-        return "sigmoid", None
-    if func in (torch.tanh, torch.Tensor.tanh, F.tanh):
-        return "tanh", None
-    if func in (torch.exp, torch.Tensor.exp):
-        return "exp", None
+    for act in activations.torch_callables().get(func, ()):
+        if act.torch_select is not None:
+            key, pos, value = act.torch_select
+            if kwargs.get(key, args[pos] if len(args) > pos else "none") != value:
+                continue
+        if act.torch_beta is not None:
+            key, pos = act.torch_beta
+            return act.name, float(kwargs.get(key, args[pos] if len(args) > pos else 1.0))
+        return act.name, (1.0 if act.beta else None)
     return None
 
 
@@ -438,12 +435,12 @@ def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
         sites.append(site)
         if include and not spec.matches_any(path, include):
             site.skip("not selected")
-        elif (why := spec.check_precision(spec.SPECS[rewrite], precision)) is not None:
+        elif (why := spec.check_precision(RULES.get(rewrite).spec, precision)) is not None:
             site.skip(why)
         elif rewrite == "ssd-d2" and mod.n_groups != 1:
             site.skip(f"n_groups={mod.n_groups} (d2 needs 1)")
         else:
-            site.reason = spec.SPECS[rewrite].math.split(";")[0]
+            site.reason = RULES.get(rewrite).spec.math.split(";")[0]
     return sites
 
 

@@ -2,7 +2,7 @@
 
 Why at the torch level too: a user who exports from torch (or evaluates accuracy in torch) can bake
 the MatMul form into the graph without an ONNX pass, and see exactly which calls changed. The math is
-`spec.CUMBA` / `spec.REDUBA` (same constants, same layouts: the summed axis is brought next to the
+`rules.cumba.SPEC` / `rules.reduba.SPEC` (same constants, same layouts: the summed axis is brought next to the
 constant with reshapes, never a transpose when the axes are contiguous).
 
     with sums_scope(model, ["cumba"], include=["backbone.layers.*.mixer"], min_n=32):
