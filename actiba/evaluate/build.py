@@ -89,8 +89,13 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
     check_logits_mode(logits)
     d1, d2 = config.ssd
     chunk = config.ssd_chunk
-    if (d1 or d2 or chunk) and lm.model_type != "mamba2":
-        raise InputError(f"SSD rewrites d1/d2 and ssd_chunk apply to Mamba-2 only, not {lm.model_type}")
+    if d1 or d2 or chunk:
+        from ..models import arch
+
+        kind = arch.get(lm.model_type).ssm
+        if kind != arch.SSD:
+            raise InputError(f"SSD rewrites d1/d2 and ssd_chunk apply to Mamba-2 only (SSD mixers), not "
+                             f"{lm.model_type} ({kind} mixers)")
     key = (d1, d2, chunk, seq_len, precision if d1 else "any", logits)
     if key in lm.onnx_cache:
         return lm.onnx_cache[key]
@@ -136,8 +141,9 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
     from ..rewrite.pipeline import Request, rewrite_model
 
     base = _onnx_base(lm, config, seq_len, precision, cache_dir, logits)
-    rewrites = [r for r, on in (("cumba", config.cumba), ("reduba", config.reduba),
-                                ("actiba", bool(config.activations))) if on]
+    from ..rewrite.names import TORCH_LEVEL
+
+    rewrites = [r for r in config.rewrites if r not in TORCH_LEVEL] + (["actiba"] if config.activations else [])
     if not rewrites:
         return base, {}
     tables = tables_for(config, lm) if config.activations else None  # per-site keys pick by site id
