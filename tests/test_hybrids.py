@@ -195,14 +195,21 @@ def test_exported_decode_step_in_openvino_matches_hf(tiny):
 
     import onnx
 
-    from actiba.models.decode import export_decode_onnx, state_shapes
+    from actiba.models.decode import compile_decode_openvino, export_decode_onnx, state_shapes
 
     entry, model = tiny
     proto = export_decode_onnx(model)
+    # site ids are the HF module paths, as in the prefill graph: every mixer's Softplus (dt) is found
+    from actiba.evaluate.configs import relu_table
+    from actiba.rewrite import onnx_rw
+
+    sites = onnx_rw.find_sites(proto, "actiba", {"softplus": relu_table()})
+    soft = {s.detail["site_id"] for s in sites if s.detail.get("function") == "softplus"}
+    assert {f"{p}:softplus#0" for p, _ in entry.mixers(model)} <= soft, soft
     with tempfile.TemporaryDirectory() as tmp:
         p = os.path.join(tmp, "d.onnx")
         onnx.save_model(proto, p)
-        compiled = ov.Core().compile_model(ov.convert_model(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        compiled = compile_decode_openvino(ov.convert_model(p), "f32", threads=1)
     req = compiled.create_infer_request()
     states = {n: np.zeros(s, np.float32) for n, s in state_shapes(model)}
     ids = _ids()
@@ -226,7 +233,8 @@ def test_prefill_export_matches_torch(tiny, tmp_path):
 
     entry, model = tiny
     res = export_onnx(model, tmp_path / "m.onnx", seq_len=32, verbose=False)
-    scale = float(model(input_ids=_ids(32), use_cache=False).logits.abs().max())
+    with torch.inference_mode():
+        scale = float(model(input_ids=_ids(32), use_cache=False).logits.abs().max())
     assert res.max_abs_diff <= 1e-4 * scale
     last = tmp_path / "last.onnx"
     onnx.save_model(last_logits_graph(onnx.load(str(tmp_path / "m.onnx"))), str(last))

@@ -1,11 +1,13 @@
-"""Export a Mamba / Mamba-2 causal LM (input_ids -> logits) to ONNX and OpenVINO IR, verified against torch.
+"""Export a Mamba-family causal LM (input_ids -> logits) to ONNX and OpenVINO IR, verified against torch.
 
 Why verify on every export: exporters silently drop or change ops; a max-logit-difference check against
 the torch model (onnxruntime, and OpenVINO CPU with an explicit f32 precision hint) catches that at once.
 Mamba v1 is exported through `mamba_scan`'s ``stepped`` scan (chunk 32) by default: HF's loop would
 unroll into one copy per token and pin the sequence length, and ``stepped`` is also faster than that
 loop on OpenVINO CPU (1.38x at 256 tokens on the embedded model; ``chunked`` is the most compact graph
-but ~4x slower there — eval/results/mamba_scan.md).
+but ~4x slower there — eval/results/mamba_scan.md); FalconMamba and Jamba get the same scan with
+their B/C/dt norms. The architecture registry supplies the rest: MoE experts in the implementation that
+exports (`experts_view`), and logit scaling (Falcon-H1's Mul, Granite's Div) stays in the graph.
 
     python -m actiba.models.export embedded:mamba2 --to openvino -o out/mamba2.xml --seq-len 128
 """
@@ -334,14 +336,16 @@ def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128, logits: 
     return _diff(got, _torch_logits(model, ids, check_logits_mode(logits)))
 
 
-def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None) -> Any:
-    """Compile for OpenVINO CPU with an explicit inference precision (CPU defaults to bf16 where it can)."""
+def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None,
+                     extra: dict[str, Any] | None = None) -> Any:
+    """Compile for OpenVINO CPU with an explicit inference precision (CPU defaults to bf16 where it can);
+    `extra` adds CPU plugin properties (e.g. `decode.OPENVINO_DECODE_CONFIG`)."""
     import openvino as ov
 
     if precision not in ("f32", "bf16"):
         raise InputError(f"unknown inference precision {precision!r}; use f32 or bf16")
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, **(extra or {})}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     source = path_or_model
