@@ -196,8 +196,9 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
     """Export the decode step to ONNX (inputs ``input_ids``, conv_i, ssm_i; outputs ``logits``, conv_i_out,
     ssm_i_out; hybrids also key_i / value_i with a dynamic past length); returns the onnx.ModelProto and
     writes it to `out` if given. MoE experts are exported in the registry entry's implementation."""
-    from .export import experts_view
+    from .export import check_fits_memory, experts_view
 
+    check_fits_memory(model)
     with experts_view(model):
         step = decode_module(model).eval()
         shapes = step.state_shapes() if isinstance(step, HybridStep) else state_shapes(model)
