@@ -242,3 +242,27 @@ def test_prefill_export_matches_torch(tiny, tmp_path):
     ir = export_openvino(model, tmp_path / "m.xml", seq_len=32, from_onnx=tmp_path / "m.onnx", verbose=False)
     assert ir.max_abs_diff <= 1e-4 * scale
     assert check_openvino(model, tmp_path / "m.xml", 32, "f32") <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("model_type", MAMBA1)
+def test_mamba1_relatives_export_through_the_compact_scan(model_type):
+    """FalconMamba / Jamba are exported with the compact scan patched in (not HF's per-token loop), and
+    the patch is undone afterwards."""
+    from actiba.models.export import export_view
+
+    entry, model = _tiny(model_type)
+    mixers = [m for _, m in entry.mixers(model)]
+    with export_view(model, "stepped", 16):
+        assert all("_actiba_original_forward" in vars(m) for m in mixers)
+    assert not any("_actiba_original_forward" in vars(m) for m in mixers)
+
+
+def test_moe_exports_in_the_registry_experts_implementation():
+    from actiba.models.export import experts_view
+
+    entry, model = _tiny("granitemoehybrid")
+    before = model.config._experts_implementation
+    assert before != entry.experts_implementation  # transformers' default (grouped_mm) does not export
+    with experts_view(model):
+        assert model.config._experts_implementation == entry.experts_implementation == "batched_mm"
+    assert model.config._experts_implementation == before
