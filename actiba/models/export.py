@@ -1,11 +1,13 @@
-"""Export a Mamba / Mamba-2 causal LM (input_ids -> logits) to ONNX and OpenVINO IR, verified against torch.
+"""Export a Mamba-family causal LM (input_ids -> logits) to ONNX and OpenVINO IR, verified against torch.
 
 Why verify on every export: exporters silently drop or change ops; a max-logit-difference check against
 the torch model (onnxruntime, and OpenVINO CPU with an explicit f32 precision hint) catches that at once.
 Mamba v1 is exported through `mamba_scan`'s ``stepped`` scan (chunk 32) by default: HF's loop would
 unroll into one copy per token and pin the sequence length, and ``stepped`` is also faster than that
 loop on OpenVINO CPU (1.38x at 256 tokens on the embedded model; ``chunked`` is the most compact graph
-but ~4x slower there — eval/results/mamba_scan.md).
+but ~4x slower there — eval/results/mamba_scan.md); FalconMamba and Jamba get the same scan with
+their B/C/dt norms. The architecture registry supplies the rest: MoE experts in the implementation that
+exports (`experts_view`), and logit scaling (Falcon-H1's Mul, Granite's Div) stays in the graph.
 
     python -m actiba.models.export embedded:mamba2 --to openvino -o out/mamba2.xml --seq-len 128
 """
@@ -86,13 +88,30 @@ def check_logits_mode(logits: str) -> LogitsMode:
     return logits  # type: ignore[return-value]
 
 
+_SCALE_OPS = ("Mul", "Div")  # Falcon-H1 multiplies the logits by lm_head_multiplier, Granite divides by logits_scaling
+
+
+def _constant_scalar(g: Any, name: str) -> bool:
+    """Whether `name` is a one-element initializer or Constant output (a logit scale, not a tensor)."""
+    from onnx import numpy_helper
+
+    for t in g.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t).size == 1
+    for node in g.node:
+        if node.op_type == "Constant" and name in node.output:
+            return all(numpy_helper.to_array(a.t).size == 1 for a in node.attribute if a.name == "value")
+    return False
+
+
 def last_logits_graph(onnx_model: Any) -> Any:
     """A copy of an all-positions graph (``logits`` [1, L, V]) that returns only the last position.
 
     Why at graph level: it is what `LogitsOnly(last_only=True)` exports — a Slice of the LM head's
     input to the last position — without a second torch export (the slow step, ~10-40 s here), and
     it keeps every node of the body, so site ids and rewrites line up with the all-positions graph.
-    Expects the graph output to come straight from the LM head (a MatMul of [.., L, H] hidden states).
+    Expects the graph output to come from the LM head (a MatMul of [.., L, H] hidden states), directly
+    or through one Mul / Div by a constant scalar (logit scaling, which is kept).
     """
     import numpy as np
     import onnx
@@ -104,11 +123,18 @@ def last_logits_graph(onnx_model: Any) -> Any:
     if len(g.output) != 1:
         raise InputError(f"expected one graph output (the logits), found {len(g.output)}")
     out = g.output[0]
-    at = next((i for i, n in enumerate(g.node) if out.name in n.output), None)
-    head = g.node[at] if at is not None else None
+
+    def producer(name: str) -> tuple[int | None, Any]:
+        at = next((i for i, n in enumerate(g.node) if name in n.output), None)
+        return at, (g.node[at] if at is not None else None)
+
+    at, head = producer(out.name)
+    if head is not None and head.op_type in _SCALE_OPS and _constant_scalar(g, head.input[1]):
+        at, head = producer(head.input[0])
     if head is None or head.op_type != "MatMul":
         kind = "a graph input" if head is None else f"a {head.op_type} node"
-        raise InputError(f"output {out.name!r} comes from {kind}, not an LM-head MatMul: cannot keep the last position")
+        raise InputError(f"output {out.name!r} comes from {kind}, not an LM-head MatMul (optionally scaled by "
+                         "a constant Mul / Div): cannot keep the last position")
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3:
         raise InputError(f"output {out.name!r} has rank {len(dims)}, expected [batch, seq, vocab]")
@@ -130,7 +156,68 @@ def last_logits_graph(onnx_model: Any) -> Any:
 
 
 def _is_mamba_v1(model: Any) -> bool:
-    return getattr(getattr(model, "config", None), "model_type", None) == "mamba"
+    """Whether `model` runs a Mamba-1 selective scan (Mamba, FalconMamba, Jamba: the registry says)."""
+    from . import arch
+
+    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    return entry is not None and entry.ssm == arch.SELECTIVE_SCAN
+
+
+def ssd_chunk_size(model: Any) -> int | None:
+    """The SSD chunk length of `model`, read through its registry entry's config field (Bamba, Granite and
+    Falcon-H1 call it ``mamba_chunk_size``); None for Mamba-1 families and unknown models."""
+    from . import arch
+
+    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    return entry.chunk_size(model.config) if entry is not None else None
+
+
+@contextlib.contextmanager
+def experts_view(model: Any):
+    """Run (or export) `model` with its registry entry's MoE experts implementation, restored afterwards.
+
+    Why: transformers' default ``grouped_mm`` experts have no ONNX lowering ("No ONNX function found for
+    transformers.grouped_mm_fallback"), eager experts fail torch.export on data-dependent routing, and
+    only ``batched_mm`` (every expert on every token, weighted by the router) exports (Granite-4.0-H, Jamba).
+    """
+    from . import arch
+
+    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    want = entry.experts_implementation if entry is not None else None
+    before = getattr(model.config, "_experts_implementation", None)
+    if not want or before == want or not hasattr(model, "set_experts_implementation"):
+        yield model
+        return
+    model.set_experts_implementation(want)
+    try:
+        yield model
+    finally:
+        model.set_experts_implementation(before or "grouped_mm")
+
+
+def check_fits_memory(model: Any, factor: float = 3.0) -> None:
+    """Refuse, in one line with the sizes, an export that would not fit in memory.
+
+    Why `factor` 3 (an estimate, not a measurement): the exporter holds the weights, their copy in the
+    ONNX proto and the serialised file's buffer at once.
+    """
+    need = factor * sum(p.numel() * p.element_size() for p in model.parameters())
+    free = _available_memory()
+    if free is not None and need > free:
+        raise InputError(f"model is too large to export here: its weights take {need / factor / 2**30:.1f} GiB "
+                         f"and the export needs about {need / 2**30:.1f} GiB, but only {free / 2**30:.1f} GiB "
+                         "of memory is available")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 @contextlib.contextmanager
@@ -197,8 +284,9 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
     if seq_len is None and _is_mamba_v1(model) and mamba_scan == "loop":
         raise InputError("Mamba v1 with the loop scan needs a fixed --seq-len (the loop unrolls per token)")
     # a dynamic export traces with a length that is no multiple of any chunk size, so padding stays symbolic
+    check_fits_memory(model)
     example = _random_ids(seq_len or 67)
-    with tempfile.TemporaryDirectory() as tmp, export_view(model, mamba_scan, chunk_size):
+    with tempfile.TemporaryDirectory() as tmp, export_view(model, mamba_scan, chunk_size), experts_view(model):
         path = Path(tmp) / "model.onnx"
         wrapped = LogitsOnly(model, last_only=logits == "last").eval()
         try:
@@ -248,14 +336,16 @@ def check_onnx(model: Any, path: str | os.PathLike, seq_len: int = 128, logits: 
     return _diff(got, _torch_logits(model, ids, check_logits_mode(logits)))
 
 
-def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None) -> Any:
-    """Compile for OpenVINO CPU with an explicit inference precision (CPU defaults to bf16 where it can)."""
+def compile_openvino(path_or_model: Any, precision: Precision = "f32", threads: int | None = None,
+                     extra: dict[str, Any] | None = None) -> Any:
+    """Compile for OpenVINO CPU with an explicit inference precision (CPU defaults to bf16 where it can);
+    `extra` adds CPU plugin properties (e.g. `decode.OPENVINO_DECODE_CONFIG`)."""
     import openvino as ov
 
     if precision not in ("f32", "bf16"):
         raise InputError(f"unknown inference precision {precision!r}; use f32 or bf16")
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, **(extra or {})}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     source = path_or_model

@@ -208,8 +208,12 @@ def selective_scan_stepped(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B
 
 
 def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Callable[..., torch.Tensor],
-                  attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """HF `MambaMixer` full-sequence forward (no cache) using `scan` for the selective scan."""
+                  attention_mask: torch.Tensor | None = None,
+                  norms: dict[str, torch.nn.Module] | None = None) -> torch.Tensor:
+    """HF `MambaMixer` full-sequence forward (no cache) using `scan` for the selective scan.
+
+    `norms` maps "dt", "b", "c" to the modules FalconMamba and Jamba apply to the low-rank time step, B
+    and C between `x_proj` and the scan (skipping them puts FalconMamba's logits off by 37 %)."""
     dtype = hidden_states.dtype
     if attention_mask is not None:
         hidden_states = hidden_states * attention_mask[:, :, None].to(dtype)
@@ -221,6 +225,8 @@ def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Cal
         x = x * attention_mask[:, None, :].to(x.dtype)
     rank, n = mixer.time_step_rank, mixer.ssm_state_size
     time_step, B, C = torch.split(mixer.x_proj(x.transpose(1, 2)), [rank, n, n], dim=-1)
+    if norms:
+        time_step, B, C = norms["dt"](time_step), norms["b"](B), norms["c"](C)
     dt = F.softplus(mixer.dt_proj(time_step).transpose(1, 2).float())
     A = -torch.exp(mixer.A_log.float())
     y = scan(x.float(), dt, A, B.float(), C.float())
@@ -228,11 +234,35 @@ def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Cal
     return mixer.out_proj(y.transpose(1, 2).to(dtype))
 
 
+def _entry(model: torch.nn.Module):
+    from . import arch
+
+    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    return entry if entry is not None and entry.ssm == arch.SELECTIVE_SCAN else None
+
+
 def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    found = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
+    """The selective-scan mixers of a Mamba-1 family model (the registry's paths and class; a bare
+    `MambaMixer` stack without a known config counts too)."""
+    entry = _entry(model)
+    if entry is not None:
+        found = [m for _, m in entry.mixers(model)]
+    else:
+        found = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
     if not found:
-        raise TypeError(f"{type(model).__name__} has no MambaMixer layers (is it a Mamba v1 model?)")
+        raise TypeError(f"{type(model).__name__} has no Mamba-1 mixer layers (is it a Mamba v1 model?)")
     return found
+
+
+def _norms(model: torch.nn.Module, mixer: torch.nn.Module) -> dict[str, torch.nn.Module] | None:
+    """The mixer's B / C / dt norms named by the registry entry's `scan_norms` (``b_layernorm`` -> "b")."""
+    entry = _entry(model)
+    if entry is None or not entry.scan_norms:
+        return None
+    norms = {name.split("_", 1)[0]: getattr(mixer, name) for name in entry.scan_norms}
+    if set(norms) != {"b", "c", "dt"}:
+        raise TypeError(f"{entry.model_type}: scan_norms {entry.scan_norms} do not name the b, c and dt norms")
+    return norms
 
 
 def _scan_fn(mode: ScanMode, chunk_size: int) -> Callable[..., torch.Tensor]:
@@ -254,17 +284,18 @@ def patch_scan(model: torch.nn.Module, mode: ScanMode = "chunked", chunk_size: i
     scan = _scan_fn(mode, chunk_size)
     for mixer in _mixers(model):
         original = mixer.__dict__.get("_actiba_original_forward", mixer.forward)
+        norms = _norms(model, mixer)
 
         # transformers >= 5.x names the mixer's cache `cache` (`cache_params` is deprecated, removed
         # in 5.40); take either, pass on the name the wrapped forward declares
         name = "cache" if "cache" in inspect.signature(original).parameters else "cache_params"
 
         def forward(self, hidden_states, cache=None, attention_mask=None, _orig=original, _name=name,
-                    cache_params=None, **kw):
+                    cache_params=None, _norms=norms, **kw):
             given = cache if cache is not None else cache_params
             if given is not None:
                 return _orig(hidden_states, attention_mask=attention_mask, **{_name: given}, **kw)
-            return mixer_forward(self, hidden_states, scan, attention_mask)
+            return mixer_forward(self, hidden_states, scan, attention_mask, _norms)
 
         mixer._actiba_original_forward = original
         mixer.forward = types.MethodType(forward, mixer)
