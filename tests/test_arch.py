@@ -69,10 +69,30 @@ def test_block_paths_exist(built):
 
 def test_require_refuses_with_the_reason():
     cfg = transformers.AutoConfig.for_model("bamba", **arch.ARCHITECTURES["bamba"].tiny)
-    with pytest.raises(InputError, match="BambaForCausalLM.*Mamba2Mixer.*Supported: mamba, mamba2"):
+    with pytest.raises(InputError, match="BambaForCausalLM.*Mamba2Mixer.*Supported: mamba, mamba2, falcon_mamba"):
         arch.require(cfg, "m")
-    with pytest.raises(InputError, match="type 'llama'; actiba supports mamba, mamba2"):
+    with pytest.raises(InputError, match="type .llama.; actiba supports mamba, mamba2, falcon_mamba"):
         arch.require(transformers.AutoConfig.for_model("llama"), "m")
     assert arch.require(transformers.AutoConfig.for_model("mamba2"), "m").ssm == arch.SSD
     with pytest.raises(InputError, match="known: mamba, mamba2"):
         arch.get("gpt2")
+
+
+@pytest.mark.slow
+def test_falcon_mamba_folder_end_to_end(tmp_path, capsys):
+    """A saved FalconMamba folder runs through `actiba eval`: the OpenVINO graph (compact scan with
+    FalconMamba's B/C/dt norms) scores what torch scores."""
+    import re
+
+    from actiba.cli import main
+
+    entry = arch.ARCHITECTURES["falcon_mamba"]
+    cfg = transformers.AutoConfig.for_model("falcon_mamba", **dict(entry.tiny, vocab_size=258))
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "fm")
+    rc = main(["eval", str(tmp_path / "fm"), "--seq-len", "64", "--eval-bytes", "1024", "--repeats", "5",
+               "--backend", "torch"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    ov, pt = map(float, re.search(r"bits/byte ([\d.]+) ±[\d.]+ torch ([\d.]+)", out).groups())
+    assert ov == pytest.approx(pt, rel=1e-4)

@@ -21,6 +21,7 @@ def regenerated(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # regenerates the whole catalog (~20 s): python -m pytest -m slow tests/test_catalog.py
 def test_same_files(regenerated: Path) -> None:
     assert sorted(p.name for p in regenerated.iterdir()) == sorted(p.name for p in FITS.iterdir())
 

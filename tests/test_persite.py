@@ -99,7 +99,7 @@ def exports(tmp_path_factory):
     return get
 
 
-@pytest.fixture(params=["mamba2", "mamba"])
+@pytest.fixture(params=["mamba2", pytest.param("mamba", marks=pytest.mark.slow)])  # Mamba v1 export: 16 s
 def exported(request, exports):
     """Both architectures (Mamba v1 folds its SiLUActivation wrapper into the mixer's site ids)."""
     return exports(request.param)

@@ -261,6 +261,7 @@ def test_cli_ssd_d1_d2(tiny_mamba2, tmp_path, capsys) -> None:
     np.testing.assert_allclose(run(new, {"input_ids": ids})[0], _torch_logits(model, ids), atol=1e-3)
 
 
+@pytest.mark.slow  # the embedded model end to end (~10 s); the tiny exports above cover the rewrite
 def test_embedded_mamba2_graph_d1_d2_keeps_predictions(tmp_path) -> None:
     """On the trained embedded Mamba-2 (4 layers, 2 chunks of 64 + padding): both SSD rewrites at the
     graph level, then onnxruntime against HF torch on held-out bytes."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..fingerprint import model_fingerprint
+from ..models.arch import is_selective_scan
 from .stats import Accumulator, CalibrationStats
 
 
@@ -38,7 +39,7 @@ def windows(data: bytes, seq_len: int, max_windows: int | None = None) -> list[b
 def _scan_context(module: Any) -> Any:
     """Mamba v1: the exact recurrent scan scoring uses (HF's slow path is the same math, much slower)."""
     already = any("_actiba_original_forward" in vars(m) for m in module.modules())
-    if getattr(getattr(module, "config", None), "model_type", None) == "mamba" and not already:
+    if is_selective_scan(module) and not already:
         from ..models.mamba_scan import chunked_scan
 
         return chunked_scan(module, mode="recurrent")

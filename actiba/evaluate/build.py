@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..models.arch import is_selective_scan
 from .configs import Config, tables_for
 
 # random-weight architectures (sizes of the public checkpoints' configs; no weights are downloaded)
@@ -73,7 +74,7 @@ def onnx_cache_name(lm: LoadedModel, config: Config, seq_len: int) -> str:
     """File name of the cached (all-positions) export: model, SSD variant, chunk, length, Mamba v1 scan form."""
     d1, d2 = config.ssd
     tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
-    scan = "-stepped32" if lm.model_type == "mamba" else ""  # the export's Mamba v1 scan form
+    scan = "-stepped32" if is_selective_scan(lm.model) else ""  # the export's Mamba v1 scan form
     chunk = f"-Q{config.ssd_chunk}" if config.ssd_chunk else ""
     return f"{tag}-d1{int(d1)}-d2{int(d2)}{chunk}-L{seq_len}{scan}.onnx"
 

@@ -96,7 +96,7 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          "transformers.models.falcon_mamba.modeling_falcon_mamba",
          scan_norms=("b_layernorm", "c_layernorm", "dt_layernorm"), smallest_public="tiiuae/falcon-mamba-7b",
          tiny=dict(hidden_size=64, num_hidden_layers=2, vocab_size=300, state_size=8),
-         missing=_MAMBA1_TODO),
+         ),
     Arch("jamba", "JambaForCausalLM", SELECTIVE_SCAN, "JambaMambaMixer", ("model.layers.*.mamba",),
          "transformers.models.jamba.modeling_jamba", scan_norms=("b_layernorm", "c_layernorm", "dt_layernorm"),
          attention_paths=("model.layers.*.self_attn",), mlp_paths=("model.layers.*.feed_forward",),
@@ -149,6 +149,14 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          missing=("SSD d2 for n_groups > 1 (rewrite/ssd_d2.py and rewrite/torch_rw.py skip: 'd2 needs 1')",
                   *_SSD_TODO, *_SCOPE_TODO)),
 )}
+
+
+def is_selective_scan(model: Any) -> bool:
+    """Whether `model` (or its config) is a registry family with Mamba-1 selective-scan mixers, whose HF
+    forward loops per token and which actiba runs through its compact scan (`models.mamba_scan`)."""
+    config = getattr(model, "config", model)
+    arch = ARCHITECTURES.get(getattr(config, "model_type", None))
+    return arch is not None and arch.ssm == SELECTIVE_SCAN
 
 
 def get(model_type: str) -> Arch:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .arch import is_selective_scan
 from .tokenizer import EOS_ID, N_BYTES
 
 
@@ -45,7 +46,7 @@ def _torch_logits(model: object) -> tuple[Callable, contextlib.AbstractContextMa
 
     scan: contextlib.AbstractContextManager = contextlib.nullcontext()
     already = any("_actiba_original_forward" in vars(m) for m in model.modules())  # type: ignore[attr-defined]
-    if getattr(getattr(model, "config", None), "model_type", None) == "mamba" and not already:
+    if is_selective_scan(model) and not already:
         from .mamba_scan import chunked_scan
 
         scan = chunked_scan(model, mode="recurrent")  # type: ignore[arg-type]

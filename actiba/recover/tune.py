@@ -20,6 +20,7 @@ from typing import Any
 
 from ..activations import NAMES as _EXACT_ACTS  # the activation registry
 from ..errors import InputError
+from ..models.arch import is_selective_scan
 
 GRADS = ("table", "ste")
 TRAIN_PARAMS = ("all", "mixer")
@@ -139,7 +140,7 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
 @contextlib.contextmanager
 def _training_scan(model: Any):
     """Mamba v1: the recurrent scan with a linear-time backward while training (restored after)."""
-    if getattr(getattr(model, "config", None), "model_type", None) != "mamba":
+    if not is_selective_scan(model):
         yield
         return
     from ..models.mamba_scan import patch_scan, unpatch_scan
