@@ -261,6 +261,8 @@ def test_cli_refusals_exit_2_and_leave_nothing(model_dir, tmp_path, capsys):
     assert "does not exist" in _refuse(["finetune", str(model_dir), "--act", "silu=/nonexistent.json", *_FAST],
                                        parent, capsys)
     assert "nothing to tune" in _refuse(["finetune", str(model_dir), *_FAST], parent, capsys)
+    assert "cannot go to standard output" in _refuse([*base, "-o", "-"], parent, capsys)
+    assert not os.path.exists("-")
     assert "relu" in _refuse(["finetune", str(model_dir), "--act", "silu=relu", *_FAST], parent, capsys)
     assert _hashes(model_dir) == files
     assert (sorted(os.listdir(emb.parent)), sorted(os.listdir(emb))) == emb_listing

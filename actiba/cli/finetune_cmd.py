@@ -113,6 +113,8 @@ def run(args) -> int:
     if not random:
         where, local = resolve(args.model)
         model_folder = str(Path(where).resolve()) if local else None
+    if args.output == "-":
+        raise InputError("-o -: a tuned model is a folder, it cannot go to standard output; give a folder path")
     out = args.output or fo.default_out_dir(args.model, model_folder)
     fo.check_out_dir(out, [model_folder], args.force)  # fail before the slow part
 
