@@ -69,7 +69,7 @@ def test_block_paths_exist(built):
 
 def test_require_refuses_with_the_reason():
     cfg = transformers.AutoConfig.for_model("bamba", **arch.ARCHITECTURES["bamba"].tiny)
-    with pytest.raises(InputError, match="BambaForCausalLM.*Mamba2Mixer.*Supported: mamba, mamba2, falcon_mamba"):
+    with pytest.raises(InputError, match="BambaForCausalLM.*eval/pareto.*Supported: mamba, mamba2, falcon_mamba"):
         arch.require(cfg, "m")
     with pytest.raises(InputError, match="type .llama.; actiba supports mamba, mamba2, falcon_mamba"):
         arch.require(transformers.AutoConfig.for_model("llama"), "m")

@@ -122,7 +122,7 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
         if d1 or d2 or chunk:
             with ssd_rewrites(lm.model, d1=d1, d2=d2, precision=precision, chunk=chunk) as sites:
                 if (d1 or d2) and not any(s.ok for s in sites):
-                    why = "; ".join(sorted({s.reason for s in sites})) or "no Mamba2Mixer"
+                    why = "; ".join(sorted({s.reason for s in sites})) or "no SSD mixer"
                     raise InputError(f"SSD rewrite not applicable: {why}")
                 export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len, logits=logits)
         else:

@@ -74,8 +74,8 @@ class Arch:
 
 # What the rewrite / evaluate layers still gate on names for these families (the models layer — load,
 # prefill export with logit scaling and MoE experts, decode step with KV caches, compact Mamba-1 scan — is done)
-_SSD_TODO = ("torch-level SSD d1/d2/chunk on this mixer class (rewrite/torch_rw.py accepts only Mamba2Mixer)",
-             "SSD rows in eval/pareto (evaluate/build.py applies SSD rewrites to mamba2 only)")
+_SSD_TODO = ("eval/pareto run end to end on this family (torch-level SSD d1/d2/chunk already apply to its "
+             "mixers and the sweep's SSD gate asks this registry)",)
 _MAMBA1_TODO = ("the compact scan in scoring, capture and finetune (models/scoring.py, calibrate/capture.py and "
                 "recover/tune.py patch it only where model_type == 'mamba')",)
 _SCOPE_TODO = ("torch-level ActiBA/CumBA scopes from the registry's mixer paths (models.MIXER_SCOPE is "

@@ -417,7 +417,12 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
 
 
 def _is_mamba2_mixer(mod: torch.nn.Module) -> bool:
-    return type(mod).__name__ == "Mamba2Mixer" and hasattr(mod, "chunk_size")
+    """An SSD mixer of any family: Mamba-2 and the HF hybrids (Bamba, GraniteMoeHybrid, FalconH1, Zamba2,
+    NemotronH) carry the same `mamba2_chunk_scan`, with the same arguments, in their own modeling module,
+    which `_patched_forward` swaps. Recognised by that structure, not by class name, because the
+    architecture registry sits above this layer (`models.arch` lists the classes; its test checks them)."""
+    return (hasattr(mod, "chunk_size") and hasattr(mod, "n_groups") and hasattr(mod, "A_log")
+            and hasattr(sys.modules.get(type(mod).__module__), "mamba2_chunk_scan"))
 
 
 def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
@@ -430,7 +435,7 @@ def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
     for path, mod in model.named_modules():
         if not _is_mamba2_mixer(mod):
             continue
-        site = Site(rewrite, path, "Mamba2Mixer.ssd", (mod.num_heads, mod.head_dim, mod.ssm_state_size),
+        site = Site(rewrite, path, f"{type(mod).__name__}.ssd", (mod.num_heads, mod.head_dim, mod.ssm_state_size),
                     detail={"chunk_size": mod.chunk_size, "n_groups": mod.n_groups})
         sites.append(site)
         if include and not spec.matches_any(path, include):
