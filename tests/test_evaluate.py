@@ -139,6 +139,7 @@ def test_config_parsing(tmp_path):
     assert len(configs.default_sweep("mamba2", full=True)) > len(configs.default_sweep("mamba", full=True)) > 10
 
 
+@pytest.mark.slow  # two SSD exports (~10 s); chunk lengths are checked at torch level in test_rewrite_torch
 def test_ssd_chunk_config_parses_and_exports_exactly():
     """`ssd_chunk`: validated, in the default Mamba-2 sweep relative to the model's chunk, and the exported
     graph computes the same logits as the baseline graph (onnxruntime), with a different chunking."""

@@ -80,6 +80,7 @@ def dynamic_last(tiny2, tmp_path_factory):
     return res, onnx.load(str(path))
 
 
+@pytest.mark.slow  # a dynamic-length export (~10 s); fixed-length last exports are tested above
 @settings(max_examples=8, deadline=None)
 @given(n=st.integers(2, 70), seed=st.integers(0, 2**16))
 def test_dynamic_last_export_any_length(dynamic_last, tiny2, n, seed):

@@ -227,6 +227,7 @@ def test_exported_mamba2_openvino_d2(tiny_mamba2) -> None:
     np.testing.assert_allclose(ov_run(new, [ids])[0], _torch_logits(torch_model, ids), atol=1e-4)
 
 
+@pytest.mark.slow  # ~9 s; test_exported_mamba2_openvino_d2 covers d2 in OpenVINO in the fast suite
 def test_exported_mamba2_openvino_whole_chunks(tmp_path) -> None:
     """A length that is a multiple of the chunk size: OpenVINO's conversion has no Pad and one Reshape."""
     ov = pytest.importorskip("openvino")
