@@ -58,8 +58,10 @@ class _Stage:
         self.last_u, self.last_l = pu, pl
 
 
-def _tangent_up(h: list, t: int, p: tuple[float, float]) -> tuple[int, float]:
-    """Index on a lower hull maximizing the slope from hull point to p (points left of p only)."""
+def _tangent(h: list, t: int, p: tuple[float, float], sign: float) -> tuple[int, float]:
+    """Index on a hull extremizing the slope from hull point to p (points left of p only): the maximum
+    for `sign` +1 (a lower hull), the minimum for -1 (an upper hull). Starts from the previous index `t`
+    and walks, which keeps the whole sweep amortized O(1) per gate."""
     n = len(h)
     while n > 0 and h[n - 1][0] >= p[0]:
         n -= 1
@@ -71,29 +73,9 @@ def _tangent_up(h: list, t: int, p: tuple[float, float]) -> tuple[int, float]:
         return (p[1] - h[j][1]) / (p[0] - h[j][0])
 
     best = s(t)
-    while t + 1 < n and (v := s(t + 1)) >= best:
+    while t + 1 < n and sign * (v := s(t + 1)) >= sign * best:
         t, best = t + 1, v
-    while t > 0 and (v := s(t - 1)) > best:
-        t, best = t - 1, v
-    return t, best
-
-
-def _tangent_down(h: list, t: int, p: tuple[float, float]) -> tuple[int, float]:
-    """Index on an upper hull minimizing the slope from hull point to p (points left of p only)."""
-    n = len(h)
-    while n > 0 and h[n - 1][0] >= p[0]:
-        n -= 1
-    if n == 0:
-        return -1, 0.0
-    t = min(t, n - 1)
-
-    def s(j: int) -> float:
-        return (p[1] - h[j][1]) / (p[0] - h[j][0])
-
-    best = s(t)
-    while t + 1 < n and (v := s(t + 1)) <= best:
-        t, best = t + 1, v
-    while t > 0 and (v := s(t - 1)) < best:
+    while t > 0 and sign * (v := s(t - 1)) > sign * best:
         t, best = t - 1, v
     return t, best
 
@@ -146,12 +128,12 @@ def links(x: Sequence[float], lower: Sequence[float], upper: Sequence[float], li
                 hl.append((xk, lk))
                 st.last_l = (xk, lk)
                 if not have1 or m1 * xk + c1 < lk:
-                    t, slope = _tangent_up(hu, st.t1, (xk, lk))
+                    t, slope = _tangent(hu, st.t1, (xk, lk), 1.0)
                     if t >= 0:
                         st.t1, st.s1 = t, (hu[t], (xk, lk))
                         m1, c1, have1 = slope, lk - slope * xk, True
             if has_u and (not have2 or m2 * xk + c2 > uk):
-                t, slope = _tangent_down(hl, st.t2, (xk, uk))
+                t, slope = _tangent(hl, st.t2, (xk, uk), -1.0)
                 if t >= 0:
                     st.t2, st.s2 = t, (hl[t], (xk, uk))
                     m2, c2, have2 = slope, uk - slope * xk, True
