@@ -32,7 +32,7 @@ from . import onnx_subgraphs
 from ._inputs import max_abs_diff, random_array
 from .onnx_view import FLOAT_TYPES, OnnxBuilder, OnnxView, _attr, _Builder, _Graph, _site_name  # noqa: F401
 from .rules import RULES
-from .rules.base import Context, Match, Rule
+from .rules.base import Context, Rule, make_site
 from .spec import Site
 
 # --- loading and inventory ---------------------------------------------------------------------------
@@ -80,14 +80,8 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
 # --- finding sites ---------------------------------------------------------------------------------
 
 def _make_site(rule: Rule, view: OnnxView, found: Any) -> Site:
-    h = found.head
-    site = Site(rule.name, view.site(h.root), h.op, h.shape, axis=h.axis, dtype=h.dtype)
-    if isinstance(found, Match):
-        site.reason, site.match = found.reason, found
-        site.detail.update(found.report())
-    else:
-        site.skip(found.reason)
-    site.scope = view.g
+    site = make_site(rule, view, found)
+    site.scope = view.g  # the If/Loop/Scan body the site lives in
     return site
 
 

@@ -23,7 +23,7 @@ from .openvino_view import OvBuilder, OvView
 from .openvino_view import const_of as _const  # noqa: F401  (older callers)
 from .openvino_view import shape_of as _shape  # noqa: F401
 from .rules import RULES
-from .rules.base import Context, Match, Rule
+from .rules.base import Context, Rule, make_site
 from .spec import Site
 
 # --- I/O -------------------------------------------------------------------------------------------------------
@@ -85,22 +85,11 @@ def _function_tables(tables: Any) -> dict[str, Any]:
 
 # --- sites -----------------------------------------------------------------------------------------
 
-def _make_site(rule: Rule, view: OvView, found: Any) -> Site:
-    h = found.head
-    site = Site(rule.name, view.site(h.root), h.op, h.shape, axis=h.axis, dtype=h.dtype)
-    if isinstance(found, Match):
-        site.reason, site.match = found.reason, found
-        site.detail.update(found.report())
-    else:
-        site.skip(found.reason)
-    return site
-
-
 def _rule_sites(model: Any, rule: Rule, tables: Any, site_tables: list[tuple[str, Any]] | None,
                 ctx: Context) -> list[Site]:
     view = OvView(model)
     nodes = view.nodes()
-    sites = [_make_site(rule, view, found) for ops in rule.passes for node in nodes
+    sites = [make_site(rule, view, found) for ops in rule.passes for node in nodes
              if view.op(node) in ops and (found := rule.match(view, node, ctx)) is not None]
     if rule.name == "actiba":
         from .rules import actiba

@@ -161,6 +161,21 @@ class Rule:
     order: int = 100          # place in the rewrite order (see `rules/__init__.py`)
 
 
+def make_site(rule: Rule, view: View, found: Any) -> Any:
+    """The reported `spec.Site` of what `rule.match` returned (a `Match` or a `Skip`), on any backend:
+    the typed match rides on `site.match`, its plain values in `site.detail`."""
+    from ..spec import Site
+
+    h = found.head
+    site = Site(rule.name, view.site(h.root), h.op, h.shape, axis=h.axis, dtype=h.dtype)
+    if isinstance(found, Match):
+        site.reason, site.match = found.reason, found
+        site.detail.update(found.report())
+    else:
+        site.skip(found.reason)
+    return site
+
+
 def other_input(v: View, node: Any, t: Any) -> Any | None:
     """The other input of a binary node, given one of them."""
     ins = v.ins(node)
