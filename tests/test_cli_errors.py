@@ -10,22 +10,9 @@ import warnings
 
 import numpy as np
 import pytest
+from _cli import one_line, run
 
 from actiba.cli import main
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line(rc: int, err: str) -> str:
-    assert rc == 2, err
-    assert "Traceback" not in err and "Warning" not in err
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1 and lines[0].startswith("actiba: error: "), err
-    return lines[0]
 
 
 @pytest.fixture

@@ -15,26 +15,13 @@ import threading
 
 import numpy as np
 import pytest
+from _cli import one_line, run
 
 from actiba import _atomic
 from actiba.cli import main
 from actiba.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line(rc: int, err: str) -> str:
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1 and lines[0].startswith("actiba: error: "), err
-    return lines[0]
 
 
 @pytest.fixture
@@ -233,15 +220,6 @@ def test_rewrite_output_kind_names_the_output(capsys, tmp_path):
 
 
 # --- a failed write leaves what was there --------------------------------------------------------------
-def test_failed_write_leaves_the_old_file(tmp_path):
-    path = tmp_path / "t.json"
-    path.write_text("old")
-    with pytest.raises(RuntimeError), _atomic.atomic_path(path) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("writer crashed")
-    assert path.read_text() == "old" and os.listdir(tmp_path) == ["t.json"]
-
-
 def test_failed_export_leaves_the_old_file(capsys, tmp_path, table, monkeypatch):
     """The ONNX exporter fails after the output was opened: the old file is untouched."""
     out = tmp_path / "m.onnx"
