@@ -137,12 +137,8 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
     onnx_model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     sha = graph_sha(onnx_model)
     t1 = time.perf_counter()
-    row: dict[str, Any] = {
-        "name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
-        "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk,
-        "activations": describe_activations(config), "metric": None, "latency_ms": None,
-        "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha,
-    }
+    row: dict[str, Any] = {**_row_head(config, describe_activations(config)),
+                           "sites_rewritten": done, "compile": {}, "error": None, "graph_sha": sha}
     if measured is not None:
         row["site_measurements"] = measured
         row["sites_chosen"] = {"cumba": config.cumba, "reduba": config.reduba, "sites": config.sites}
@@ -437,12 +433,15 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:300]
 
 
-def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
+def _row_head(config: Config, activations: Any) -> dict[str, Any]:
+    """What a row says of its configuration, the same for a measured row and a failed one."""
     return {"name": config.name, "rewrites": list(config.rewrites), "cumba": config.cumba, "reduba": config.reduba,
-            "ssd_d1": config.ssd_d1,
-            "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk, "activations": _safe_acts(config),
-            "metric": None, "latency_ms": None,
-            "error": _error_text(exc)}
+            "ssd_d1": config.ssd_d1, "ssd_d2": config.ssd_d2, "ssd_chunk": config.ssd_chunk,
+            "activations": activations, "metric": None, "latency_ms": None}
+
+
+def error_row(config: Config, exc: BaseException) -> dict[str, Any]:
+    return {**_row_head(config, _safe_acts(config)), "error": _error_text(exc)}
 
 
 def _safe_acts(config: Config) -> dict[str, Any]:
