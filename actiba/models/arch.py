@@ -151,12 +151,16 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
 )}
 
 
+def of(model: Any) -> Arch | None:
+    """The entry of a model (or of its config), None for a family the registry does not know."""
+    return ARCHITECTURES.get(getattr(getattr(model, "config", model), "model_type", None))
+
+
 def is_selective_scan(model: Any) -> bool:
     """Whether `model` (or its config) is a registry family with Mamba-1 selective-scan mixers, whose HF
     forward loops per token and which actiba runs through its compact scan (`models.mamba_scan`)."""
-    config = getattr(model, "config", model)
-    arch = ARCHITECTURES.get(getattr(config, "model_type", None))
-    return arch is not None and arch.ssm == SELECTIVE_SCAN
+    entry = of(model)
+    return entry is not None and entry.ssm == SELECTIVE_SCAN
 
 
 def get(model_type: str) -> Arch:

@@ -29,6 +29,7 @@ import torch
 from .._atomic import atomic_path, write_text
 from .._quiet import legacy_onnx_export, quiet_torch_export
 from ..errors import InputError
+from . import arch
 
 Precision = Literal["f32", "bf16"]
 LogitsMode = Literal["all", "last"]
@@ -155,20 +156,10 @@ def last_logits_graph(onnx_model: Any) -> Any:
     return model
 
 
-def _is_mamba_v1(model: Any) -> bool:
-    """Whether `model` runs a Mamba-1 selective scan (Mamba, FalconMamba, Jamba: the registry says)."""
-    from . import arch
-
-    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
-    return entry is not None and entry.ssm == arch.SELECTIVE_SCAN
-
-
 def ssd_chunk_size(model: Any) -> int | None:
     """The SSD chunk length of `model`, read through its registry entry's config field (Bamba, Granite and
     Falcon-H1 call it ``mamba_chunk_size``); None for Mamba-1 families and unknown models."""
-    from . import arch
-
-    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    entry = arch.of(model)
     return entry.chunk_size(model.config) if entry is not None else None
 
 
@@ -180,9 +171,7 @@ def experts_view(model: Any):
     transformers.grouped_mm_fallback"), eager experts fail torch.export on data-dependent routing, and
     only ``batched_mm`` (every expert on every token, weighted by the router) exports (Granite-4.0-H, Jamba).
     """
-    from . import arch
-
-    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    entry = arch.of(model)
     want = entry.experts_implementation if entry is not None else None
     before = getattr(model.config, "_experts_implementation", None)
     if not want or before == want or not hasattr(model, "set_experts_implementation"):
@@ -225,7 +214,7 @@ def export_view(model: Any, mamba_scan: ScanChoice = "stepped", chunk_size: int 
     """Yield the model as exported: Mamba v1 with the `mamba_scan` form patched in (HF's own for `loop`)."""
     if mamba_scan not in SCANS:
         raise InputError(f"unknown Mamba scan {mamba_scan!r}; known: {', '.join(SCANS)}")
-    if _is_mamba_v1(model) and mamba_scan != "loop":
+    if arch.is_selective_scan(model) and mamba_scan != "loop":
         from .mamba_scan import chunked_scan
 
         with chunked_scan(model, chunk_size, mode=mamba_scan):
@@ -281,7 +270,7 @@ def _export_onnx_model(model: Any, seq_len: int | None, mamba_scan: ScanChoice, 
     import onnx
 
     check_logits_mode(logits)
-    if seq_len is None and _is_mamba_v1(model) and mamba_scan == "loop":
+    if seq_len is None and arch.is_selective_scan(model) and mamba_scan == "loop":
         raise InputError("Mamba v1 with the loop scan needs a fixed --seq-len (the loop unrolls per token)")
     # a dynamic export traces with a length that is no multiple of any chunk size, so padding stays symbolic
     check_fits_memory(model)

@@ -237,7 +237,7 @@ def mixer_forward(mixer: torch.nn.Module, hidden_states: torch.Tensor, scan: Cal
 def _entry(model: torch.nn.Module):
     from . import arch
 
-    entry = arch.ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    entry = arch.of(model)
     return entry if entry is not None and entry.ssm == arch.SELECTIVE_SCAN else None
 
 
