@@ -16,12 +16,12 @@ def _lm(n_params):
     (130_000_000, 12.0, 32),   # 130M: the floor
     (10_000_000, 12.0, 46),    # 12 s / (2 * 10e6 * 256 / 20e9 s) = 46.9 -> 46
 ])
-def test_window_count_from_size(tmp_path, monkeypatch, params, budget, want):
+def test_window_count_from_size(monkeypatch, params, budget, want):
     from actiba.evaluate import latency, sweep
 
     monkeypatch.setattr(latency, "time_compiled", lambda *a, **k: pytest.fail("timed the graph"))
     s = sweep.Settings(seq_len=256, eval_bytes=64 * 256, accuracy_seconds=budget)
     data = bytes(64 * 256)
-    got, reason = sweep._eval_data(_lm(params), [], s, "f32", data, tmp_path, None, tmp_path)
+    got, reason = sweep._eval_data(_lm(params), s, data)
     assert len(got) == want * 256 and got == data[:len(got)]
     assert ("all windows" in reason) == (want == 64)

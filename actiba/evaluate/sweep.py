@@ -497,16 +497,15 @@ def finish_run(rows: list[dict[str, Any]], baseline_name: str = "baseline") -> d
 NOMINAL_FLOPS = 20e9
 
 
-def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, data: bytes,
-               row_dir: Path, state: RunState, cache: Path) -> tuple[bytes, str]:
+def _eval_data(lm: LoadedModel, settings: Settings, data: bytes) -> tuple[bytes, str]:
     """The scored prefix of `data`: all of it, or fewer whole windows for a large model.
 
     The window count follows from the model's size alone (≈ 2 FLOP per parameter per token at
     `NOMINAL_FLOPS`, budget `accuracy_seconds` per configuration, never under `min_eval_windows`), so
     the same model and settings score the same bytes on every machine and at any load: the embedded
-    models (1.8 M parameters) score all windows, a 130M model 32 windows of 256 bytes.
+    models (1.8 M parameters) score all windows, a 130M model 32 windows of 256 bytes. Being a function of
+    the settings and the model, a resumed run scores the same bytes without a memo.
     """
-    del configs, precision, state, cache
     n_all = len(data) // settings.seq_len
     if settings.accuracy_seconds is None or n_all <= settings.min_eval_windows:
         return data, "all windows"
@@ -517,8 +516,6 @@ def _eval_data(lm: LoadedModel, configs: list[Config], settings: Settings, preci
         f"{n} of {n_all} windows: {params / 1e6:.1f} M parameters x {settings.seq_len} tokens is "
         f"~{window_s:.2g} s per window at a nominal {NOMINAL_FLOPS / 1e9:g} GFLOP/s, budget "
         f"{settings.accuracy_seconds:g} s per configuration (at least {settings.min_eval_windows})")
-    write_text(row_dir / f"eval-bytes-{settings.key()}.json",
-               json.dumps({"bytes": n * settings.seq_len, "reason": reason}))
     return data[:n * settings.seq_len], reason
 
 
@@ -635,7 +632,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         progress.begin("setup")
     if data is not None and not settings.latency_only:
         tell("export + window budget")
-        data, eval_reason = _eval_data(lm, configs, settings, precision, data, row_dir, state, cache)
+        data, eval_reason = _eval_data(lm, settings, data)
     clock["setup"] = time.perf_counter()
     tell("null control (baseline vs itself)")
     null = null_control(lm, configs, settings, precision, state, cache, row_dir)
