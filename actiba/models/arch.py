@@ -76,8 +76,6 @@ class Arch:
 # prefill export with logit scaling and MoE experts, decode step with KV caches, compact Mamba-1 scan — is done)
 _SSD_TODO = ("eval/pareto run end to end on this family (torch-level SSD d1/d2/chunk already apply to its "
              "mixers and the sweep's SSD gate asks this registry)",)
-_MAMBA1_TODO = ("the compact scan in scoring, capture and finetune (models/scoring.py, calibrate/capture.py and "
-                "recover/tune.py patch it only where model_type == 'mamba')",)
 _SCOPE_TODO = ("torch-level ActiBA/CumBA scopes from the registry's mixer paths (models.MIXER_SCOPE is "
                "backbone.layers.*.mixer)",)
 _TINY_ATTN = dict(hidden_size=64, num_hidden_layers=2, vocab_size=300, num_attention_heads=4,
@@ -104,7 +102,7 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          smallest_public="ai21labs/Jamba-tiny-dev",
          tiny=dict(_TINY_ATTN, num_experts=2, num_experts_per_tok=1, attn_layer_period=2, attn_layer_offset=1,
                    expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8),
-         missing=(*_MAMBA1_TODO, *_SCOPE_TODO)),
+         missing=_SCOPE_TODO),
     Arch("bamba", "BambaForCausalLM", SSD, "BambaMixer", ("model.layers.*.mamba",),
          "transformers.models.bamba.modeling_bamba", chunk_size_field="mamba_chunk_size",
          n_groups_field="mamba_n_groups", attention_paths=("model.layers.*.self_attn",),
