@@ -32,7 +32,7 @@ from . import onnx_subgraphs
 from ._inputs import max_abs_diff, random_array
 from .onnx_view import FLOAT_TYPES, OnnxBuilder, OnnxView, _attr, _Builder, _Graph, _site_name  # noqa: F401
 from .rules import RULES
-from .rules.base import Context, Rule, make_site
+from .rules.base import Context, Rule, make_site, select
 from .spec import Site
 
 # --- loading and inventory ---------------------------------------------------------------------------
@@ -297,12 +297,7 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
             continue
         g = g or _Graph(model)  # shapes inferred again only after a rule changed the graph
         found = _sites(g, rule, tables, site_tables, Context(precision))
-        for s in found:
-            if s.ok and wanted is not None and s.name not in wanted:
-                s.skip("not selected")
-        if choose is not None:  # the caller's selection (marks sites skipped, with its reason)
-            choose(found)
-        chosen = [s for s in found if s.ok]
+        chosen = select(found, wanted, choose)
         if chosen:
             _replace(g, rule, chosen, lowering)
             g = None

@@ -23,7 +23,7 @@ from .openvino_view import OvBuilder, OvView
 from .openvino_view import const_of as _const  # noqa: F401  (older callers)
 from .openvino_view import shape_of as _shape  # noqa: F401
 from .rules import RULES
-from .rules.base import Context, Rule, make_site
+from .rules.base import Context, Rule, make_site, select
 from .spec import Site
 
 # --- I/O -------------------------------------------------------------------------------------------------------
@@ -148,12 +148,7 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
     all_sites: list[Site] = []
     for rule in rules:
         found = _rule_sites(model, rule, tables, site_tables, Context(precision))
-        for s in found:
-            if s.ok and wanted is not None and s.name not in wanted:
-                s.skip("not selected")
-        if choose is not None:  # the caller's selection (marks sites skipped, with its reason)
-            choose(found)
-        chosen = [s for s in found if s.ok]
+        chosen = select(found, wanted, choose)
         if chosen:
             _replace(rule, chosen, lowering)
             model.validate_nodes_and_infer_types()

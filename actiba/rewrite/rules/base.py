@@ -176,6 +176,17 @@ def make_site(rule: Rule, view: View, found: Any) -> Any:
     return site
 
 
+def select(found: list, wanted: set[str] | None, choose: Callable[[list], None] | None) -> list:
+    """The sites of `found` to rewrite: those still ok after the name filter `wanted` (others are marked
+    "not selected") and the caller's own `choose` (which marks sites skipped, with its reason)."""
+    for s in found:
+        if s.ok and wanted is not None and s.name not in wanted:
+            s.skip("not selected")
+    if choose is not None:
+        choose(found)
+    return [s for s in found if s.ok]
+
+
 def other_input(v: View, node: Any, t: Any) -> Any | None:
     """The other input of a binary node, given one of them."""
     ins = v.ins(node)
