@@ -22,6 +22,6 @@ def test_window_count_from_size(monkeypatch, params, budget, want):
     monkeypatch.setattr(latency, "time_compiled", lambda *a, **k: pytest.fail("timed the graph"))
     s = sweep.Settings(seq_len=256, eval_bytes=64 * 256, accuracy_seconds=budget)
     data = bytes(64 * 256)
-    got, reason = sweep._eval_data(_lm(params), s, data)
+    got, reason = sweep.eval_data(_lm(params), s, data)
     assert len(got) == want * 256 and got == data[:len(got)]
     assert ("all windows" in reason) == (want == 64)

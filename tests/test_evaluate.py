@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 from actiba.evaluate.pareto import choose, dominates, mark_pareto, pareto_flags, parse_loss
+from actiba.evaluate.row import Row
+
+
+def _typed(rows: list[dict]) -> list[Row]:
+    return [Row.from_dict(r) for r in rows]
 
 # --- Pareto on hand-constructed points -------------------------------------------------------------------
 
@@ -33,51 +38,51 @@ def test_pareto_flags_all_equal_and_empty():
 
 
 def _rows():
-    return [{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
+    return _typed([{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
             {"name": "a", "metric_delta_rel": 0.004, "speedup": 1.3},
             {"name": "b", "metric_delta_rel": 0.02, "speedup": 2.0},
             {"name": "c", "metric_delta_rel": 0.009, "speedup": 1.3},
             {"name": "slow", "metric_delta_rel": -0.001, "speedup": 0.8},
-            {"name": "bad", "metric_delta_rel": None, "speedup": None, "error": "boom"}]
+            {"name": "bad", "metric_delta_rel": None, "speedup": None, "error": "boom"}])
 
 
 def test_choose_within_budget_never_slower():
     rows = _rows()
     mark_pareto(rows)
-    assert [r["name"] for r in rows if r["pareto"]] == ["baseline", "a", "b", "slow"]
-    assert choose(rows, 0.01)["name"] == "a"  # tie on speed-up: the smaller loss
-    assert choose(rows, 0.05)["name"] == "b"
-    assert choose(rows, 0.0)["name"] == "baseline"  # 'slow' has no loss but is slower: never chosen
+    assert [r.name for r in rows if r.pareto] == ["baseline", "a", "b", "slow"]
+    assert choose(rows, 0.01).name == "a"  # tie on speed-up: the smaller loss
+    assert choose(rows, 0.05).name == "b"
+    assert choose(rows, 0.0).name == "baseline"  # 'slow' has no loss but is slower: never chosen
     assert parse_loss("1%") == pytest.approx(0.01) and parse_loss("0.02") == 0.02
 
 
 def test_choose_ignores_speedups_inside_the_timing_noise():
-    rows = [{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
+    rows = _typed([{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
             {"name": "noisy", "metric_delta_rel": 0.0, "speedup": 1.03,
              "latency_ratio": {"median": 1 / 1.03, "halfwidth_rel": 0.05}},
             {"name": "tight", "metric_delta_rel": 0.0, "speedup": 1.02,
-             "latency_ratio": {"median": 1 / 1.02, "halfwidth_rel": 0.005}}]
-    assert choose(rows, 0.01)["name"] == "tight"
-    rows[2]["latency_ratio"]["halfwidth_rel"] = 0.03
-    assert choose(rows, 0.01)["name"] == "baseline"
+             "latency_ratio": {"median": 1 / 1.02, "halfwidth_rel": 0.005}}])
+    assert choose(rows, 0.01).name == "tight"
+    rows[2].latency_ratio.halfwidth_rel = 0.03
+    assert choose(rows, 0.01).name == "baseline"
 
 
 def test_choose_needs_more_than_the_null_control():
     """A speed-up inside what two compiles of the baseline differ by is not recommended."""
     from actiba.evaluate.pareto import null_noise, surely_faster
 
-    rows = [{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
+    rows = _typed([{"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0},
             {"name": "small", "metric_delta_rel": 0.0, "speedup": 1.03,
              "latency_ratio": {"median": 1 / 1.03, "halfwidth_rel": 0.005}},
             {"name": "big", "metric_delta_rel": 0.002, "speedup": 1.6,
-             "latency_ratio": {"median": 1 / 1.6, "halfwidth_rel": 0.02}}]
-    assert choose(rows[:2], 0.01)["name"] == "small"
+             "latency_ratio": {"median": 1 / 1.6, "halfwidth_rel": 0.02}}])
+    assert choose(rows[:2], 0.01).name == "small"
     floor = null_noise({"speedup": 1.02, "halfwidth_rel": 0.01})
     assert floor == pytest.approx(0.03)
     assert null_noise({"speedup": 0.98, "halfwidth_rel": 0.01}) == pytest.approx(0.03)  # either direction
     assert null_noise(None) == 0.0 and null_noise({"error": "x"}) == 0.0
-    assert choose(rows[:2], 0.01, noise=floor)["name"] == "baseline"
-    assert choose(rows, 0.01, noise=floor)["name"] == "big"
+    assert choose(rows[:2], 0.01, noise=floor).name == "baseline"
+    assert choose(rows, 0.01, noise=floor).name == "big"
     assert not surely_faster(rows[1], floor) and surely_faster(rows[1], 0.0)
 
 
@@ -197,9 +202,9 @@ def tiny_run(tmp_path_factory):
 
 def test_sweep_rows_and_failing_config(tiny_run):
     _, _, _, _, _, run = tiny_run
-    names = [r["name"] for r in run["configs"]]
+    names = [r.name for r in run["configs"]]
     assert names == ["baseline", "softplus-relu", "broken"]
-    base, relu, broken = run["configs"]
+    base, relu, broken = (r.to_dict() for r in run["configs"])
     assert base["metric"] > 0 and base["metric_delta_rel"] == 0.0 and base["speedup"] == 1.0
     assert base["profile_ms"]
     assert relu["error"] is None and relu["metric"] != base["metric"] and relu["sites_rewritten"]["actiba"] >= 1
@@ -212,7 +217,7 @@ def test_sweep_resumes_from_cache(tiny_run):
     lm, configs, settings, out, data, run = tiny_run
     again = run_one(lm, configs, settings, "f32", out, data=data)
     assert again["resumed"] == 2  # the two finished rows; the failed one is retried
-    assert [r["metric"] for r in again["configs"][:2]] == [r["metric"] for r in run["configs"][:2]]
+    assert [r.metric for r in again["configs"][:2]] == [r.metric for r in run["configs"][:2]]
 
 
 def test_report_files_match_schema(tiny_run, tmp_path):
@@ -301,18 +306,18 @@ def test_native_bpb_equals_lm_eval():
 def test_speedup_uses_the_interleaved_baseline_when_present():
     """A row timed next to the baseline is compared with that window's baseline, not the baseline row's
     (which was timed at another moment and another load)."""
-    from actiba.evaluate.sweep import finish_run
+    from actiba.evaluate.row import finish_run
 
     def lat(ms):
         return {"median": ms, "p10": ms, "p90": ms, "seq_len": 8}
 
-    rows = [{"name": "baseline", "metric": 2.0, "latency_ms": lat(10.0), "error": None},
-            {"name": "paired", "metric": 2.0, "latency_ms": lat(4.0), "baseline_latency_ms": lat(6.0),
-             "error": None},
-            {"name": "unpaired", "metric": 2.0, "latency_ms": lat(5.0), "error": None}]
+    rows = _typed([{"name": "baseline", "metric": 2.0, "latency_ms": lat(10.0), "error": None},
+                   {"name": "paired", "metric": 2.0, "latency_ms": lat(4.0), "baseline_latency_ms": lat(6.0),
+                    "error": None},
+                   {"name": "unpaired", "metric": 2.0, "latency_ms": lat(5.0), "error": None}])
     finish_run(rows)
-    assert rows[1]["speedup"] == 6.0 / 4.0
-    assert rows[2]["speedup"] == 10.0 / 5.0
+    assert rows[1].speedup == 6.0 / 4.0
+    assert rows[2].speedup == 10.0 / 5.0
 
 
 def test_time_paired_alternates_and_counts():

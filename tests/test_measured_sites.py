@@ -1,4 +1,4 @@
-"""Per-site choice by measurement (`sweep.measured_sites`): which site classes are kept, and the row."""
+"""Per-site choice by measurement (`sites.measured_sites`): which site classes are kept, and the row."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("openvino")
 
-from actiba.evaluate import sweep  # noqa: E402
-from actiba.evaluate.build import load_model  # noqa: E402
+from actiba.evaluate import sites  # noqa: E402
+from actiba.evaluate.build import load_model, rewritten_onnx  # noqa: E402
 from actiba.evaluate.configs import Config, from_dict  # noqa: E402
 from actiba.rewrite import onnx_rw  # noqa: E402
 
@@ -36,33 +36,33 @@ def _fake_timing(monkeypatch, ratio_for: dict[str, float], halfwidth: float = 0.
                                      ratio_dict=lambda: {"median": r, "halfwidth_rel": halfwidth, "pairs": 4})
 
     monkeypatch.setattr(onnx_rw, "apply", apply)
-    monkeypatch.setattr(sweep.latency, "time_paired_adaptive", timing)
+    monkeypatch.setattr(sites.latency, "time_paired_adaptive", timing)
     return last
 
 
 def _classes(lm, rw):
-    base = sweep.rewritten_onnx(lm, Config("b"), 32)[0]
+    base = rewritten_onnx(lm, Config("b"), 32)[0]
     return {(str(s.axis), str(s.shape)) for s in onnx_rw.find_sites(base, rw) if s.ok}
 
 
 def test_keeps_only_classes_measured_faster(tiny, monkeypatch, tmp_path):
     _fake_timing(monkeypatch, {"cumba": 0.8, "reduba": 1.2})
     cfg = Config("m", cumba=True, reduba=True, measure_sites=True)
-    chosen, records = sweep.measured_sites(tiny, cfg, sweep.Settings(seq_len=32), "f32", None, reference=object())
+    chosen, records = sites.measured_sites(tiny, cfg, sites.Settings(seq_len=32), "f32", None, reference=object())
     assert {(r["axis"], r["shape"]) for r in records if r["rewrite"] == "cumba"} == _classes(tiny, "cumba")
     assert {(r["axis"], r["shape"]) for r in records if r["rewrite"] == "reduba"} == _classes(tiny, "reduba")
     assert all(r["kept"] == (r["rewrite"] == "cumba") for r in records)
     assert chosen.cumba and not chosen.reduba and not chosen.measure_sites
     n_cumba = sum(r["sites"] for r in records if r["rewrite"] == "cumba")
     assert len(chosen.sites["cumba"]) == n_cumba
-    model, done = sweep.rewritten_onnx(tiny, chosen, 32)  # the explicit site list selects exactly those
+    model, done = rewritten_onnx(tiny, chosen, 32)  # the explicit site list selects exactly those
     assert done == {"cumba": n_cumba}
 
 
 def test_a_speedup_inside_the_noise_is_not_kept(tiny, monkeypatch):
     _fake_timing(monkeypatch, {"cumba": 0.99, "reduba": 0.99}, halfwidth=0.05)
     cfg = Config("m", cumba=True, reduba=True, measure_sites=True)
-    chosen, records = sweep.measured_sites(tiny, cfg, sweep.Settings(seq_len=32), "f32", None, reference=object())
+    chosen, records = sites.measured_sites(tiny, cfg, sites.Settings(seq_len=32), "f32", None, reference=object())
     assert records and not any(r["kept"] for r in records)
     assert chosen.is_baseline  # nothing kept: the configuration is the baseline graph
 
@@ -73,10 +73,10 @@ def test_classes_on_top_of_ssd_are_timed_against_the_ssd_graph(tiny, monkeypatch
     last = _fake_timing(monkeypatch, {"cumba": 0.8, "reduba": 0.8})
     baseline = object()
     cfg = Config("m", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True, measure_sites=True)
-    sweep.measured_sites(tiny, cfg, sweep.Settings(seq_len=32), "f32", None, reference=baseline)
+    sites.measured_sites(tiny, cfg, sites.Settings(seq_len=32), "f32", None, reference=baseline)
     assert last["reference"] is not baseline
     last = _fake_timing(monkeypatch, {"cumba": 0.8, "reduba": 0.8})
-    sweep.measured_sites(tiny, Config("m", cumba=True, measure_sites=True), sweep.Settings(seq_len=32), "f32",
+    sites.measured_sites(tiny, Config("m", cumba=True, measure_sites=True), sites.Settings(seq_len=32), "f32",
                          None, reference=baseline)
     assert last["reference"] is baseline
 

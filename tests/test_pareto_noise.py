@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,13 +10,13 @@ import pytest
 
 from actiba.evaluate import accuracy
 from actiba.evaluate.pareto import choose, mark_pareto, null_usable, within_budget
+from actiba.evaluate.row import Row
 
 
 def _row(name, windows, base_windows, speed):
     delta = (math.fsum(windows) - math.fsum(base_windows)) / math.fsum(base_windows)
-    return {"name": name, "metric": 1.0 + delta, "metric_windows": windows, "speedup": speed,
-            "metric_delta_rel": delta, "error": None,
-            "metric_delta_halfwidth_rel": accuracy.paired_halfwidth(windows, base_windows)}
+    return Row(name=name, metric=1.0 + delta, metric_windows=windows, speedup=speed, metric_delta_rel=delta,
+               metric_delta_halfwidth_rel=accuracy.paired_halfwidth(windows, base_windows))
 
 
 def test_paired_halfwidth_matches_the_spread_over_text_samples():
@@ -54,21 +55,22 @@ def test_a_slower_row_whose_lower_loss_is_noise_leaves_the_front():
     rows = [_row("baseline", base, base, 1.0), _row("act-both-32", noisy_better, base, 0.70),
             _row("better", real_better, base, 0.60), _row("ssd-d1", exact_a, base, 1.15),
             _row("ssd-d1+d2+chunk32", exact_b, base, 1.66)]
-    assert rows[1]["metric_delta_rel"] < 0  # lower loss by the point estimate ...
+    assert rows[1].metric_delta_rel < 0  # lower loss by the point estimate ...
     mark_pareto(rows, rows[0])
-    front = {r["name"] for r in rows if r["pareto"]}
+    front = {r.name for r in rows if r.pareto}
     assert front == {"ssd-d1+d2+chunk32", "better"}  # ... but a tie: the faster rows dominate it
-    exact = [dict(r, metric_windows=None, metric_delta_halfwidth_rel=None) for r in rows]
+    exact = [dataclasses.replace(r, metric_windows=None, metric_delta_halfwidth_rel=None) for r in rows]
     mark_pareto(exact)  # without uncertainties: the old exact comparison keeps the noise winners
-    assert {r["name"] for r in exact if r["pareto"]} > {"act-both-32"}
+    assert {r.name for r in exact if r.pareto} > {"act-both-32"}
 
 
 def test_recommendation_uses_the_same_tie_rule_for_the_budget():
-    base = {"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0, "error": None}
-    lossless = {"name": "exact", "metric_delta_rel": 3e-8, "speedup": 1.5, "error": None,
-                "metric_delta_halfwidth_rel": 1e-6, "latency_ratio": {"halfwidth_rel": 0.01}}
-    assert within_budget(lossless, 0.0) and not within_budget(dict(lossless, metric_delta_halfwidth_rel=0.0), 0.0)
-    assert choose([base, lossless], 0.0)["name"] == "exact"
+    base = Row.from_dict({"name": "baseline", "metric_delta_rel": 0.0, "speedup": 1.0, "error": None})
+    lossless = Row.from_dict({"name": "exact", "metric_delta_rel": 3e-8, "speedup": 1.5, "error": None,
+                              "metric_delta_halfwidth_rel": 1e-6, "latency_ratio": {"halfwidth_rel": 0.01}})
+    assert within_budget(lossless, 0.0)
+    assert not within_budget(dataclasses.replace(lossless, metric_delta_halfwidth_rel=0.0), 0.0)
+    assert choose([base, lossless], 0.0).name == "exact"
 
 
 @pytest.mark.parametrize("null, ok", [(None, True), ({"error": "x"}, True),

@@ -167,7 +167,7 @@ def last_run(tiny2, tmp_path_factory):
 def test_last_mode_scores_every_position(last_run, tiny2):
     """The metric in "last" mode is the all-positions bits/byte, computed here independently with torch."""
     run, data = last_run
-    base, relu = run["configs"]
+    base, relu = (r.to_dict() for r in run["configs"])
     assert run["prefill_logits"] == "last" and run["settings"]["prefill_logits"] == "last"
     nats = 0.0
     with torch.inference_mode():

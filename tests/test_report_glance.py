@@ -7,7 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from actiba.evaluate.report import _grid, delta_text, speedup_text, write_report
+from actiba.evaluate.report import write_report
+from actiba.evaluate.report_plot import _grid
+from actiba.evaluate.report_text import delta_text, speedup_text
+from actiba.evaluate.row import Row
 
 
 def _run(model: str, precision: str, choice: str | None, usable: bool = True) -> dict:
@@ -15,11 +18,11 @@ def _run(model: str, precision: str, choice: str | None, usable: bool = True) ->
     base_w = list(rng.uniform(300, 500, 16))
     rows = []
     for i, (name, loss, speed) in enumerate((("baseline", 0.0, 1.0), ("fast", 1e-8, 1.5), ("lossy", 0.05, 1.6))):
-        rows.append({"name": name, "metric": 2.3 * (1 + loss), "metric_delta_rel": loss, "speedup": speed,
+        rows.append(Row.from_dict({"name": name, "metric": 2.3 * (1 + loss), "metric_delta_rel": loss, "speedup": speed,
                      "metric_delta_halfwidth_rel": 1e-6 if i < 2 else 0.004, "pareto": i > 0, "error": None,
                      "latency_ms": {"median": 20.0 / speed, "p10": 19.0, "p90": 21.0, "seq_len": 64},
                      "latency_ratio": {"median": 1 / speed, "halfwidth_rel": 0.02, "pairs": 6} if i else None,
-                     "metric_windows": base_w})
+                     "metric_windows": base_w}))
     return {"model": model, "device": "CPU", "precision": precision, "metric": "bits_per_byte",
             "baseline": rows[0], "configs": rows, "settings": {"seq_len": 64},
             "null_control": {"speedup": 1.0, "halfwidth_rel": 0.01, "usable": usable},
@@ -60,8 +63,8 @@ def test_intervals_in_the_table_and_no_per_window_data_in_results(report):
     assert doc["runs"][0]["configs"][2]["metric_delta_halfwidth_rel"] == 0.004
     html = (out / "report.html").read_text()
     assert "+5.000% ±0.400%" in html and "1.5× ±2.0%" in html
-    assert delta_text({"metric_delta_rel": 1e-8, "metric_delta_halfwidth_rel": 1e-6}) == "+0.000% ±<0.0001%"
-    assert speedup_text({"speedup": 1.0}) == "1×"
+    assert delta_text(Row("r", metric_delta_rel=1e-8, metric_delta_halfwidth_rel=1e-6)) == "+0.000% ±<0.0001%"
+    assert speedup_text(Row("r", speedup=1.0)) == "1×"
 
 
 def test_plot_uses_symlog_loss_and_error_bars(monkeypatch, tmp_path):

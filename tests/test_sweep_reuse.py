@@ -13,6 +13,7 @@ pytest.importorskip("openvino")
 def two_runs(tmp_path_factory):
     from actiba.evaluate.build import load_model
     from actiba.evaluate.configs import Config
+    from actiba.evaluate.row import run_as_json
     from actiba.evaluate.sweep import Settings, run_one
 
     lm = load_model("random:tiny-mamba2")
@@ -21,7 +22,7 @@ def two_runs(tmp_path_factory):
     s = Settings(seq_len=32, eval_bytes=len(data), warmup=1, repeats=4, min_repeats=3, rel_tol=0.5,
                  decode=False)
     first = run_one(lm, configs, s, "f32", tmp_path_factory.mktemp("a"), data=data)
-    scored = {r.get("metric_graph_sha") or r["graph_sha"]: dict(r, metric_run="f32") for r in first["configs"]}
+    scored = {r.scoring_sha: r for r in first["configs"]}
     lines = []
 
     class Spy:
@@ -37,7 +38,7 @@ def two_runs(tmp_path_factory):
     # same precision name here (this CPU may have no bf16); what matters is that nothing is scored again
     second = run_one(lm, configs, s, "f32", tmp_path_factory.mktemp("b"), data=data, accuracy_from=scored,
                      progress=Spy())
-    return first, second, lines
+    return run_as_json(first), run_as_json(second), lines
 
 
 def test_per_window_scores_sum_to_the_metric(two_runs):

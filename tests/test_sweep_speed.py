@@ -79,6 +79,11 @@ def run(tmp_path_factory):
     return lm, configs, s, out, data, result
 
 
+def _rows(run: dict) -> dict:
+    """The run's rows as results.json gives them (the cache's JSON, per-window data included), by name."""
+    return {r.name: r.to_dict() for r in run["configs"]}
+
+
 def test_fewer_windows_for_a_slow_graph_and_the_same_bytes_on_resume(run):
     from actiba.evaluate.sweep import run_one
 
@@ -103,11 +108,11 @@ def test_scored_prefix_is_what_the_metric_says(run):
             ids = torch.tensor([[256, *window[:-1]]])
             logp = torch.log_softmax(lm.model(input_ids=ids, use_cache=False).logits[0].float(), -1)
             nats -= logp.gather(-1, torch.tensor(list(window))[:, None]).sum().item()
-    assert result["configs"][0]["metric"] == pytest.approx(nats / math.log(2) / 128, rel=1e-4)
+    assert result["configs"][0].metric == pytest.approx(nats / math.log(2) / 128, rel=1e-4)
 
 
 def test_identical_graph_reuses_the_measurement(run):
-    rows = {r["name"]: r for r in run[-1]["configs"]}
+    rows = _rows(run[-1])
     a, b = rows["reduba"], rows["reduba-all-sites"]
     assert a["error"] is None and b["error"] is None
     assert b["same_graph_as"] == "reduba" and b["graph_sha"] == a["graph_sha"]
@@ -143,10 +148,11 @@ def test_front_is_scored_at_emulated_bf16(run):
     scored prefix; the delta is against the f32 baseline; other rows get none; a resume reuses it."""
     from actiba.evaluate.build import rewritten_onnx
     from actiba.evaluate.emulate import bits_per_byte_onnx, emulate_precision
-    from actiba.evaluate.sweep import EMULATED_FRONT, run_one
+    from actiba.evaluate.front import EMULATED_FRONT
+    from actiba.evaluate.sweep import run_one
 
     lm, configs, s, out, data, result = run
-    rows = {r["name"]: r for r in result["configs"]}
+    rows = _rows(result)
     base = rows["baseline"]
     scored = data[:result["settings"]["eval_bytes_scored"]]
     with_emulation = [n for n, r in rows.items() if "metric_emulated" in r]
@@ -166,13 +172,14 @@ def test_front_is_scored_at_emulated_bf16(run):
     memos = sorted((out / "cache").rglob("emulated-bf16-*.json"))
     assert memos
     again = run_one(lm, configs, s, "f32", out, data=data)
-    assert {r["name"]: r.get("metric_emulated") for r in again["configs"]} == \
+    assert {r.name: r.metric_emulated for r in again["configs"]} == \
         {n: r.get("metric_emulated") for n, r in rows.items()}
     assert sorted((out / "cache").rglob("emulated-bf16-*.json")) == memos
 
 
 def test_emulation_targets_are_the_fastest_distinct_front_graphs():
-    from actiba.evaluate.sweep import EMULATED_FRONT, _emulation_targets
+    from actiba.evaluate.front import EMULATED_FRONT, emulation_targets
+    from actiba.evaluate.row import Row
 
     base = {"name": "baseline", "metric": 1.0, "speedup": 1.0, "graph_sha": "b", "pareto": False}
     rows = [base] + [{"name": f"r{i}", "metric": 1.0, "speedup": 1.0 + i, "graph_sha": f"g{i}", "pareto": True}
@@ -182,13 +189,14 @@ def test_emulation_targets_are_the_fastest_distinct_front_graphs():
     rows.append({"name": "off-front", "metric": 1.0, "speedup": 99.0, "graph_sha": "x", "pareto": False})
     rows.append({"name": "failed", "metric": None, "speedup": None, "graph_sha": "y", "pareto": True,
                  "error": "boom"})
-    got = [r["name"] for r in _emulation_targets(rows, base)]
+    rows = [Row.from_dict(r) for r in rows]
+    got = [r.name for r in emulation_targets(rows, rows[0])]
     fastest = [f"r{i}" for i in range(EMULATED_FRONT + 1, 1, -1)]
     assert got[0] == "baseline" and set(got[1:]) == set(fastest) | {"twin"}
 
 
 def test_decode_rows(run):
-    rows = {r["name"]: r for r in run[-1]["configs"]}
+    rows = _rows(run[-1])
     base, red, relu = rows["baseline"], rows["reduba"], rows["softplus-relu"]
     assert base["decode_latency_ms"]["median"] > 0 and base["decode_speedup"] == 1.0
     # a prefill-only rewrite leaves the decode step as it is: the baseline's graph and number
@@ -220,7 +228,7 @@ def test_plot_labels_do_not_overlap():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from actiba.evaluate.report import place_labels
+    from actiba.evaluate.report_plot import place_labels
 
     rng = np.random.default_rng(1)
     pts = [(1.0 + 0.01 * rng.random(), 0.01 * rng.random(), f"configuration-{i}") for i in range(12)]

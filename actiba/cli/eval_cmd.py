@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..evaluate.row import Row
 
 
 def add_parser(sub) -> None:
@@ -70,7 +74,7 @@ def run(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="actiba-eval-") as tmp:
         run_ = sweep.run_one(lm, [cfgs.baseline(), *configs], settings, precision, Path(tmp))
-    failed = [r for r in run_["configs"] if r.get("error")]
+    failed = [r for r in run_["configs"] if r.error]
     scored = (run_.get("settings") or {}).get("eval_bytes_scored")
     if scored:  # which text the number is on: the README's model table scores the whole split differently
         print(f"bits/byte on the first {scored} bytes of the held-out split (Macbeth + The Tempest), "
@@ -87,33 +91,34 @@ def run(args) -> int:
             print(f"lm-eval {args.task} [{c.name}]: " + ", ".join(f"{k}={v:.6g}" for k, v in res.items()))
     if args.json:
         from .._atomic import write_text
+        from ..evaluate.row import run_as_json
 
-        write_text(args.json, json.dumps(run_, indent=1, default=str) + "\n")
+        write_text(args.json, json.dumps(run_as_json(run_), indent=1, default=str) + "\n")
     if failed:
-        raise InputError(f"configuration {failed[0]['name']} failed: {failed[0]['error']}")
+        raise InputError(f"configuration {failed[0].name} failed: {failed[0].error}")
     if run_.get("random_weights"):
         print("note: random weights: latency only", file=sys.stderr)
     return 0
 
 
-def _line(r: dict, run: dict) -> str:
-    if r.get("error"):
-        return f"{r['name']}: FAILED {r['error']}"
-    lat = r["latency_ms"]
-    parts = [f"{r['name']}:"]
-    if r.get("metric") is not None:
-        own = r.get("metric_halfwidth")
-        parts.append(f"bits/byte {r['metric']:.6f}" + (f" ±{own:.3f}" if own else ""))
-        if r.get("metric_delta_rel") is not None and r["name"] != "baseline":
-            hw = r.get("metric_delta_halfwidth_rel")
-            parts.append(f"({100 * r['metric_delta_rel']:+.3f}%" + (f" ±{100 * hw:.3f}% paired)" if hw else ")"))
-    if r.get("metric_torch") is not None:
-        parts.append(f"torch {r['metric_torch']:.6f}")
-    parts.append(f"latency {lat['median']:.3f} ms [p10 {lat['p10']:.3f}, p90 {lat['p90']:.3f}] at {lat['seq_len']}")
-    if r.get("speedup") is not None:
-        parts.append(f"speed-up {r['speedup']:.3f}x")
-    for n, st in (r.get("latency_by_seq_len") or {}).items():
-        parts.append(f"| L={n}: {st['median']:.3f} ms")
-    parts.append(f"[{run['device']} {run['precision']}, used {r.get('compile', {}).get('precision_used')}, "
+def _line(r: Row, run: dict) -> str:
+    if r.error:
+        return f"{r.name}: FAILED {r.error}"
+    lat = r.latency_ms
+    parts = [f"{r.name}:"]
+    if r.metric is not None:
+        own = r.metric_halfwidth
+        parts.append(f"bits/byte {r.metric:.6f}" + (f" ±{own:.3f}" if own else ""))
+        if r.metric_delta_rel is not None and r.name != "baseline":
+            hw = r.metric_delta_halfwidth_rel
+            parts.append(f"({100 * r.metric_delta_rel:+.3f}%" + (f" ±{100 * hw:.3f}% paired)" if hw else ")"))
+    if r.metric_torch is not None:
+        parts.append(f"torch {r.metric_torch:.6f}")
+    parts.append(f"latency {lat.median:.3f} ms [p10 {lat.p10:.3f}, p90 {lat.p90:.3f}] at {lat.seq_len}")
+    if r.speedup is not None:
+        parts.append(f"speed-up {r.speedup:.3f}x")
+    for n, st in (r.latency_by_seq_len or {}).items():
+        parts.append(f"| L={n}: {st.median:.3f} ms")
+    parts.append(f"[{run['device']} {run['precision']}, used {(r.compile or {}).get('precision_used')}, "
                  f"{run.get('prefill_logits', 'all')}-position logits timed]")
     return " ".join(parts)

@@ -3,7 +3,7 @@
 With no model, the embedded Mamba-2 and Mamba models are measured; `--full-size` instead profiles
 random-weight Mamba-2-130M / Mamba-130M architectures for latency only (slow; labelled as random).
 
-What keeps the default run short (see `actiba.evaluate.sweep`): timing stops once the paired speed-up is
+What keeps the default run short (see `actiba.evaluate.measure`): timing stops once the paired speed-up is
 known to ±--rel-tol or after --timing-seconds, large models score fewer whole windows (--accuracy-seconds,
 sized from the parameter count, never under 32), identical graphs are measured once. Every row also
 gets a decode-step latency unless --no-decode.
@@ -20,6 +20,10 @@ perplexity scoring does. Accuracy is always scored with every position, so it do
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..evaluate.row import Row
 
 FULL_SIZE = ("random:mamba2-130m", "random:mamba-130m")
 
@@ -108,6 +112,8 @@ def _check_out(path: str):
 
 
 def run(args) -> int:
+    import dataclasses
+
     from ..errors import InputError
     from ..evaluate import configs as cfgs
     from ..evaluate import latency, sweep
@@ -167,7 +173,7 @@ def run(args) -> int:
     from ._progress import Progress
 
     runs = []
-    scored: dict[tuple[str, int], dict[str, dict]] = {}  # (model, length) -> scoring-graph sha -> row
+    scored: dict[tuple[str, int], dict[str, Row]] = {}  # (model, length) -> scoring-graph sha -> row
     with Progress(total, "config") as bar:
         for lm, configs, prec, n in plans:
             bar.set_title(f"{lm.name} {prec} L={n}")
@@ -176,15 +182,15 @@ def run(args) -> int:
             reuse = scored.setdefault((lm.name, n), {})
             run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse)
             for r in run_["configs"]:  # graphs scored here need not be scored at another precision
-                sha = r.get("metric_graph_sha") or r.get("graph_sha")
-                if sha and r.get("metric_windows") and r.get("metric_precision") == prec and sha not in reuse:
-                    reuse[sha] = dict(r, metric_run=f"{prec}")
+                sha = r.scoring_sha
+                if sha and r.metric_windows and r.metric_precision == prec and sha not in reuse:
+                    reuse[sha] = dataclasses.replace(r)
             _choose(run_, max_loss)
             runs.append(run_)
             bar.log(f"{lm.name} {prec} L={n}: {run_.get('choice', 'no baseline')}")
     doc = write_report(out, runs, {"max_loss": max_loss})
     for r in runs:
-        failed = sum(1 for c in r["configs"] if c.get("error"))
+        failed = sum(1 for c in r["configs"] if c.error)
         tag = " [random weights]" if r.get("random_weights") else ""
         print(f"{r['model']}{tag} {r['device']} {r['precision']} L={r['settings']['seq_len']} "
               f"{r.get('prefill_logits')} logits: "
@@ -192,7 +198,7 @@ def run(args) -> int:
               f"{f', {failed} failed' if failed else ''}; {r.get('choice', 'no baseline')}")
     del doc
     print(f"report: {out / 'report.html'}")
-    if any(not r.get("baseline") or r["baseline"].get("error") for r in runs):
+    if any(not r.get("baseline") or r["baseline"].error for r in runs):
         print("actiba: warning: a baseline failed; see the report", file=sys.stderr)
     return 0
 
@@ -202,7 +208,7 @@ def _choose(run: dict, max_loss: float) -> None:
     from ..evaluate.pareto import choose, null_noise, null_usable
 
     null = run.get("null_control")
-    ok = [c for c in run["configs"] if c.get("speedup") is not None]
+    ok = [c for c in run["configs"] if c.speedup is not None]
     if ok and not null_usable(null):
         run["choice"] = (f"no recommendation: this run's latency is not usable — the baseline timed against itself "
                          f"compiled again measured {null['speedup']:.3f}x ±{100 * null['halfwidth_rel']:.1f}% after "
@@ -210,26 +216,26 @@ def _choose(run: dict, max_loss: float) -> None:
                          "machine")
         run["choice_name"] = None
         return
-    best = (max(ok, key=lambda c: c["speedup"], default=None) if run["metric"] is None
+    best = (max(ok, key=lambda c: c.speedup, default=None) if run["metric"] is None
             else choose(run["configs"], max_loss, noise=null_noise(null)))
     if best is not None:
         run["choice"] = _describe(best, max_loss, run)
-        run["choice_name"] = best["name"]
+        run["choice_name"] = best.name
 
 
-def _describe(row: dict, max_loss: float, run: dict) -> str:
+def _describe(row: Row, max_loss: float, run: dict) -> str:
     from ..evaluate.pareto import null_noise
 
     if run.get("metric") is None:
-        return f"fastest: {row['name']} ({row['speedup']:.3g}x, latency only)"
-    if row["name"] == "baseline" or row.get("speedup", 0) <= 1.0:
+        return f"fastest: {row.name} ({row.speedup:.3g}x, latency only)"
+    if row.name == "baseline" or (row.speedup or 0) <= 1.0:
         floor = null_noise(run.get("null_control"))
         beyond = f" by more than the {100 * floor:.2g}% two compiles of it differ by" if floor else ""
         return (f"within {100 * max_loss:g}% loss nothing beats the baseline on {run['device']}{beyond}: "
                 "keep baseline")
-    hw = row.get("metric_delta_halfwidth_rel")
+    hw = row.metric_delta_halfwidth_rel
     hw_text = f" ±{100 * hw:.3f}%" if hw else ""
-    ratio = (row.get("latency_ratio") or {}).get("halfwidth_rel")
-    speed = f"{row['speedup']:.3g}x" + (f" ±{100 * ratio:.1f}%" if ratio else "")
-    return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row['name']}: "
-            f"{speed}, bits/byte {100 * row['metric_delta_rel']:+.3f}%{hw_text}")
+    ratio = row.latency_ratio.halfwidth_rel if row.latency_ratio else None
+    speed = f"{row.speedup:.3g}x" + (f" ±{100 * ratio:.1f}%" if ratio else "")
+    return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row.name}: "
+            f"{speed}, bits/byte {100 * row.metric_delta_rel:+.3f}%{hw_text}")

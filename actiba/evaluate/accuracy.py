@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .row import Row
 
 Z95 = 1.96
 LOSS_RESOLUTION = 1e-6  # relative bits/byte change below which two configurations are equally accurate
@@ -51,17 +54,17 @@ def own_halfwidth(nats: Sequence[float], seq_len: int) -> float | None:
     return Z95 * sd / math.sqrt(n)
 
 
-def _windows(row: dict[str, Any]) -> list[float] | None:
-    w = row.get("metric_windows")
+def _windows(row: Row) -> list[float] | None:
+    w = row.metric_windows
     return w if isinstance(w, list) and len(w) >= 2 else None
 
 
-def _halfwidth(row: dict[str, Any]) -> float:
-    hw = row.get("metric_delta_halfwidth_rel")
+def _halfwidth(row: Row) -> float:
+    hw = row.metric_delta_halfwidth_rel
     return float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
 
 
-def tolerance(a: dict[str, Any], b: dict[str, Any], base_total: float | None = None) -> float:
+def tolerance(a: Row, b: Row, base_total: float | None = None) -> float:
     """The relative bits/byte difference between rows `a` and `b` that is still a tie.
 
     Paired over their windows when both have them (relative to the baseline's total, as

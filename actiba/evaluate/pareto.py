@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .row import Row
 
 
-def _ok(row: dict[str, Any]) -> bool:
-    loss, speed = row.get("metric_delta_rel"), row.get("speedup")
-    return (not row.get("error") and isinstance(loss, (int, float)) and isinstance(speed, (int, float))
+def _ok(row: Row) -> bool:
+    loss, speed = row.metric_delta_rel, row.speedup
+    return (not row.error and isinstance(loss, (int, float)) and isinstance(speed, (int, float))
             and math.isfinite(loss) and math.isfinite(speed))
 
 
@@ -44,13 +47,13 @@ def pareto_flags(points: Sequence[tuple[float, float] | None],
     return out
 
 
-def mark_pareto(rows: list[dict[str, Any]], base: dict[str, Any] | None = None) -> None:
-    """Set row["pareto"] in place (failed rows are never on the front); losses that differ by less than
+def mark_pareto(rows: list[Row], base: Row | None = None) -> None:
+    """Set row.pareto in place (failed rows are never on the front); losses that differ by less than
     their paired uncertainty (`accuracy.tolerance`, relative to `base`'s windows) tie."""
     from .accuracy import tolerance
 
-    pts = [(float(r["metric_delta_rel"]), float(r["speedup"])) if _ok(r) else None for r in rows]
-    bw = (base or {}).get("metric_windows")
+    pts = [(float(r.metric_delta_rel), float(r.speedup)) if _ok(r) else None for r in rows]
+    bw = base.metric_windows if base is not None else None
     base_total = math.fsum(bw) if isinstance(bw, list) and bw else None
     cache: dict[tuple[int, int], float] = {}
 
@@ -61,7 +64,7 @@ def mark_pareto(rows: list[dict[str, Any]], base: dict[str, Any] | None = None) 
         return cache[key]
 
     for r, flag in zip(rows, pareto_flags(pts, tol), strict=True):
-        r["pareto"] = flag
+        r.pareto = flag
 
 
 def _halfwidth(timing: dict[str, Any] | None) -> float:
@@ -70,14 +73,19 @@ def _halfwidth(timing: dict[str, Any] | None) -> float:
     return float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
 
 
-def surely_faster(row: dict[str, Any], noise: float = 0.0) -> bool:
+def surely_faster(row: Row, noise: float = 0.0) -> bool:
     """Faster than the baseline even at the pessimistic end of its timing interval, by more than `noise`.
 
     The paired timing records the ratio's relative half-width (`latency_ratio.halfwidth_rel`); a 1.01×
     measured to ±3 % may well be slower, so it must not be recommended. `noise` is the run's null
     control (`null_noise`): what the baseline graph compiled a second time differs from itself by, which
     no interval of a single pairing shows. Rows without an interval (older caches) need speedup > 1 + noise."""
-    return row["speedup"] / (1.0 + _halfwidth(row.get("latency_ratio"))) > 1.0 + max(0.0, noise)
+    return faster_than(row.speedup, row.latency_ratio.halfwidth if row.latency_ratio else 0.0, noise)
+
+
+def faster_than(speedup: float, halfwidth_rel: float, noise: float = 0.0) -> bool:
+    """`speedup` measured to ±`halfwidth_rel` is above 1 + `noise` even at the pessimistic end."""
+    return speedup / (1.0 + halfwidth_rel) > 1.0 + max(0.0, noise)
 
 
 NULL_MAX_NOISE = 0.05  # a null control further from 1 than this (with its interval) means the timing failed
@@ -102,16 +110,16 @@ def null_noise(null: dict[str, Any] | None) -> float:
     return abs(float(null["speedup"]) - 1.0) + _halfwidth(null)
 
 
-def within_budget(row: dict[str, Any], max_loss: float) -> bool:
+def within_budget(row: Row, max_loss: float) -> bool:
     """The row's loss is not beyond `max_loss` by more than its own uncertainty (the front's tie rule:
     a lossless rewrite measured 1e-8 above the baseline is within a 0 % budget)."""
-    hw = row.get("metric_delta_halfwidth_rel")
+    hw = row.metric_delta_halfwidth_rel
     hw = float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
-    return row["metric_delta_rel"] <= max_loss + hw
+    return row.metric_delta_rel <= max_loss + hw
 
 
-def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "baseline",
-           noise: float = 0.0) -> dict[str, Any] | None:
+def choose(rows: list[Row], max_loss: float, baseline_name: str = "baseline",
+           noise: float = 0.0) -> Row | None:
     """The fastest row with metric_delta_rel <= max_loss that is surely faster than the baseline, else the
     baseline.
 
@@ -120,10 +128,10 @@ def choose(rows: list[dict[str, Any]], max_loss: float, baseline_name: str = "ba
     baseline itself is returned when nothing beats it.
     """
     ok = [r for r in rows if _ok(r) and within_budget(r, max_loss) and surely_faster(r, noise)
-          and r.get("name") != baseline_name]
+          and r.name != baseline_name]
     if ok:
-        return sorted(ok, key=lambda r: (-r["speedup"], r["metric_delta_rel"], r.get("name", "")))[0]
-    base = [r for r in rows if r.get("name") == baseline_name and not r.get("error")]
+        return sorted(ok, key=lambda r: (-r.speedup, r.metric_delta_rel, r.name))[0]
+    base = [r for r in rows if r.name == baseline_name and not r.error]
     return base[0] if base else None
 
 

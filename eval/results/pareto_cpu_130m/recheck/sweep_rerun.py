@@ -29,9 +29,9 @@ def main(mode: str, onnx_cache: str, out_dir: str) -> None:
                        latency_only=True)
     run = sweep.run_one(lm, configs, s, "f32", out)
     base, q64 = run["configs"]
-    print(f"{mode}: null control {run.get('null_control')}; baseline row {base['latency_ms']['median']:.0f} ms; "
-          f"chunk 64 {q64['latency_ms']['median']:.0f} ms against {q64['baseline_latency_ms']['median']:.0f} ms, "
-          f"speed-up {q64['speedup']:.3f}")
+    print(f"{mode}: null control {run.get('null_control')}; baseline row {base.latency_ms.median:.0f} ms; "
+          f"chunk 64 {q64.latency_ms.median:.0f} ms against {q64.baseline_latency_ms.median:.0f} ms, "
+          f"speed-up {q64.speedup:.3f}")
 
 
 if __name__ == "__main__":
