@@ -69,6 +69,14 @@ def add_parser(sub) -> None:
     p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
                    help="timed prefill output: the last position's logits (a generator's prefill; default) "
                         "or every position's (perplexity scoring); accuracy always uses every position")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where rows are measured: this process (local), or a Ray cluster (ray; needs actiba[ray]): "
+                        "builds and accuracy anywhere, timing on the node offering --timing-resource")
+    p.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster to use (HOST:PORT of its head); default: start a one-node cluster here")
+    p.add_argument("--timing-resource", default="actiba_timing", metavar="NAME",
+                   help="Ray resource of the node that times every row against its baseline "
+                        "(ray start --resources '{\"NAME\": 1}'; default actiba_timing)")
     p.set_defaults(run=run)
 
 
@@ -149,6 +157,8 @@ def run(args) -> int:
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
     emulate = _emulate(args.emulate)
+    if args.backend != "ray" and args.address:
+        raise InputError("--address is the Ray cluster's; give it with --backend ray")
     quick = args.quick
     lengths = args.seq_len or [64 if quick else 512 if args.full_size else 256]
     settings = sweep.Settings(
@@ -160,6 +170,11 @@ def run(args) -> int:
         timing_seconds=args.timing_seconds or None,
         profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate)
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
+    backend = None
+    if args.backend == "ray":  # connected before any work: a missing ray or cluster is one line, exit 2
+        from ..evaluate.ray_backend import RayBackend
+
+        backend = RayBackend(args.address, args.timing_resource)
     out = _check_out(args.out)  # created only once the models are known to load
     plans = []
     precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: later precisions reuse its scores
@@ -180,7 +195,7 @@ def run(args) -> int:
             s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
                                   "latency_only": settings.latency_only or lm.random_weights})
             reuse = scored.setdefault((lm.name, n), {})
-            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse)
+            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse, backend=backend)
             for r in run_["configs"]:  # graphs scored here need not be scored at another precision
                 sha = r.scoring_sha
                 if sha and r.metric_windows and r.metric_precision == prec and sha not in reuse:

@@ -112,13 +112,16 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
             lm.onnx_cache[key] = onnx.load(str(path))
             return lm.onnx_cache[key]
         path.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
     import tempfile
 
     from ..models.export import export_onnx
     from ..rewrite.torch_rw import ssd_rewrites
 
+    # exported to a scratch folder, then put into the cache atomically: a worker that dies mid-export, or two of
+    # a cluster's workers exporting the same graph at once, never leave a half-written file the next reader loads
     with tempfile.TemporaryDirectory() as tmp:
-        out = path or Path(tmp) / "model.onnx"
+        out = Path(tmp) / "model.onnx"
         if d1 or d2 or chunk:
             with ssd_rewrites(lm.model, d1=d1, d2=d2, precision=precision, chunk=chunk) as sites:
                 if (d1 or d2) and not any(s.ok for s in sites):
@@ -128,6 +131,11 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
         else:
             export_onnx(lm.model, out, seq_len=seq_len, verbose=False, check_seq_len=seq_len, logits=logits)
         lm.onnx_cache[key] = onnx.load(str(out))
+        if path is not None:
+            from .._atomic import atomic_path
+
+            with atomic_path(path, suffix=".onnx") as tmp_path:
+                shutil.copyfile(out, tmp_path)
     return lm.onnx_cache[key]
 
 
