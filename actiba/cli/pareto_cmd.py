@@ -120,7 +120,6 @@ def _check_out(path: str):
 
 
 def run(args) -> int:
-    import dataclasses
 
     from ..errors import InputError
     from ..evaluate import configs as cfgs
@@ -169,12 +168,12 @@ def run(args) -> int:
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
         timing_seconds=args.timing_seconds or None,
         profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate)
-    loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     backend = None
     if args.backend == "ray":  # connected before any work: a missing ray or cluster is one line, exit 2
         from ..evaluate.ray_backend import RayBackend
 
         backend = RayBackend(args.address, args.timing_resource)
+    loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     out = _check_out(args.out)  # created only once the models are known to load
     plans = []
     precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: later precisions reuse its scores
@@ -185,24 +184,11 @@ def run(args) -> int:
             for n in lengths:
                 plans.append((lm, configs, prec, n))
     total = sum(len(c) + (0 if any(x.is_baseline for x in c) else 1) for _, c, _, _ in plans)
-    from ._progress import Progress
-
-    runs = []
-    scored: dict[tuple[str, int], dict[str, Row]] = {}  # (model, length) -> scoring-graph sha -> row
-    with Progress(total, "config") as bar:
-        for lm, configs, prec, n in plans:
-            bar.set_title(f"{lm.name} {prec} L={n}")
-            s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
-                                  "latency_only": settings.latency_only or lm.random_weights})
-            reuse = scored.setdefault((lm.name, n), {})
-            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse, backend=backend)
-            for r in run_["configs"]:  # graphs scored here need not be scored at another precision
-                sha = r.scoring_sha
-                if sha and r.metric_windows and r.metric_precision == prec and sha not in reuse:
-                    reuse[sha] = dataclasses.replace(r)
-            _choose(run_, max_loss)
-            runs.append(run_)
-            bar.log(f"{lm.name} {prec} L={n}: {run_.get('choice', 'no baseline')}")
+    try:
+        runs = _sweep(plans, total, settings, out, max_loss, backend)
+    finally:
+        if backend is not None:
+            backend.close()
     doc = write_report(out, runs, {"max_loss": max_loss})
     for r in runs:
         failed = sum(1 for c in r["configs"] if c.error)
@@ -254,3 +240,29 @@ def _describe(row: Row, max_loss: float, run: dict) -> str:
     speed = f"{row.speedup:.3g}x" + (f" ±{100 * ratio:.1f}%" if ratio else "")
     return (f"within {100 * max_loss:g}% loss the fastest on {run['device']} {run['precision']} is {row.name}: "
             f"{speed}, bits/byte {100 * row.metric_delta_rel:+.3f}%{hw_text}")
+
+
+def _sweep(plans: list, total: int, settings, out, max_loss: float, backend) -> list[dict]:
+    """Every planned run in order, on `backend` (None: local), with one progress display."""
+    import dataclasses
+
+    from ..evaluate import sweep
+    from ._progress import Progress
+
+    runs = []
+    scored: dict[tuple[str, int], dict[str, Row]] = {}  # (model, length) -> scoring-graph sha -> row
+    with Progress(total, "config") as bar:
+        for lm, configs, prec, n in plans:
+            bar.set_title(f"{lm.name} {prec} L={n}")
+            s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
+                                  "latency_only": settings.latency_only or lm.random_weights})
+            reuse = scored.setdefault((lm.name, n), {})
+            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse, backend=backend)
+            for r in run_["configs"]:  # graphs scored here need not be scored at another precision
+                sha = r.scoring_sha
+                if sha and r.metric_windows and r.metric_precision == prec and sha not in reuse:
+                    reuse[sha] = dataclasses.replace(r)
+            _choose(run_, max_loss)
+            runs.append(run_)
+            bar.log(f"{lm.name} {prec} L={n}: {run_.get('choice', 'no baseline')}")
+    return runs

@@ -27,6 +27,7 @@ system), as must anything a configuration names (table files, statistics).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 DEFAULT_RESOURCE = "actiba_timing"
 TASK_RETRIES = 2  # a build/score task whose worker died is run again this often (elsewhere if it can)
+TIMER_WAIT = 120.0  # seconds the timing actor may wait for its node before the run gives up
 CRASH_DIR_ENV = "ACTIBA_RAY_CRASH_DIR"  # tests only: a file crash-once-NAME / crash-always-NAME kills that build
 
 
@@ -268,22 +270,34 @@ class RayBackend:
         try:
             if self.address is None:  # a one-node cluster of this machine, offering the timing resource
                 ray.init(resources={self.resource: 1}, include_dashboard=False, runtime_env=env,
-                         log_to_driver=False)
+                         log_to_driver=False, logging_level=logging.WARNING)
                 self.address = ray.get_runtime_context().gcs_address
             else:
                 _check_reachable(self.address)
-                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, TimeoutError, ValueError) as exc:
             raise InputError(f"--address {self.address}: cannot connect to a Ray cluster ({exc})") from None
 
     def _timer(self) -> Any:
+        """The timing actor, holding the whole timing resource: a second sweep waits for the node rather
+        than timing beside this one (after TIMER_WAIT seconds it gives up, with one line)."""
         if self._timer_actor is None:
             cls = self.ray.remote(Timer)
-            self._timer_actor = cls.options(num_cpus=0, resources={self.resource: 1}, max_restarts=1,
-                                            max_task_retries=1).remote()
-            node = self.ray.get(self._timer_actor.info.remote())
-            self.timer_node = node
+            actor = cls.options(num_cpus=0, resources={self.resource: 1}, max_restarts=1,
+                                max_task_retries=1).remote()
+            ready, _ = self.ray.wait([info := actor.info.remote()], timeout=TIMER_WAIT)
+            if not ready:
+                self.ray.kill(actor)
+                raise InputError(f"the timing node ({self.resource!r}) stayed busy for {TIMER_WAIT:g} s: another "
+                                 "sweep holds it; wait for it, or give another node the resource")
+            self._timer_actor, self.timer_node = actor, self.ray.get(info)
         return self._timer_actor
+
+    def close(self) -> None:
+        """Release the timing node (the actor); the connection stays for the process."""
+        if self._timer_actor is not None:
+            self.ray.kill(self._timer_actor)
+            self._timer_actor = None
 
     def _spec(self, job: RunJob) -> Spec:
         return Spec(job.lm.name, tuple(job.configs), job.settings, job.precision, str(job.cache), str(job.row_dir))
@@ -335,6 +349,8 @@ class RayBackend:
 
         def take(j: int, built: Any, src: Row) -> None:
             reuse_measurement(built.row, src)
+            built.row.metric_graph_sha = None  # as a local repeat says it: not scored, so no scoring graph
+            built.row.seconds = {"total": (built.row.seconds or {}).get("build", 0.0)}
             waiting[timer.decode_only.remote(spec, built.row, built.config, noise)] = ("row", j, None)
 
         def submit(i: int, built: Any) -> None:
@@ -377,6 +393,11 @@ class RayBackend:
                     try:
                         value = ray.get(ref)
                     except Exception as exc:  # the task failed (its own error, or its worker kept dying)
+                        if node_ref is not None:  # failed with it: read it, so Ray does not log it as unhandled
+                            try:
+                                ray.get(node_ref)
+                            except Exception:
+                                pass
                         if phase == "build":
                             built_ok[i] = exc
                             handle_builds()

@@ -76,8 +76,9 @@ class Backend(Protocol):
     first when it is there) and call `done(i, row)` once per index as its row is known — a failed
     configuration is an error row (`measure.error_row`), never a missing call; `cached` (index → row)
     are the rows already in the cache, whose graphs a new row may share. KeyboardInterrupt propagates
-    after the backend has stopped its work. `null_control(job)` times the baseline against itself where
-    the rows are timed. `describe()` is what results.json says of the backend.
+    after the backend has stopped its work. `null_control(job)`, called first for every run, times the
+    baseline against itself where the rows are timed. `describe()` is what results.json says of the
+    backend (for the run measured last); `close()` releases what the backend holds (a cluster's nodes).
     """
 
     name: str
@@ -88,6 +89,8 @@ class Backend(Protocol):
                 done: Callable[[int, Row], None]) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class LocalBackend:
@@ -130,6 +133,9 @@ class LocalBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def close(self) -> None:
+        self.state = RunState()  # the compiled graphs
 
 
 def seed(state: RunState, rows: Any) -> None:
