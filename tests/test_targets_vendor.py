@@ -26,6 +26,7 @@ import pytest
 
 from actiba import functions, targets
 from actiba.data import cache_root
+from actiba.errors import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -373,3 +374,26 @@ def test_int8_lut_is_the_tosa_reference_models_table(tosa, name, s_in, z_in, s_o
     assert np.array_equal(ours, np.clip(theirs, -128 if qmin is None else qmin, 127))
     if qmin is not None:
         assert ours.min() >= qmin
+
+
+def test_tflite_int16_reads_exactly_the_luts_the_tosa_reference_model_runs(tosa):
+    """The int16 slope bound: TOSA REQUIREs lut[i+1] - lut[i] in [-32768, 32767]. A LUT with steps of
+    exactly -32768 and +32767 (one in the last interval) runs and is ours on every code in both modes;
+    steps of +32768 or -32769 make the graph UNPREDICTABLE and our reader refuses them."""
+    T = targets.get("tflite-int16")
+    ok = np.zeros(513, dtype=np.int64)
+    ok[3:6], ok[300:302], ok[511:] = [32767, -1, 32766], [-32768, -1], [32767, -1]
+    bad = [np.zeros(513, dtype=np.int64) for _ in range(2)]
+    bad[0][7:9], bad[1][7:9] = [-32768, 0], [32767, -2]
+    raw, rounded, *rejected = tosa([(ok, Q16, False), (ok, Q16, True)] + [(b, Q16, False) for b in bad])
+
+    def cfg(lut, mode):
+        return T.config_from_dict({"name": "tflite-int16", "input_min": -8.0, "input_max": 8.0,
+                                   "output_min": -8.0, "output_max": 8.0, "mode": mode, "lut": lut.tolist()})
+
+    assert np.array_equal(raw, T.simulate(cfg(ok, "tosa"), Q16))
+    assert np.array_equal(rounded, T.simulate(cfg(ok, "tflite"), Q16))
+    assert rejected == ["TOSA_UNPREDICTABLE"] * 2
+    for b in bad:
+        with pytest.raises(InputError, match="overflows the int16 slope"):
+            cfg(b, "tosa")
