@@ -5,7 +5,8 @@
 # what onnx 1.23 requires (ml_dtypes>=0.5.4), so pip cannot put it in the project venv; it also
 # installs top-level packages named `tests`, `generator` and `runner`, which would shadow ours.
 # Usage: bash scripts/setup_tosa.sh   (honours ACTIBA_TOSA_VENV, default ~/.cache/actiba/tosa-venv,
-#        and ACTIBA_TOSA_TOOLS, the pip requirement, default tosa-tools==2026.8.0)
+#        and ACTIBA_TOSA_TOOLS, the pip requirement, default tosa-tools==2026.8.0; the suite also passes
+#        with 2026.5.0 and 2026.2.1)
 set -euo pipefail
 venv="${ACTIBA_TOSA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/actiba/tosa-venv}"
 py="${PYTHON:-python3}"

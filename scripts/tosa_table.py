@@ -37,7 +37,7 @@ def _graph(table: np.ndarray, n: int, rescale: bool) -> bytes:
         dt_in, dt_out = ts.DType.INT16, ts.DType.INT32
     else:
         raise ValueError(f"table has {table.size} entries; TOSA TABLE takes 256 (int8) or 513 (int16)")
-    x = ser.addPlaceholder([n], dt_in)
+    x = ser.addPlaceholder([n], dt_in, None)  # vals is required before tosa-tools 2026.8
     t = ser.addConst([table.size], dt_in, table.astype(np.int8 if dt_in == ts.DType.INT8 else np.int16))
     attr = ts.TosaSerializerAttribute()
     attr.TableAttribute()
