@@ -120,6 +120,23 @@ def test_tflite_slope_wraps_like_int16_in_tflite_mode():
         cfg16(lut)  # a stored table whose slope overflows is rejected
 
 
+def test_tflite_int16_reads_every_int16_slope_and_no_other():
+    """A step of exactly -32768 is an int16 slope (TOSA's reference model accepts it, the vendor suite
+    checks that): it loads and both modes match the scalar references; +32768 and -32769 do not load."""
+    T = targets.get("tflite-int16")
+    lut = [0] * 513
+    lut[3], lut[4], lut[5] = 32767, -1, 32766  # steps -32768, +32767
+    lut[511], lut[512] = 32767, -1  # -32768 in the last interval too
+    q = np.r_[np.arange(-32768, -32000), np.arange(32000, 32768)]
+    for mode, ref in (("tflite", tflite_lookup_ref), ("tosa", tosa_table_ref)):
+        assert T.simulate(cfg16(lut, mode), q).tolist() == [ref(lut, int(v)) for v in q]
+    for a, b in ((-32768, 0), (32767, -2)):  # steps +32768 and -32769
+        bad = [0] * 513
+        bad[7], bad[8] = a, b
+        with pytest.raises(InputError, match=r"lut\[8\] - lut\[7\]"):
+            cfg16(bad)
+
+
 @pytest.mark.parametrize("fn,lo,hi", [("silu", -8, 8), ("exp", -16, 0), ("tanh", -4, 4)])
 def test_gen_lut_matches_scalar_transcription(fn, lo, hi):
     T = targets.get("tflite-int16")
