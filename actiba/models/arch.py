@@ -246,7 +246,7 @@ def require(config: Any, name: str) -> Arch:
                          f"to end yet: it still lacks {'; '.join(arch.missing)}. Supported: {', '.join(supported())}")
     if arch.ssm == NONE and arch.mlp_function(config) is None:
         raise InputError(f"model {name} is a {arch.causal_lm} without SSM whose MLP activation is "
-                         f"{arch.act_fields[0]}={arch.mlp_activation(config)!r}: actiba replaces "
-                         f"{', '.join(activations.HF_NAMES)} there and has no other rewrite for it, so "
-                         "nothing would change")
+                         f"{arch.act_fields[0]}={arch.mlp_activation(config)!r}: actiba can replace the MLP "
+                         f"activations {', '.join(activations.HF_NAMES)} and has no other rewrite for a model "
+                         "without SSM, so nothing would change")
     return arch
