@@ -183,8 +183,12 @@ def _tanh_gelu_graph(c_inner: float, x_first: bool):
 
 @pytest.mark.parametrize("x_first", [True, False])
 def test_tanh_gelu_pattern(x_first):
+    """Found as one gelu-tanh site on ONNX and on the unfused OpenVINO model (`Core.read_model`, what the
+    sweep compiles), rewritten to the table; a Tanh with another constant is a tanh site."""
+    from actiba.evaluate.build import to_openvino
     from actiba.evaluate.configs import fitted_table
-    from actiba.rewrite import onnx_rw
+    from actiba.models.export import compile_openvino
+    from actiba.rewrite import onnx_rw, openvino_rw
 
     tables = {"gelu-tanh": fitted_table("gelu-tanh", 8), "tanh": fitted_table("tanh", 8)}
     m = _tanh_gelu_graph(float(np.sqrt(2 / np.pi)), x_first)
@@ -194,6 +198,12 @@ def test_tanh_gelu_pattern(x_first):
     x = np.random.default_rng(0).normal(0, 3, (4, 64)).astype(np.float32)
     y = ort.InferenceSession(out.SerializeToString()).run(None, {"x": x})[0]
     assert np.abs(y - tables["gelu-tanh"](x.astype(np.float64))).max() < 1e-5
+    ov_model = to_openvino(m)
+    assert "Tanh" in {o.get_type_name() for o in ov_model.get_ops()}  # unfused: the pattern, not Gelu
+    ov_out, ov_sites = openvino_rw.apply(ov_model, ["actiba"], tables=tables)
+    assert [(s.detail.get("function"), s.ok) for s in ov_sites] == [("gelu-tanh", True)]
+    compiled = compile_openvino(ov_out, "f32", threads=1)
+    assert np.abs(compiled({0: x})[compiled.output(0)] - tables["gelu-tanh"](x.astype(np.float64))).max() < 1e-5
     near_miss = _tanh_gelu_graph(0.7, x_first)  # not GELU: the Tanh is a tanh site of its own
     assert [s.detail.get("function") for s in onnx_rw.find_sites(near_miss, "actiba", tables=tables)] == ["tanh"]
 
