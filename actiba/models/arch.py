@@ -17,12 +17,12 @@ RMSNorms to B, C and dt that Mamba's does not (a scan that skips them is off by 
 `missing` lists what actiba cannot yet do end to end for an entry; `require()` refuses such a model
 with that reason instead of half-running it.
 
-Causal LMs without an SSM (Llama, Qwen2, Qwen3, Gemma, GPT-2; the block after the Mamba families) have
-`ssm = NONE`: ActiBA replaces their MLP activation, read from the config field in `act_fields`
-(``hidden_act`` = silu for Llama / Qwen, gelu_pytorch_tanh for Gemma; ``activation_function`` =
-gelu_new for GPT-2) and mapped through the activation registry's `hf_names`; the SSM rewrites are
-absent. `require()` refuses such a model whose activation actiba cannot replace (a ReLU MLP), since
-nothing would be left to rewrite.
+Causal LMs without an SSM (Llama, Qwen2, Qwen3, Gemma, GPT-2, GPT-NeoX, Mistral, Phi-3; the block after
+the Mamba families) have `ssm = NONE`: ActiBA replaces their MLP activation, read from the config field
+in `act_fields` (``hidden_act`` = silu for Llama / Qwen / Mistral / Phi-3, gelu_pytorch_tanh for Gemma,
+gelu (erf) for GPT-NeoX; ``activation_function`` = gelu_new for GPT-2) and mapped through the activation
+registry's `hf_names`; the SSM rewrites are absent. `require()` refuses such a model whose activation
+actiba cannot replace (a ReLU MLP), since nothing would be left to rewrite.
 """
 
 from __future__ import annotations
@@ -199,6 +199,14 @@ ARCHITECTURES.update({a.model_type: a for a in (
          act_fields=("activation_function",), smallest_public="openai-community/gpt2",
          tiny=dict(n_embd=64, n_layer=2, n_head=4, vocab_size=300, n_positions=256, bos_token_id=1,
                    eos_token_id=2)),
+    Arch("gpt_neox", "GPTNeoXForCausalLM", NONE, "", (), "transformers.models.gpt_neox.modeling_gpt_neox",
+         attention_paths=("gpt_neox.layers.*.attention",), mlp_paths=("gpt_neox.layers.*.mlp",),
+         act_fields=("hidden_act",), smallest_public="EleutherAI/pythia-70m",  # erf-GELU
+         tiny={k: v for k, v in _TINY_LM.items() if k != "num_key_value_heads"}),
+    Arch("mistral", "MistralForCausalLM", NONE, "", (), "transformers.models.mistral.modeling_mistral", **_DECODER,
+         smallest_public="mistralai/Mistral-7B-v0.1", tiny=_TINY_LM),
+    Arch("phi3", "Phi3ForCausalLM", NONE, "", (), "transformers.models.phi3.modeling_phi3", **_DECODER,
+         smallest_public="microsoft/Phi-3-mini-4k-instruct", tiny=_TINY_LM),
 )})
 
 def of(model: Any) -> Arch | None:
