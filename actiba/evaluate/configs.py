@@ -336,7 +336,7 @@ def activation_sweep(functions: tuple[str, ...], quick: bool = False, full: bool
     accurate end; full: 4-32 and calibrated 4 and 8).
 
     Why no CumBA / ReduBA rows: they are XAMBA's rewrites of an SSM's sequential sums. These graphs
-    have no CumSum at all (positions come from an arange; checked on the five families in
+    have no CumSum at all (positions come from an arange; checked on every such family in
     tests/test_causal_lm.py), so CumBA has no site, and ReduBA's only sites would be the RMSNorm means,
     which are not what it is for; a --sweep file can still ask for either.
     """

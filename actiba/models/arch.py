@@ -209,6 +209,7 @@ ARCHITECTURES.update({a.model_type: a for a in (
          smallest_public="microsoft/Phi-3-mini-4k-instruct", tiny=_TINY_LM),
 )})
 
+
 def of(model: Any) -> Arch | None:
     """The entry of a model (or of its config), None for a family the registry does not know."""
     return ARCHITECTURES.get(getattr(getattr(model, "config", model), "model_type", None))
