@@ -137,7 +137,7 @@ def test_config_parsing(tmp_path):
     got = configs.read_file(p)
     assert got[0].activations == {"silu": {"segments": 8}} and got[1].activations["softplus"]["table"] == "relu"
     assert got[0].key() != got[1].key()
-    for bad in ({"name": "z", "nope": 1}, {"name": "z", "activations": {"gelu": 8}},
+    for bad in ({"name": "z", "nope": 1}, {"name": "z", "activations": {"tanh": 8}},
                 {"name": "z", "activations": {"silu": {"table": "relu"}}}, {"cumba": True}):
         with pytest.raises(InputError):
             configs.from_dict(bad)

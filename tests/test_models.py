@@ -127,7 +127,7 @@ def test_weights_missing_a_tensor(tmp_path):
 
 
 def test_wrong_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "opt"}))
     with pytest.raises(InputError, match="supports"):
         models.load(str(tmp_path))
 

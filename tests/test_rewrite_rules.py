@@ -40,12 +40,12 @@ def test_activation_lists_derive_from_the_registry():
     from actiba.recover import tune
 
     assert spec.ACT_FUNCTIONS == activations.NAMES and tune._EXACT_ACTS == activations.NAMES
-    assert configs.ACT_NAMES == activations.SWEEP_NAMES == ("silu", "softplus")
+    assert configs.ACT_NAMES == activations.SWEEP_NAMES == ("silu", "softplus", "gelu", "gelu-tanh")
     for act in activations.ACTIVATIONS:
         functions.get(act.name)  # every registered function can be fitted
         for alias in act.aliases:
             assert activations.canonical(alias.upper()) == act.name == spec.canonical_function(alias)
-    with pytest.raises(InputError, match="known: silu, softplus"):
+    with pytest.raises(InputError, match="known: silu, softplus, gelu"):
         activations.get("relu")
 
 

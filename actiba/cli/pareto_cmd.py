@@ -127,6 +127,7 @@ def run(args) -> int:
     from ..evaluate.build import load_model
     from ..evaluate.pareto import parse_loss
     from ..evaluate.report import write_report
+    from ..models.arch import mlp_functions
     from ..models.export import ssd_chunk_size
 
     max_loss = parse_loss(args.max_loss)
@@ -178,8 +179,8 @@ def run(args) -> int:
     plans = []
     precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: later precisions reuse its scores
     for lm in loaded:
-        configs = fixed or cfgs.builtin_sweep(named, lm.model_type,
-                                              chunk_size=ssd_chunk_size(lm.model))
+        configs = fixed or cfgs.builtin_sweep(named, lm.model_type, chunk_size=ssd_chunk_size(lm.model),
+                                              functions=mlp_functions(lm.model))
         for prec in precisions:
             for n in lengths:
                 plans.append((lm, configs, prec, n))

@@ -267,8 +267,11 @@ SWEEPS = ("default", "full", "quick")  # built-in sweeps: `actiba pareto --sweep
 
 
 def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None = None,
-                  full: bool = False) -> list[Config]:
+                  full: bool = False, functions: tuple[str, ...] = ()) -> list[Config]:
     """The sweep `actiba pareto` runs when given no --sweep file (`full`: `--sweep full`).
+
+    A causal LM without SSM (`arch.NONE`) gets `activation_sweep(functions)`: its MLP functions
+    (`arch.mlp_functions(model)`), no SSM rewrite. The rest of this says what the SSM families get.
 
     Full: graph rewrites alone, every table size for both activations, each activation alone, XAMBA's
     ReLU-for-Softplus, a per-site CumBA choice, the combined configurations, and calibrated tables
@@ -286,6 +289,11 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
     Quick: a handful.
     """
+    from ..models import arch
+
+    entry = arch.ARCHITECTURES.get(model_type)
+    if entry is not None and entry.ssm == arch.NONE:
+        return activation_sweep(functions, quick=quick, full=full)
     mamba2 = model_type == "mamba2"
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
     if quick:
@@ -322,11 +330,39 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     return out
 
 
-def builtin_sweep(name: str, model_type: str, chunk_size: int | None = None) -> list[Config]:
-    """A built-in sweep by name (SWEEPS)."""
+def activation_sweep(functions: tuple[str, ...], quick: bool = False, full: bool = False) -> list[Config]:
+    """Baseline and ActiBA on `functions` only: the sweep of a causal LM without SSM (Llama's silu, GPT-2's
+    gelu-tanh). Table sizes as in the SSM families' sweeps (4 and 8, a shared calibrated 8, and 16 as the
+    accurate end; full: 4-32 and calibrated 4 and 8).
+
+    Why no CumBA / ReduBA rows: they are XAMBA's rewrites of an SSM's sequential sums. These graphs
+    have no CumSum at all (positions come from an arange; checked on every such family in
+    tests/test_causal_lm.py), so CumBA has no site, and ReduBA's only sites would be the RMSNorm means,
+    which are not what it is for; a --sweep file can still ask for either.
+    """
+    if not functions:
+        raise ValueError("activation_sweep needs the model's MLP functions (arch.mlp_functions)")
+    fns = tuple(dict.fromkeys(functions))
+    tag = "+".join(fns)
+
+    def act(n: int, **cal: str) -> dict[str, dict[str, Any]]:
+        return {fn: {"segments": n, **cal} for fn in fns}
+
+    sizes = (8, 4) if quick else SEGMENTS if full else (4, 8, 16)
+    out = [baseline(), *(Config(f"act-{tag}-{n}", activations=act(n)) for n in sizes)]
+    if not quick:
+        out += [Config(f"act-{tag}-{n}-cal-shared", activations=act(n, calibrated="shared", weighting="density"))
+                for n in ((4, 8) if full else (8,))]
+    return out
+
+
+def builtin_sweep(name: str, model_type: str, chunk_size: int | None = None,
+                  functions: tuple[str, ...] = ()) -> list[Config]:
+    """A built-in sweep by name (SWEEPS); `functions`: a causal LM's MLP functions (`default_sweep`)."""
     if name not in SWEEPS:
         raise InputError(f"unknown built-in sweep {name!r}; known: {', '.join(SWEEPS)} (or a JSON/YAML file)")
-    return default_sweep(model_type, quick=name == "quick", chunk_size=chunk_size, full=name == "full")
+    return default_sweep(model_type, quick=name == "quick", chunk_size=chunk_size, full=name == "full",
+                         functions=functions)
 
 
 def sweep_document(configs: list[Config]) -> str:

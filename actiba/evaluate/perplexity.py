@@ -29,9 +29,19 @@ def heldout(n_bytes: int | None) -> bytes:
     return heldout_bytes(n_bytes)
 
 
+def activation_scope(model: Any) -> tuple[str, ...]:
+    """Where `model`'s tables apply by default: its registry entry's `activation_scope` (the MLPs of a
+    causal LM without SSM, where the graph rewrite finds its sites), else `MIXER_SCOPE`."""
+    from ..models import arch
+
+    entry = arch.of(model)
+    return entry.activation_scope() if entry is not None and entry.ssm == arch.NONE else MIXER_SCOPE
+
+
 @contextlib.contextmanager
-def tables_applied(model: Any, tables: Any, include: Iterable[str] = MIXER_SCOPE) -> Iterator[Any]:
-    """Within the block the model's mixer activations run as tables (no-op without tables).
+def tables_applied(model: Any, tables: Any, include: Iterable[str] | None = None) -> Iterator[Any]:
+    """Within the block the model's mixer (or, without SSM, MLP) activations run as tables (no-op without
+    tables); `include` None: `activation_scope(model)`.
 
     `tables`: {function: Table}, a TableSet, or the mixed mapping `configs.tables_for(config, lm)` returns
     (site ids / site globs pick per-site tables; see `torch_rw.actiba_scope`).
@@ -41,7 +51,8 @@ def tables_applied(model: Any, tables: Any, include: Iterable[str] = MIXER_SCOPE
         return
     from ..rewrite.torch_rw import actiba_scope
 
-    with actiba_scope(model, tables, include=list(include)) as mode:
+    scope = activation_scope(model) if include is None else include
+    with actiba_scope(model, tables, include=list(scope)) as mode:
         yield mode
 
 
@@ -156,7 +167,7 @@ def rolling_bits_per_byte(logits_fn: LogitsFn, docs: list[bytes], seq_len: int, 
 
 
 def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: Any = None,
-                        include: Iterable[str] = MIXER_SCOPE) -> float:
+                        include: Iterable[str] | None = None) -> float:
     """Native path: bits/byte of `data` with the mixer activations replaced by `tables` (as in
     `tables_applied`: function tables and/or per-site tables)."""
     with tables_applied(model, tables or {}, include):

@@ -1,5 +1,6 @@
-"""Load, run and score HF Mamba / Mamba-2 causal LMs: the embedded byte-level models, local folders,
-or hub ids the user already has cached (actiba never downloads weights).
+"""Load, run and score HF causal LMs of the architecture registry (Mamba families, and Llama / Qwen /
+Gemma / GPT-2 without SSM): the embedded byte-level models, local folders, or hub ids the user already
+has cached (actiba never downloads weights).
 
     model = load("embedded:mamba2")          # or "embedded:mamba", "path/to/folder", "org/name"
     tok = tokenizer("embedded:mamba2")
@@ -62,7 +63,7 @@ def _check_type(config: Any, name: str) -> None:
 
 
 def load(name: str, dtype: str = "float32") -> Any:
-    """Load a Mamba / Mamba-2 causal LM in eval mode, offline; any failure is one InputError line."""
+    """Load a registry causal LM in eval mode, offline; any failure is one InputError line."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

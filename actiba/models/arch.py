@@ -16,6 +16,13 @@ RMSNorms to B, C and dt that Mamba's does not (a scan that skips them is off by 
 
 `missing` lists what actiba cannot yet do end to end for an entry; `require()` refuses such a model
 with that reason instead of half-running it.
+
+Causal LMs without an SSM (Llama, Qwen2, Qwen3, Gemma, GPT-2, GPT-NeoX, Mistral, Phi-3; the block after
+the Mamba families) have `ssm = NONE`: ActiBA replaces their MLP activation, read from the config field
+in `act_fields` (``hidden_act`` = silu for Llama / Qwen / Mistral / Phi-3, gelu_pytorch_tanh for Gemma,
+gelu (erf) for GPT-NeoX; ``activation_function`` = gelu_new for GPT-2) and mapped through the activation
+registry's `hf_names`; the SSM rewrites are absent. `require()` refuses such a model whose activation
+actiba cannot replace (a ReLU MLP), since nothing would be left to rewrite.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import activations
 from ..errors import InputError
 
 SELECTIVE_SCAN = "selective-scan"  # Mamba-1: per-token recurrence h_t = exp(dt A) h_{t-1} + dt B x
 SSD = "ssd"                        # Mamba-2: state-space duality, chunked scan with segment sums
+NONE = "none"                      # a causal LM without SSM mixers (attention + MLP): ActiBA only
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,10 @@ class Arch:
 
     model_type: str
     causal_lm: str                       # the *ForCausalLM class name
-    ssm: str                             # SELECTIVE_SCAN or SSD
-    mixer_class: str                     # class of the SSM mixer modules
-    mixer_paths: tuple[str, ...]         # where those mixers sit
-    hf_module: str                       # transformers module holding the mixer (and SSD's chunk scan)
+    ssm: str                             # SELECTIVE_SCAN, SSD or NONE
+    mixer_class: str                     # class of the SSM mixer modules ("" for NONE)
+    mixer_paths: tuple[str, ...]         # where those mixers sit (() for NONE)
+    hf_module: str                       # transformers module of the family (the mixer, SSD's chunk scan)
     chunk_size_field: str | None = None  # config attribute of the SSD chunk length
     n_groups_field: str | None = None    # config attribute of the B/C group count
     scan_norms: tuple[str, ...] = ()     # mixer attributes a compact scan must apply (B/C/dt norms)
@@ -51,6 +60,7 @@ class Arch:
     smallest_public: str | None = None          # hub id of the smallest public checkpoint
     tiny: dict[str, Any] = field(default_factory=dict)  # config kwargs of a tiny test model
     missing: tuple[str, ...] = ()        # what actiba cannot do end to end for this family yet
+    act_fields: tuple[str, ...] = ()     # config attributes naming the MLP activation (first one set wins)
 
     @property
     def end_to_end(self) -> bool:
@@ -70,6 +80,21 @@ class Arch:
 
     def n_groups(self, config: Any) -> int | None:
         return getattr(config, self.n_groups_field) if self.n_groups_field else None
+
+    def mlp_activation(self, config: Any) -> str | None:
+        """What the config calls its MLP activation (``gelu_new``), None if the entry reads none."""
+        return next((str(v) for f in self.act_fields if (v := getattr(config, f, None))), None)
+
+    def mlp_function(self, config: Any) -> str | None:
+        """The activation-registry function of the MLP activation (gelu_new -> gelu-tanh), None if actiba
+        has no entry for it or the family reads none."""
+        name = self.mlp_activation(config)
+        return activations.from_hf(name) if name is not None else None
+
+    def activation_scope(self) -> tuple[str, ...]:
+        """Module globs whose activations torch-level ActiBA replaces: the SSM mixers, or the MLPs of a
+        causal LM without SSM (the same sites the graph rewrite finds there)."""
+        return self.mlp_paths if self.ssm == NONE else self.mixer_paths
 
 
 # What the rewrite / evaluate layers still gate on names for these families (the models layer — load,
@@ -149,6 +174,42 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
 )}
 
 
+# --- causal LMs without an SSM: attention + MLP, ActiBA on the MLP activation --------------------------
+# Their attention exports with the dynamo exporter in both HF implementations (torch 2.13, fixed length):
+# sdpa (HF's default) lowers to MatMul / Softmax plus a NaN guard per layer (IsNaN + Where), eager to the
+# same without it. Export keeps what the config says: on OpenVINO CPU f32 the two ran within 2.2 % ±1 %
+# (eager 64.4 ms, sdpa 65.6 ms; Llama of hidden 512, 4 layers, 256 tokens, 1 thread, load ~2.5), and
+# ActiBA touches neither. No CumSum appears in their exports (positions come from an arange), so CumBA
+# has no site; the sweep has ActiBA rows only.
+_TINY_LM = dict(_TINY_ATTN, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+_DECODER = dict(attention_paths=("model.layers.*.self_attn",), mlp_paths=("model.layers.*.mlp",),
+                act_fields=("hidden_act",))
+
+ARCHITECTURES.update({a.model_type: a for a in (
+    Arch("llama", "LlamaForCausalLM", NONE, "", (), "transformers.models.llama.modeling_llama", **_DECODER,
+         smallest_public="meta-llama/Llama-3.2-1B", tiny=_TINY_LM),
+    Arch("qwen2", "Qwen2ForCausalLM", NONE, "", (), "transformers.models.qwen2.modeling_qwen2", **_DECODER,
+         smallest_public="Qwen/Qwen2.5-0.5B", tiny=_TINY_LM),
+    Arch("qwen3", "Qwen3ForCausalLM", NONE, "", (), "transformers.models.qwen3.modeling_qwen3", **_DECODER,
+         smallest_public="Qwen/Qwen3-0.6B", tiny=dict(_TINY_LM, head_dim=16)),
+    Arch("gemma", "GemmaForCausalLM", NONE, "", (), "transformers.models.gemma.modeling_gemma", **_DECODER,
+         smallest_public="google/gemma-2b", tiny=dict(_TINY_LM, head_dim=16)),
+    Arch("gpt2", "GPT2LMHeadModel", NONE, "", (), "transformers.models.gpt2.modeling_gpt2",
+         attention_paths=("transformer.h.*.attn",), mlp_paths=("transformer.h.*.mlp",),
+         act_fields=("activation_function",), smallest_public="openai-community/gpt2",
+         tiny=dict(n_embd=64, n_layer=2, n_head=4, vocab_size=300, n_positions=256, bos_token_id=1,
+                   eos_token_id=2)),
+    Arch("gpt_neox", "GPTNeoXForCausalLM", NONE, "", (), "transformers.models.gpt_neox.modeling_gpt_neox",
+         attention_paths=("gpt_neox.layers.*.attention",), mlp_paths=("gpt_neox.layers.*.mlp",),
+         act_fields=("hidden_act",), smallest_public="EleutherAI/pythia-70m",  # erf-GELU
+         tiny={k: v for k, v in _TINY_LM.items() if k != "num_key_value_heads"}),
+    Arch("mistral", "MistralForCausalLM", NONE, "", (), "transformers.models.mistral.modeling_mistral", **_DECODER,
+         smallest_public="mistralai/Mistral-7B-v0.1", tiny=_TINY_LM),
+    Arch("phi3", "Phi3ForCausalLM", NONE, "", (), "transformers.models.phi3.modeling_phi3", **_DECODER,
+         smallest_public="microsoft/Phi-3-mini-4k-instruct", tiny=_TINY_LM),
+)})
+
+
 def of(model: Any) -> Arch | None:
     """The entry of a model (or of its config), None for a family the registry does not know."""
     return ARCHITECTURES.get(getattr(getattr(model, "config", model), "model_type", None))
@@ -161,12 +222,22 @@ def is_selective_scan(model: Any) -> bool:
     return entry is not None and entry.ssm == SELECTIVE_SCAN
 
 
+def mlp_functions(model: Any) -> tuple[str, ...]:
+    """The functions ActiBA replaces in a causal LM without SSM (``("gelu-tanh",)`` for GPT-2), from its
+    config; () for the SSM families (their sweeps name silu and softplus) and unknown models."""
+    entry = of(model)
+    if entry is None or entry.ssm != NONE:
+        return ()
+    fn = entry.mlp_function(getattr(model, "config", model))
+    return (fn,) if fn is not None else ()
+
+
 def get(model_type: str) -> Arch:
     """The entry for `model_type`; an InputError naming the known families otherwise."""
     try:
         return ARCHITECTURES[model_type]
     except KeyError:
-        raise InputError(f"model type {model_type!r} is not a Mamba-family architecture actiba knows; known: "
+        raise InputError(f"model type {model_type!r} is not an architecture actiba knows; known: "
                          + ", ".join(ARCHITECTURES)) from None
 
 
@@ -184,4 +255,9 @@ def require(config: Any, name: str) -> Arch:
     if arch.missing:
         raise InputError(f"model {name} is a {arch.causal_lm} ({arch.ssm} mixers), which actiba does not run end "
                          f"to end yet: it still lacks {'; '.join(arch.missing)}. Supported: {', '.join(supported())}")
+    if arch.ssm == NONE and arch.mlp_function(config) is None:
+        raise InputError(f"model {name} is a {arch.causal_lm} without SSM whose MLP activation is "
+                         f"{arch.act_fields[0]}={arch.mlp_activation(config)!r}: actiba can replace the MLP "
+                         f"activations {', '.join(activations.HF_NAMES)} and has no other rewrite for a model "
+                         "without SSM, so nothing would change")
     return arch

@@ -16,7 +16,7 @@ import numpy as np
 from .. import activations
 
 # OpenVINO names -> the ONNX names the rules speak (activation ops from the registry)
-_OPS = {"Multiply": "Mul", "Select": "Where", "Broadcast": "Expand", "Subtract": "Sub", "Divide": "Div",
+_OPS = {"Multiply": "Mul", "Select": "Where", "Broadcast": "Expand", "Subtract": "Sub", "Divide": "Div", "Power": "Pow",
         "LogicalNot": "Not", "Convert": "Cast", "Result": "<graph output>",
         **{a.openvino_op: a.onnx_op for a in activations.ACTIVATIONS if a.openvino_op and a.onnx_op}}
 _ATTRS = {"keepdims": "keep_dims", "approximate": "approximation_mode"}

@@ -2,8 +2,10 @@
 
 Patterns, from the activation registry (`actiba.activations`): the single ops whose only meaning is one
 function (Softplus, Sigmoid, Tanh, Exp), Swish(alpha) as SiLU with beta = alpha, Gelu(approximate),
-x·Sigmoid(x) as SiLU and x·0.5·(1+Erf(x/√2)) as erf-GELU in any association order. The two patterns
-are matched in a first pass, so the Sigmoid inside a SiLU is not a site of its own. Which table a site
+x·Sigmoid(x) as SiLU, x·0.5·(1+Erf(x/√2)) as erf-GELU and x·0.5·(1+Tanh(√(2/π)(x+0.044715·x³))) as
+tanh-GELU (GPT-2's ``gelu_new``, Gemma's ``gelu_pytorch_tanh`` below opset 20), in any association
+order. SiLU and erf-GELU are matched in a first pass, so the Sigmoid inside a SiLU is not a site of its
+own; a Tanh is taken as tanh-GELU when the pattern is around it, else as tanh. Which table a site
 gets is decided afterwards (`pick_table`: node-name globs, then the per-site set by site id, then the
 function's table) and checked against the site's function and beta.
 """
@@ -82,10 +84,41 @@ def _erf_gelu(v: View, erf: Any) -> tuple[Any, Any, list[Any]] | None:
             return None
     else:
         return None
-    add = only_user(v, v.out(erf), "Add")
-    if add is None or not _close(v, other_input(v, add, v.out(erf)), 1.0):
+    return _half_x_times_one_plus(v, erf, x, [scale, erf])
+
+
+def _const_times(v: View, node: Any, value: float) -> Any:
+    """The other input of `node` if it is a Mul by a scalar constant close to `value`, else None."""
+    if node is None or v.op(node) != "Mul":
         return None
-    nodes, cur, need = [scale, erf, add], v.out(add), {"x", "half"}
+    a, b = v.ins(node)[:2]
+    return b if _close(v, a, value) else a if _close(v, b, value) else None
+
+
+def _tanh_gelu(v: View, tanh: Any) -> tuple[Any, Any, list[Any]] | None:
+    """x·0.5·(1+Tanh(√(2/π)·(x+0.044715·x³))) in any association order, x³ as Pow(x, 3) (how GPT-2's
+    ``gelu_new`` and F.gelu(approximate="tanh") export below opset 20) -> (x, final node, pattern nodes)."""
+    scale = v.producer(v.ins(tanh)[0])
+    inner = _const_times(v, scale, math.sqrt(2.0 / math.pi))
+    add = None if inner is None else v.producer(inner)
+    if add is None or v.op(add) != "Add":
+        return None
+    for x, cubic in (v.ins(add)[:2], v.ins(add)[1::-1]):
+        mul = v.producer(cubic)
+        cube = _const_times(v, mul, 0.044715)
+        pow_ = None if cube is None else v.producer(cube)
+        if (pow_ is not None and v.op(pow_) == "Pow" and v.key(v.ins(pow_)[0]) == v.key(x)
+                and _close(v, v.ins(pow_)[1], 3.0, rel=1e-6)):
+            return _half_x_times_one_plus(v, tanh, x, [pow_, mul, add, scale, tanh])
+    return None
+
+
+def _half_x_times_one_plus(v: View, core: Any, x: Any, nodes: list[Any]) -> tuple[Any, Any, list[Any]] | None:
+    """The common tail of both GELUs: x·0.5·(1 + core) in any association order -> (x, final node, nodes)."""
+    add = only_user(v, v.out(core), "Add")
+    if add is None or not _close(v, other_input(v, add, v.out(core)), 1.0):
+        return None
+    nodes, cur, need = [*nodes, add], v.out(add), {"x", "half"}
     for _ in range(2):
         mul = only_user(v, cur, "Mul")
         if mul is None:
@@ -133,6 +166,9 @@ def match(v: View, node: Any, ctx: Context) -> Result:
             return None
         x, root, nodes = m
         return _site(v, root, x, "Erf-GELU", "gelu", None, nodes)
+    if op == "Tanh" and (m := _tanh_gelu(v, node)) is not None:
+        x, root, nodes = m
+        return _site(v, root, x, "Tanh-GELU", "gelu-tanh", None, nodes)
     x = v.ins(node)[0]
     if op == "Sigmoid" and any(v.op(u) == "Mul" and _silu_x(v, u) is not None for u in v.users(v.out(node))):
         return None  # part of a SiLU (matched in the first pass)
@@ -193,7 +229,8 @@ def pick_table(site: spec.Site, tables: dict[str, Any], site_tables: list[tuple[
 SPEC = RewriteSpec(
     name="actiba",
     matches=("Softplus", "Mul(x, Sigmoid(x)) [SiLU]", "Swish (opset 24 / OpenVINO, alpha=beta)",
-             "Gelu (approximate none|tanh) and x·0.5·(1+Erf(x/√2))", "Sigmoid", "Tanh", "Exp",
+             "Gelu (approximate none|tanh), x·0.5·(1+Erf(x/√2)) and x·0.5·(1+Tanh(√(2/π)(x+0.044715x³)))",
+             "Sigmoid", "Tanh", "Exp",
              "torch: F.silu/F.softplus/F.gelu/torch.sigmoid/tanh/exp inside the selected modules"),
     conditions=(
         "a table for the site's function (by op type, or by site-name pattern)",
