@@ -1,12 +1,16 @@
-"""Accuracy at the precision that runs (issue 5) and what SSD d1 does to a bf16 run (issue 4), emulated.
+"""Accuracy at the precision that runs (issue 5) and what SSD d1 does to a bf16 run (issue 4): emulated,
+and native where the CPU has bf16.
 
-This CPU has no bf16/f16 in OpenVINO, so each graph is run by onnxruntime three ways: as exported (f32),
-and with every float tensor rounded to bf16 or f16 after each op (`actiba.evaluate.emulate`: compute in
-f32, store in the narrow format). Graphs: the embedded Mamba-2 exported at a fixed length, plus the
-graph-level SSD rewrites d1, d2 and d1+d2 applied with precision="f32" (so d1 is not refused — the point
-is to see what it does at bf16); the embedded Mamba (default stepped scan). Every row is compared with
-the f32 baseline graph on the same windows: held-out bits/byte, its relative change, top-1 agreement,
-max |logit diff|. Optionally random-weight Mamba-2-130M (f32 vs emulated bf16, a few windows).
+Each graph is run by onnxruntime three ways: as exported (f32), and with every float tensor rounded to
+bf16 or f16 after each op (`actiba.evaluate.emulate`: compute in f32, store in the narrow format). Where
+OpenVINO's CPU plugin offers bf16 (AVX512-BF16 / AMX CPUs: OPTIMIZATION_CAPABILITIES has BF16), the
+same graph is also run natively by OpenVINO at f32 and at bf16 (INFERENCE_PRECISION_HINT set
+explicitly), so the emulation can be checked against what a bf16 device actually computes. Graphs: the
+embedded Mamba-2 exported at a fixed length, plus the graph-level SSD rewrites d1, d2 and d1+d2 applied
+with precision="f32" (so d1 is not refused — the point is to see what it does at bf16); the embedded
+Mamba (default stepped scan). Every row is compared with the f32 baseline graph on the same windows:
+held-out bits/byte, its relative change, top-1 agreement, max |logit diff|. Optionally random-weight
+Mamba-2-130M (f32 vs bf16, emulated and native, a few windows).
 
     nice -n 10 python eval/precision_study.py -o eval/results/precision.md
 """
@@ -189,6 +193,28 @@ def segsum_table(lm: Any, base: Any, data: bytes, seq_len: int, windows: int = 8
             for k, x in enumerate(xs) for p in ("bf16", "f16")]
 
 
+def native_precisions() -> list[str]:
+    """OpenVINO CPU precisions to run natively: f32 and, where the CPU offers it, bf16 ([] without OpenVINO)."""
+    try:
+        from actiba.evaluate.latency import supported_precisions
+    except ImportError:
+        return []
+    return [p for p in supported_precisions("CPU") if p in ("f32", "bf16")]
+
+
+def compare_native(graph: Any, precision: str, ref: list[Any], data: bytes, seq_len: int) -> Any:
+    """`emulate.compare` for OpenVINO CPU at `precision` (all threads: nothing is timed)."""
+    from actiba.evaluate import latency
+    from actiba.evaluate.build import to_openvino
+    from actiba.evaluate.emulate import compare_fn
+    from actiba.evaluate.perplexity import openvino_logits_fn
+
+    compiled, notes = latency.compile_model(to_openvino(graph), "CPU", precision, threads=None)
+    if notes.get("precision_used") != precision:
+        raise RuntimeError(f"OpenVINO ran {notes.get('precision_used')} when asked for {precision}")
+    return compare_fn(lambda record: openvino_logits_fn(compiled, record), ref, data, seq_len)
+
+
 def study_model(name: str, data: bytes, seq_len: int, folder: Path) -> dict[str, Any]:
     from actiba.evaluate.emulate import compare, emulate_precision, window_logits
 
@@ -210,6 +236,15 @@ def study_model(name: str, data: bytes, seq_len: int, folder: Path) -> dict[str,
                          "max_diff": c.max_abs_logit_diff, "seconds": time.perf_counter() - t0})
             log(f"{name} {gname} {prec}: {c.bits_per_byte:.4f} ({rows[-1]['rel']:+.3%}), top-1 {c.top1_agreement:.4f}, "
                 f"max diff {c.max_abs_logit_diff:.3g}")
+        for prec in native_precisions():
+            t0 = time.perf_counter()
+            c = compare_native(graph, prec, ref, data, seq_len)
+            label = f"{prec} OpenVINO" + (" native" if prec != "f32" else "")
+            rows.append({"graph": gname, "precision": label, "note": note, "bits_per_byte": c.bits_per_byte,
+                         "rel": c.bits_per_byte / ref_bpb - 1, "top1": c.top1_agreement,
+                         "max_diff": c.max_abs_logit_diff, "seconds": time.perf_counter() - t0})
+            log(f"{name} {gname} {label}: {c.bits_per_byte:.4f} ({rows[-1]['rel']:+.3%}), "
+                f"top-1 {c.top1_agreement:.4f}, max diff {c.max_abs_logit_diff:.3g}")
     return {"model": name, "baseline": ref_bpb, "rows": rows, "nodes": len(base.graph.node), "segsum": segsum,
             "census": census}
 
@@ -223,14 +258,27 @@ def study_random(name: str, data: bytes, seq_len: int, folder: Path, d1: bool) -
     segsum = segsum_table(lm, base, data, seq_len)
     _, ref = window_logits(base, data, seq_len)
     rows = []
+    native = [f"{p} OpenVINO native" for p in native_precisions() if p != "f32"]
     for gname, graph, _note in graphs(lm, base, SSD_GRAPHS[:1] if d1 else ()):
-        for prec in ("f32", "bf16") if gname != "baseline" else ("bf16",):
-            g = graph if prec == "f32" else emulate_precision(graph, prec)
-            c = compare(g, ref, data, seq_len)
+        for prec in [*(("f32", "bf16 emulated") if gname != "baseline" else ("bf16 emulated",)), *native]:
+            if prec.endswith("native"):
+                c = compare_native(graph, prec.split()[0], ref, data, seq_len)
+            else:
+                g = graph if prec == "f32" else emulate_precision(graph, prec.split()[0])
+                c = compare(g, ref, data, seq_len)
             rows.append({"graph": gname, "precision": prec, "top1": c.top1_agreement, "max_diff": c.max_abs_logit_diff,
                          "positions": c.positions})
             log(f"{name} {gname} {prec}: top-1 {c.top1_agreement:.4f}, max diff {c.max_abs_logit_diff:.3g}")
     return {"model": name, "rows": rows, "segsum": segsum}
+
+
+def _capabilities() -> str:
+    try:
+        from actiba.evaluate.latency import core
+
+        return ", ".join(str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception as exc:  # no OpenVINO: the study is emulated only
+        return f"unavailable ({type(exc).__name__})"
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -239,12 +287,19 @@ def _fmt(x: float, spec: str) -> str:
 
 def render(results: list[dict[str, Any]], rnd: dict[str, Any] | None, args: argparse.Namespace, took: float) -> str:
     lines = [
-        "# Accuracy at emulated bf16 / f16 (issues 4 and 5)",
+        "# Accuracy at bf16 / f16: emulated, and native where the CPU has bf16 (issues 4, 5 and 17)",
         "",
         f"Command: `nice -n 10 python eval/precision_study.py {' '.join(args.argv)}`",
         f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {took / 60:.1f} min on {machine()}.",
         "",
-        "**Emulated, not measured on bf16/f16 hardware.** onnxruntime CPU runs each fixed-length graph "
+        f"OpenVINO CPU precisions run natively here: {', '.join(native_precisions()) or 'none'} "
+        f"(`OPTIMIZATION_CAPABILITIES` {_capabilities()}). Rows marked *OpenVINO* ran the same graph in "
+        "OpenVINO with `INFERENCE_PRECISION_HINT` set to that precision (the compiled model confirmed it); "
+        "rows marked *emulated* are onnxruntime with rounding, as below. Native bf16 here is OpenVINO's CPU "
+        "plugin on this CPU (it keeps some ops and accumulations in f32 as it sees fit); an NPU's bf16 can "
+        "differ again.",
+        "",
+        "**Emulated rows are not measured on bf16/f16 hardware.** onnxruntime CPU runs each fixed-length graph "
         "(`actiba.models.export.export_onnx`, length "
         f"{args.seq_len}) as exported (f32) and through `actiba.evaluate.emulate.emulate_precision`: every "
         "float tensor (weights, every op's output, the logits) is rounded to bf16 / f16 (nearest even) after "
@@ -276,7 +331,7 @@ def render(results: list[dict[str, Any]], rnd: dict[str, Any] | None, args: argp
                   "", "| graph | precision | top-1 agreement with f32 baseline | max abs logit diff |",
                   "|---|---|---:|---:|"]
         for r in rnd["rows"]:
-            lines.append(f"| {r['graph']} | {r['precision']}{'' if r['precision'] == 'f32' else ' emulated'} | "
+            lines.append(f"| {r['graph']} | {r['precision']} | "
                          f"{100 * r['top1']:.2f} % | {_fmt(r['max_diff'], '.3g')} |")
         lines.append("")
         lines += _segsum_lines(rnd["segsum"])

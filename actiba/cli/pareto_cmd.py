@@ -8,9 +8,17 @@ known to ±--rel-tol or after --timing-seconds, large models score fewer whole w
 sized from the parameter count, never under 32), identical graphs are measured once. Every row also
 gets a decode-step latency unless --no-decode.
 
---emulate (default bf16): the baseline and the Pareto front are scored again with every float tensor
-rounded to that precision (onnxruntime emulation, `actiba.evaluate.emulate`), so the report shows what
-the front costs on a device that runs bf16 even where this one cannot; no latency is claimed for it.
+Every run scores accuracy on its own graphs at its own precision: a bf16 run's bits/byte come from
+OpenVINO running bf16 natively, not from the f32 run (a row is one deployable artifact at one
+precision: on the embedded Mamba-2 native bf16 moves the baseline's bits/byte by +0.08 %, and a
+configuration can lose more there than at f32).
+
+--emulate (default auto = bf16, unless this sweep measures bf16 natively): the baseline and the Pareto
+front are scored again with every float tensor rounded to that precision (onnxruntime emulation,
+`actiba.evaluate.emulate`), so the report shows what the front costs on a device that runs bf16 even
+where this CPU cannot; no latency is claimed for it. Where bf16 is measured natively the emulation
+would only repeat it (and cost ~45 s of the demo), so auto skips it; `--emulate bf16` asks for both,
+to compare them.
 
 --prefill-logits (default last): the timed prefill returns the last position's logits only, as a
 generator's prefill does (HF generate: ``logits_to_keep=1``); `all` times every position's logits, as
@@ -63,9 +71,10 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="OpenVINO CPU threads (default 1: shared machine)")
     p.add_argument("--max-loss", default="1%", help="loss budget for the recommended configuration")
     p.add_argument("--latency-only", action="store_true", help="skip accuracy")
-    p.add_argument("--emulate", default="bf16", metavar="P[,P]",
+    p.add_argument("--emulate", default="auto", metavar="P[,P]",
                    help="also score the baseline and the Pareto front with every float tensor rounded to these "
-                        "precisions (bf16, f16; emulated with onnxruntime, accuracy only; 'none' to skip)")
+                        "precisions (bf16, f16; emulated with onnxruntime, accuracy only; 'none' to skip; "
+                        "default auto: bf16 unless this sweep measures bf16 natively)")
     p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
                    help="timed prefill output: the last position's logits (a generator's prefill; default) "
                         "or every position's (perplexity scoring); accuracy always uses every position")
@@ -88,16 +97,21 @@ def _lengths(text: str) -> list[int]:
     return out
 
 
-def _emulate(text: str) -> list[str]:
-    """'bf16' / 'bf16,f16' / 'none' -> the precisions to emulate (InputError for anything else)."""
+def _emulate(text: str, native: list[str] | None = None) -> list[str]:
+    """'bf16' / 'bf16,f16' / 'none' / 'auto' -> the precisions to emulate (InputError for anything else).
+
+    auto: bf16, unless `native` (the precisions measured on the device) has it.
+    """
     from ..errors import InputError
 
+    if text.strip() == "auto":
+        return [] if "bf16" in (native or ()) else ["bf16"]
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names in ([], ["none"]):
         return []
     bad = [n for n in names if n not in ("bf16", "f16")]
     if bad:
-        raise InputError(f"--emulate: unknown precision {bad[0]!r}; use bf16, f16 or none")
+        raise InputError(f"--emulate: unknown precision {bad[0]!r}; use bf16, f16, auto or none")
     return list(dict.fromkeys(names))
 
 
@@ -156,7 +170,7 @@ def run(args) -> int:
         v = getattr(args, n)
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
-    emulate = _emulate(args.emulate)
+    emulate = _emulate(args.emulate, precisions)
     if args.backend != "ray" and args.address:
         raise InputError("--address is the Ray cluster's; give it with --backend ray")
     quick = args.quick
@@ -177,7 +191,7 @@ def run(args) -> int:
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     out = _check_out(args.out)  # created only once the models are known to load
     plans = []
-    precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: later precisions reuse its scores
+    precisions = sorted(precisions, key=lambda p: p != "f32")  # f32 first: others are compared with it
     for lm in loaded:
         configs = fixed or cfgs.builtin_sweep(named, lm.model_type, chunk_size=ssd_chunk_size(lm.model),
                                               functions=mlp_functions(lm.model))
@@ -190,7 +204,8 @@ def run(args) -> int:
     finally:
         if backend is not None:
             backend.close()
-    doc = write_report(out, runs, {"max_loss": max_loss})
+    doc = write_report(out, runs, {"max_loss": max_loss,
+                                   "precisions": {"native": precisions, "emulated": emulate, "device": device}})
     for r in runs:
         failed = sum(1 for c in r["configs"] if c.error)
         tag = " [random weights]" if r.get("random_weights") else ""
@@ -203,6 +218,23 @@ def run(args) -> int:
     if any(not r.get("baseline") or r["baseline"].error for r in runs):
         print("actiba: warning: a baseline failed; see the report", file=sys.stderr)
     return 0
+
+
+def _precision_cost(run: dict, earlier: list[dict]) -> None:
+    """Set `baseline_vs_f32` on a non-f32 run: its baseline's bits/byte against the f32 run's baseline of the
+    same model and length (same windows, so the paired interval applies) — what the precision itself costs,
+    which the run's own deltas (against its own baseline) leave out."""
+    from ..evaluate.accuracy import paired_halfwidth
+
+    base, ref = run.get("baseline"), next((r.get("baseline") for r in earlier if r["model"] == run["model"]
+                                           and r["precision"] == "f32"
+                                           and r["settings"]["seq_len"] == run["settings"]["seq_len"]), None)
+    if run["precision"] == "f32" or base is None or ref is None or not base.metric or not ref.metric:
+        return
+    run["baseline_vs_f32"] = {
+        "delta_rel": (base.metric - ref.metric) / ref.metric,
+        "halfwidth_rel": paired_halfwidth(base.metric_windows or [], ref.metric_windows or []),
+        "f32_metric": ref.metric}
 
 
 def _choose(run: dict, max_loss: float) -> None:
@@ -245,24 +277,17 @@ def _describe(row: Row, max_loss: float, run: dict) -> str:
 
 def _sweep(plans: list, total: int, settings, out, max_loss: float, backend) -> list[dict]:
     """Every planned run in order, on `backend` (None: local), with one progress display."""
-    import dataclasses
-
     from ..evaluate import sweep
     from ._progress import Progress
 
     runs = []
-    scored: dict[tuple[str, int], dict[str, Row]] = {}  # (model, length) -> scoring-graph sha -> row
     with Progress(total, "config") as bar:
         for lm, configs, prec, n in plans:
             bar.set_title(f"{lm.name} {prec} L={n}")
             s = sweep.Settings(**{**settings.__dict__, "seq_len": n,
                                   "latency_only": settings.latency_only or lm.random_weights})
-            reuse = scored.setdefault((lm.name, n), {})
-            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, accuracy_from=reuse, backend=backend)
-            for r in run_["configs"]:  # graphs scored here need not be scored at another precision
-                sha = r.scoring_sha
-                if sha and r.metric_windows and r.metric_precision == prec and sha not in reuse:
-                    reuse[sha] = dataclasses.replace(r)
+            run_ = sweep.run_one(lm, configs, s, prec, out, progress=bar, backend=backend)
+            _precision_cost(run_, runs)
             _choose(run_, max_loss)
             runs.append(run_)
             bar.log(f"{lm.name} {prec} L={n}: {run_.get('choice', 'no baseline')}")

@@ -70,9 +70,28 @@ def load_model(name: str) -> LoadedModel:
     return LoadedModel(name, model, model.config.model_type, False, int(model.config.vocab_size))
 
 
-def onnx_cache_name(lm: LoadedModel, config: Config, seq_len: int) -> str:
-    """File name of the cached (all-positions) export: model, SSD variant, chunk, length, Mamba v1 scan form."""
+def torch_level_refusals(config: Config, precision: str) -> dict[str, str]:
+    """{rewrite: why} for the config's torch-level SSD rewrites that `precision` refuses (d1 at bf16/f16):
+    the export leaves them out, and the row says so instead of carrying the name of a rewrite it lacks."""
+    from ..rewrite import spec
+    from ..rewrite.rules import RULES
+
+    wanted = [n for n, on in zip(("ssd-d1", "ssd-d2"), config.ssd, strict=True) if on]
+    return {n: why for n in wanted if (why := spec.check_precision(RULES.get(n).spec, precision)) is not None}
+
+
+def _effective_ssd(config: Config, precision: str) -> tuple[bool, bool]:
+    """(d1, d2) as the export applies them at `precision` (a refused rewrite is off)."""
+    refused = torch_level_refusals(config, precision)
     d1, d2 = config.ssd
+    return d1 and "ssd-d1" not in refused, d2 and "ssd-d2" not in refused
+
+
+def onnx_cache_name(lm: LoadedModel, config: Config, seq_len: int, precision: str = "f32") -> str:
+    """File name of the cached (all-positions) export: model, SSD variant as applied at `precision` (a
+    bf16 run's d1+d2 export is d2 only, since d1 is refused there: naming the file by the request let a
+    bf16 run load the f32 run's d1 graph), chunk, length, Mamba v1 scan form."""
+    d1, d2 = _effective_ssd(config, precision)
     tag = hashlib.sha256(lm.name.encode()).hexdigest()[:8]
     scan = "-stepped32" if is_selective_scan(lm.model) else ""  # the export's Mamba v1 scan form
     chunk = f"-Q{config.ssd_chunk}" if config.ssd_chunk else ""
@@ -97,7 +116,8 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
         if kind != arch.SSD:
             raise InputError(f"SSD rewrites d1/d2 and ssd_chunk apply to Mamba-2 only (SSD mixers), not "
                              f"{lm.model_type} ({kind} mixers)")
-    key = (d1, d2, chunk, seq_len, precision if d1 else "any", logits)
+    d1, d2 = _effective_ssd(config, precision)
+    key = (d1, d2, chunk, seq_len, logits)
     if key in lm.onnx_cache:
         return lm.onnx_cache[key]
     if logits == "last":  # the all-positions export with the LM head's input sliced: no second export
@@ -107,7 +127,7 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
         return lm.onnx_cache[key]
     path = None
     if cache_dir is not None:
-        path = cache_dir / "onnx" / onnx_cache_name(lm, config, seq_len)
+        path = cache_dir / "onnx" / onnx_cache_name(lm, config, seq_len, precision)
         if path.is_file():
             lm.onnx_cache[key] = onnx.load(str(path))
             return lm.onnx_cache[key]

@@ -328,7 +328,15 @@ def _agree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(model: Any, reference: list[np.ndarray], data: bytes, seq_len: int, threads: int = 1) -> Comparison:
-    """Score `model` and compare its logits window by window with `reference` (from `window_logits`)."""
+    """Score `model` (onnxruntime) and compare its logits window by window with `reference` (from `window_logits`)."""
+    return compare_fn(lambda record: onnx_logits_fn(model, seq_len, threads, record), reference, data, seq_len)
+
+
+def compare_fn(make_fn: Callable[[Callable[[np.ndarray], None]], Callable[[Any], Any]], reference: list[np.ndarray],
+               data: bytes, seq_len: int) -> Comparison:
+    """`compare` for any runtime: `make_fn(record)` returns a `perplexity.LogitsFn` that calls `record` with
+    each window's [L, V] logits (`onnx_logits_fn`, or `perplexity.openvino_logits_fn` for a native-precision
+    OpenVINO run), so emulated and native runs are compared with one reference the same way."""
     from .perplexity import windows_bits_per_byte
 
     state = {"i": 0, "agree": 0, "n": 0, "diff": 0.0}
@@ -344,7 +352,7 @@ def compare(model: Any, reference: list[np.ndarray], data: bytes, seq_len: int, 
         state["diff"] = max(state["diff"], math.inf if np.isnan(d).any() else float(d.max()))
         state["i"] = i + 1
 
-    bpb = windows_bits_per_byte(onnx_logits_fn(model, seq_len, threads, record), data, seq_len)
+    bpb = windows_bits_per_byte(make_fn(record), data, seq_len)
     if state["i"] != len(reference):
         raise InputError(f"scored {state['i']} windows, the reference has {len(reference)}")
     return Comparison(bpb, state["agree"] / state["n"], state["diff"], int(state["n"]))

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..errors import InputError
 from . import latency
-from .build import LoadedModel, rewritten_onnx, to_openvino
+from .build import LoadedModel, rewritten_onnx, to_openvino, torch_level_refusals
 from .configs import Config, describe_activations, tables_for
 from .row import Ratio, Row, Timing, error_text
 from .settings import Settings
@@ -107,6 +107,7 @@ def build(lm: LoadedModel, config: Config, settings: Settings, precision: str, c
     model, done = rewritten_onnx(lm, config, settings.seq_len, precision, cache_dir, settings.prefill_logits)
     row = head(config, describe_activations(config))
     row.sites_rewritten, row.compile, row.graph_sha = done, {}, graph_sha(model)
+    row.refused = torch_level_refusals(config, precision) or None  # left out of this precision's export
     built = Built(config, row, model)
     if scoring:
         add_scoring_graph(lm, built, settings, precision, cache_dir)

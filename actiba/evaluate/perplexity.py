@@ -63,15 +63,20 @@ def torch_logits_fn(model: Any) -> LogitsFn:
     return fn
 
 
-def openvino_logits_fn(compiled: Any) -> LogitsFn:
-    """Logits from a compiled OpenVINO model with a fixed [1, L] input, window by window."""
+def openvino_logits_fn(compiled: Any, record: Callable[[np.ndarray], None] | None = None) -> LogitsFn:
+    """Logits from a compiled OpenVINO model with a fixed [1, L] input, window by window (as float32,
+    whatever precision the model ran at); `record` sees each window's [L, V] logits."""
     import torch
 
     req = compiled.create_infer_request()
 
     def fn(ids: Any) -> Any:
         arr = np.asarray(ids, dtype=np.int64)
-        outs = [np.array(req.infer({0: arr[i:i + 1]})[compiled.output(0)]) for i in range(arr.shape[0])]
+        outs = [np.array(req.infer({0: arr[i:i + 1]})[compiled.output(0)], dtype=np.float32)
+                for i in range(arr.shape[0])]
+        if record is not None:
+            for o in outs:
+                record(o[0])
         return torch.from_numpy(np.concatenate(outs, axis=0))
 
     return fn

@@ -18,6 +18,8 @@ from .report_text import (
     emulated_words,
     fmt,
     null_control_words,
+    precision_cost_words,
+    precisions_words,
     prefill_logits,
     run_label,
     speedup_text,
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 def _note(r: Row) -> str:
     snip = (r.compile or {}).get("snippets")
     parts = [r.error or "", f"OpenVINO snippets {snip}" if snip else ""]
+    for name, why in (r.refused or {}).items():
+        parts.append(f"{name} left out: {why}")
     if r.same_graph_as:
         parts.append(f"graph identical to {r.same_graph_as}: its measurement is reused")
     if r.metric_reused_from:
@@ -135,7 +139,8 @@ def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
              f"{html.escape(str(info.get('platform')))}; 1-min load average at the end: "
              f"{info.get('load_average_1m')} (a shared machine: timings are noisy, see p10/p90).<br>"
              f"<b>OpenVINO devices:</b> {html.escape(str(info.get('openvino_devices')))}; CPU capabilities: "
-             f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}</p>",
+             f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}<br>"
+             f"{html.escape(precisions_words(doc))}</p>",
              "<p>Metric: bits per byte of the held-out split (Macbeth + The Tempest, first N bytes in whole "
              "windows), computed by the OpenVINO graph of the same configuration at the stated inference precision "
              "(with every position's logits; when the timed prefill returns the last position only, scoring "
@@ -180,6 +185,9 @@ def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
         if (run.get("null_control") or {}).get("usable") is False:
             parts.append("<p class='warn'>This run's latency is not usable: the null control stayed wide after "
                          "re-timing, so nothing is recommended from it.</p>")
+        cost = precision_cost_words(run)
+        if cost:
+            parts.append(f"<p>{html.escape(cost)}</p>")
         emulated = emulated_words(run)
         if emulated:
             parts.append(f"<p>{html.escape(emulated)}</p>")

@@ -35,6 +35,27 @@ def null_control_words(null: dict[str, Any] | None) -> str:
             "even at the pessimistic end of its own interval.")
 
 
+def precisions_words(doc: dict[str, Any]) -> str:
+    """Which precisions this report measured natively (OpenVINO on this device) and which it emulated."""
+    prec = doc.get("precisions") or {}
+    native = prec.get("native") or sorted({r.get("precision") for r in doc.get("runs") or [] if r.get("precision")})
+    emulated = prec.get("emulated") or []
+    return (f"Precisions measured natively (OpenVINO on {prec.get('device') or 'the device'}, inference precision "
+            f"set per run; accuracy and latency): {', '.join(native) or 'none'}. Emulated (onnxruntime, every float "
+            f"tensor rounded; accuracy only, no latency): {', '.join(emulated) or 'none'}.")
+
+
+def precision_cost_words(run: dict[str, Any]) -> str:
+    """What the run's precision itself costs: its baseline against the f32 baseline (empty for f32 runs)."""
+    cost = run.get("baseline_vs_f32")
+    if not cost:
+        return ""
+    hw = cost.get("halfwidth_rel")
+    return (f"The {run.get('precision')} baseline scores {100 * cost['delta_rel']:+.3f}%"
+            + (f" ±{100 * hw:.3f}%" if hw else "") + f" bits/byte against the f32 baseline on the same windows "
+            f"({cost['f32_metric']:.4f}); every Δ below is against this run's own {run.get('precision')} baseline.")
+
+
 def emulated_words(run: dict[str, Any]) -> str:
     """One sentence per emulated precision: what the baseline and the front lose there (empty if none)."""
     out = []

@@ -111,6 +111,7 @@ class Row:
     profile_ms: dict[str, float] | None = None
     # the graph and how it was built
     sites_rewritten: dict[str, int] | None = None
+    refused: dict[str, str] | None = None  # requested torch-level rewrites this precision refuses: left out
     compile: dict[str, Any] | None = None
     error: str | None = None
     graph_sha: str | None = None
