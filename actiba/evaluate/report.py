@@ -146,5 +146,5 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], extra: dict[str, Any
     title = "actiba Pareto report"
     if runs and all(r.get("random_weights") for r in runs):
         title += " — RANDOM weights (latency only)"
-    write_html(out_dir / "report.html", runs, doc["machine"], title)
+    write_html(out_dir / "report.html", runs, doc["machine"], title, doc.get("precisions"))
     return doc

@@ -128,7 +128,7 @@ def choices_html(runs: list[dict[str, Any]]) -> str:
 
 
 def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
-               title: str = "actiba Pareto report") -> None:
+               title: str = "actiba Pareto report", precisions: dict[str, Any] | None = None) -> None:
     vers = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
              "body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:1em 0}"
@@ -140,7 +140,7 @@ def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
              f"{info.get('load_average_1m')} (a shared machine: timings are noisy, see p10/p90).<br>"
              f"<b>OpenVINO devices:</b> {html.escape(str(info.get('openvino_devices')))}; CPU capabilities: "
              f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}<br>"
-             f"{html.escape(precisions_words(doc))}</p>",
+             f"{html.escape(precisions_words({'runs': runs, 'precisions': precisions}))}</p>",
              "<p>Metric: bits per byte of the held-out split (Macbeth + The Tempest, first N bytes in whole "
              "windows), computed by the OpenVINO graph of the same configuration at the stated inference precision "
              "(with every position's logits; when the timed prefill returns the last position only, scoring "
