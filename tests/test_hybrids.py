@@ -38,9 +38,10 @@ def _exercise_scan(model, entry, seed: int = 0) -> None:
                     w.copy_(1 + 0.3 * torch.randn(w.shape, generator=g))
 
 
-def _tiny(model_type: str):
+def _tiny(model_type: str, **config):
+    """The registry's tiny model of `model_type` (`config` overrides its config kwargs), scan exercised."""
     entry = arch.ARCHITECTURES[model_type]
-    cfg = transformers.AutoConfig.for_model(model_type, **entry.tiny)
+    cfg = transformers.AutoConfig.for_model(model_type, **{**entry.tiny, **config})
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
     _exercise_scan(model, entry)

@@ -284,15 +284,18 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     compile and scoring of the slow table graphs, and the SSD exports (~6 s each, ~60 s under load).
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
     consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
-    Quick: a handful.
+    Quick: a handful, with the exact SSD d1+d2 for SSD models (the rewrite that pays most on Mamba-2).
+    The SSD rows go to every family whose registry entry has SSD mixers (Mamba-2 and its hybrids).
     """
-    mamba2 = model_type == "mamba2"
+    from ..models.arch import ARCHITECTURES, SSD
+
+    mamba2 = getattr(ARCHITECTURES.get(model_type), "ssm", None) == SSD
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
     if quick:
         out = [baseline(), Config("cumba+reduba", cumba=True, reduba=True),
                Config("act-both-8", activations={"silu": {"segments": 8}, "softplus": {"segments": 8}}),
                Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
-        return out
+        return out + ([Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)] if mamba2 else [])
     out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
            Config("cumba+reduba", cumba=True, reduba=True)]
     if mamba2:

@@ -23,7 +23,7 @@ from lm_eval.models.huggingface import HFLM
 
 from .._atomic import write_text
 from ..errors import InputError
-from .perplexity import MIXER_SCOPE, tables_applied
+from .perplexity import tables_applied
 
 # package data, so an installed wheel has the tasks too (eval/tasks/ holds copies for `lm_eval --include_path`)
 TASK_DIR = resources.files("actiba") / "tasks"
@@ -75,7 +75,7 @@ class ActibaLM(HFLM):
             act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
 
     def _model_call(self, inps: Any, attn_mask: Any = None, labels: Any = None) -> Any:
-        with tables_applied(self.model, self.actiba_tables, MIXER_SCOPE):
+        with tables_applied(self.model, self.actiba_tables):
             return super()._model_call(inps, attn_mask, labels)
 
 

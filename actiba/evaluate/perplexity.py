@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..models import MIXER_SCOPE
+from ..models import mixer_scope
 
 LogitsFn = Callable[[Any], Any]  # LongTensor|ndarray [b, t] -> logits [b, t, vocab]
 
@@ -30,8 +30,11 @@ def heldout(n_bytes: int | None) -> bytes:
 
 
 @contextlib.contextmanager
-def tables_applied(model: Any, tables: Any, include: Iterable[str] = MIXER_SCOPE) -> Iterator[Any]:
+def tables_applied(model: Any, tables: Any, include: Iterable[str] | None = None) -> Iterator[Any]:
     """Within the block the model's mixer activations run as tables (no-op without tables).
+
+    `include`: module-path globs; None is the model's SSM mixers as the architecture registry finds them
+    (`models.mixer_scope`: path and class, so Nemotron-H's attention / MLP `.mixer`s stay exact).
 
     `tables`: {function: Table}, a TableSet, or the mixed mapping `configs.tables_for(config, lm)` returns
     (site ids / site globs pick per-site tables; see `torch_rw.actiba_scope`).
@@ -41,7 +44,8 @@ def tables_applied(model: Any, tables: Any, include: Iterable[str] = MIXER_SCOPE
         return
     from ..rewrite.torch_rw import actiba_scope
 
-    with actiba_scope(model, tables, include=list(include)) as mode:
+    scope = mixer_scope(model) if include is None else list(include)
+    with actiba_scope(model, tables, include=scope) as mode:
         yield mode
 
 
@@ -156,7 +160,7 @@ def rolling_bits_per_byte(logits_fn: LogitsFn, docs: list[bytes], seq_len: int, 
 
 
 def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: Any = None,
-                        include: Iterable[str] = MIXER_SCOPE) -> float:
+                        include: Iterable[str] | None = None) -> float:
     """Native path: bits/byte of `data` with the mixer activations replaced by `tables` (as in
     `tables_applied`: function tables and/or per-site tables)."""
     with tables_applied(model, tables or {}, include):

@@ -240,9 +240,12 @@ def decode_graph(lm: LoadedModel, config: Config, base: Any) -> tuple[Any, int]:
     """(decode-step ONNX for `config`, number of activation sites given a table): only the tables apply."""
     if not config.activations:
         return base, 0
+    from ..models import mixer_scope
     from ..rewrite import onnx_rw
+    from ..rewrite.pipeline import skip_outside_scope
 
-    model, sites = onnx_rw.apply(base, ["actiba"], tables=tables_for(config, lm))
+    model, sites = onnx_rw.apply(base, ["actiba"], tables=tables_for(config, lm),
+                                 choose=lambda found: skip_outside_scope(found, mixer_scope(lm.model)))
     n = sum(1 for s in sites if s.ok)
     if not n:
         raise InputError("actiba: no activation site of the decode step was rewritten")
