@@ -132,9 +132,7 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          smallest_public="nvidia/Nemotron-H-4B-Base-8K",
          tiny=dict(hidden_size=64, num_hidden_layers=3, vocab_size=300, num_attention_heads=4, num_key_value_heads=2,
                    intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16, ssm_state_size=8, n_groups=2,
-                   chunk_size=16, hybrid_override_pattern="M*-", head_dim=16),
-         missing=("SSD d2 for n_groups > 1 (rewrite/ssd_d2.py and rewrite/torch_rw.py skip: 'd2 needs 1')",
-                  )),
+                   chunk_size=16, hybrid_override_pattern="M*-", head_dim=16)),
 )}
 
 
