@@ -279,14 +279,16 @@ def _decode(lm: LoadedModel, config: Config, settings: Settings, precision: str,
                 row["decode_same_graph_as"] = same["name"]
             row["decode_graph_sha"] = sha
             return
-        from ..models.decode import random_feed
+        from ..models.decode import openvino_decode_config, random_feed
 
-        compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads)
+        extra = openvino_decode_config(model)  # attention caches: snippets off, or the step is miscompiled
+        compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads,
+                                            extra=extra)
         feed = random_feed(model, lm.vocab_size)
         if state.decode_reference is None:
             base_model = state.decode_base
             state.decode_reference = compiled if model is base_model else latency.compile_model(
-                to_openvino(base_model), settings.device, precision, settings.threads)[0]
+                to_openvino(base_model), settings.device, precision, settings.threads, extra=extra)[0]
         warm = max(10, settings.warmup)
         if compiled is state.decode_reference:
             st = latency.time_compiled(compiled, feed, warm, settings.decode_repeats)
