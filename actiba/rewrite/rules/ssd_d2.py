@@ -10,13 +10,13 @@ h head, n state, p head dim):
     ... Concat(prev, states) → inter-chunk einsum → Slice → S ...
     y      = y_diag + einsum("bclhn,bchpn->bclhp", C5, S) * Eu
 
-With g groups (n_groups) the h heads come in g runs of r = h/g heads that share one B / C group (HF's
+With g groups (n_groups) the h heads come in g runs of q = h/g heads that share one B / C group (HF's
 ``repeat_interleave`` over the head axis), so d2 contracts C·Bᵀ once per group from the *un-repeated* B/C
 (g times instead of h) and runs the three products as batched MatMuls in (b, c, h, ...) order: the
-Expands and the r-fold C·Bᵀ vanish, and so do most of the einsums' internal transposes. With one group
-the group axis is dropped (the form measured on Mamba-2); with more, each group's r heads ride in a
-(b, c, g, r, ...) view: the decay matrix multiplies a broadcast G, and the state and off-diagonal
-products take the r heads of a group as one larger MatMul against that group's B / C. The per-head decay Du
+Expands and the q-fold C·Bᵀ vanish, and so do most of the einsums' internal transposes. With one group
+the group axis is dropped (the form measured on Mamba-2); with more, each group's q heads ride in a
+(b, c, g, q, ...) view: the decay matrix multiplies a broadcast G, and the state and off-diagonal
+products take the q heads of a group as one larger MatMul against that group's B / C. The per-head decay Du
 moves from B onto X (both are multiplied into the same product; Du is constant over n). The inter-chunk
 recurrence (c+1 × c+1 per head, tiny) is kept as it is.
 
