@@ -16,7 +16,9 @@ With g groups (n_groups) the h heads come in g runs of q = h/g heads that share 
 Expands and the q-fold C·Bᵀ vanish, and so do most of the einsums' internal transposes. With one group
 the group axis is dropped (the form measured on Mamba-2); with more, each group's q heads ride in a
 (b, c, g, q, ...) view: the decay matrix multiplies a broadcast G, and the state and off-diagonal
-products take the q heads of a group as one larger MatMul against that group's B / C. The per-head decay Du
+products take the q heads of a group as one larger MatMul against that group's B / C. Measured with 8
+groups (random Mamba-2: hidden 768, 8 layers, 24 heads × 64, state 128, chunk 256; 512 tokens; OpenVINO
+CPU f32, 1 thread, paired, load ~2): d2 1.29× ±4.6 %, d1+d2 1.97× ±5.8 % over HF's graph. The per-head decay Du
 moves from B onto X (both are multiplied into the same product; Du is constant over n). The inter-chunk
 recurrence (c+1 × c+1 per head, tiny) is kept as it is.
 
