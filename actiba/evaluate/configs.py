@@ -289,16 +289,16 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     """
     from ..models.arch import ARCHITECTURES, SSD
 
-    mamba2 = getattr(ARCHITECTURES.get(model_type), "ssm", None) == SSD
+    ssd_family = getattr(ARCHITECTURES.get(model_type), "ssm", None) == SSD
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
     if quick:
         out = [baseline(), Config("cumba+reduba", cumba=True, reduba=True),
                Config("act-both-8", activations={"silu": {"segments": 8}, "softplus": {"segments": 8}}),
                Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
-        return out + ([Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)] if mamba2 else [])
+        return out + ([Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)] if ssd_family else [])
     out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
            Config("cumba+reduba", cumba=True, reduba=True)]
-    if mamba2:
+    if ssd_family:
         out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True)] if full else []
         out += [Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
                 Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
@@ -320,7 +320,7 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     if full:
         out += [Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
                 Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
-        if mamba2:
+        if ssd_family:
             out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
     return out
 
