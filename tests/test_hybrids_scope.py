@@ -135,3 +135,45 @@ def test_one_layer_falcon_h1_graph_sites_and_tables_match_torch(tmp_path):
 @pytest.mark.parametrize("model_type", HYBRIDS)
 def test_hybrid_graph_sites_and_tables_match_torch(model_type, tmp_path):
     _graph_matches_torch(model_type, tmp_path)
+
+
+def test_calibrated_tables_come_from_the_mixer_sites_only(monkeypatch, tmp_path):
+    """The sweep's calibrated sets fit (per site) or pool (shared) only the sites the tables replace:
+    Granite's MLP / expert SiLU statistics are captured but must not shape a mixer table."""
+    import numpy as np
+
+    from actiba.evaluate import configs
+    from actiba.evaluate.build import LoadedModel
+    from actiba.fitting.calibrated import fit_sites
+
+    monkeypatch.setattr(configs, "_MEMO", {})
+    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path)
+    monkeypatch.setattr(configs, "calibration_data", lambda: bytes(range(256)) * 4)
+    entry, model = _tiny("granitemoehybrid")
+    lm = LoadedModel("granite-tiny", model, "granitemoehybrid", False, 300)
+    scope = mixer_scope(model)
+    stats = configs.calibration_stats(lm)
+    silu = {k for k, s in stats.sites.items() if s.function == "silu"}
+    inside = {k for k in silu if site_ids.in_scope(k, scope)}
+    assert inside and silu - inside
+    assert set(configs.calibrated_set(lm, "silu", 4, "per-site").tables) == inside
+    (shared,) = configs.calibrated_set(lm, "silu", 4, "shared").tables.values()
+    (pooled_all,) = fit_sites(stats, "silu", 4, per_site=False, weighting=configs.DEFAULT_WEIGHTING,
+                              percentiles=configs.DEFAULT_PERCENTILES).tables.values()
+    assert not np.array_equal(shared.breakpoints, pooled_all.breakpoints)
+
+
+def test_a_hybrid_is_the_same_model_bare_or_loaded():
+    """A hybrid's causal LM has a `.model` (its base model): fingerprints and calibration site ids must still
+    be those of the whole LM, whether it comes bare or wrapped in a LoadedModel."""
+    from actiba.calibrate import calibrate
+    from actiba.evaluate.build import LoadedModel
+    from actiba.fingerprint import model_fingerprint
+
+    entry, model = _tiny("bamba")
+    lm = LoadedModel("bamba-tiny", model, "bamba", False, 300)
+    assert model_fingerprint(model)["sha256"] == model_fingerprint(lm)["sha256"]
+    data = bytes(range(256)) * 2
+    bare, loaded = (set(calibrate(m, data, seq_len=64).sites) for m in (model, lm))
+    assert bare == loaded and all(s.startswith("model.layers.") for s in bare)
+    assert {f"{p}:softplus#0" for p in mixer_scope(model)} <= bare

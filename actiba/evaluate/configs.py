@@ -447,7 +447,11 @@ def calibration_stats(lm: Any) -> Any:
 
 def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = DEFAULT_WEIGHTING,
                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Any:
-    """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared)."""
+    """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared).
+
+    Only the sites the tables will replace are fitted or pooled: those inside the model's mixer scope
+    (a hybrid's MLP and expert SiLUs are captured too, but stay exact, so they must not shape the table).
+    """
     from ..fitting.calibrated import fit_sites
     from ..tableset import load_set
 
@@ -459,9 +463,21 @@ def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site"
         return _MEMO[name]
     _MEMO[name] = _disk_cached(
         _calibration_dir() / name, load_set,
-        lambda: fit_sites(calibration_stats(lm), function, int(segments), per_site=(mode == "per-site"),
-                          weighting=weighting, percentiles=(lo, hi)))
+        lambda: fit_sites(_in_scope(calibration_stats(lm), lm.model), function, int(segments),
+                          per_site=(mode == "per-site"), weighting=weighting, percentiles=(lo, hi)))
     return _MEMO[name]
+
+
+def _in_scope(stats: Any, model: Any) -> Any:
+    """`stats` restricted to the sites inside `model`'s mixer scope (the same object if that is all)."""
+    import dataclasses
+
+    from ..models import mixer_scope
+    from ..rewrite.site_ids import in_scope
+
+    scope = mixer_scope(model)
+    kept = {k: s for k, s in stats.sites.items() if in_scope(k, scope)}
+    return stats if len(kept) == len(stats.sites) else dataclasses.replace(stats, sites=kept)
 
 
 def _set_tables(path: str, function: str, lm: Any) -> dict[str, Any]:
