@@ -126,3 +126,22 @@ def test_eval_calibrate_finetune_on_a_saved_granite(tmp_path, capsys):
                  "--eval-bytes", "512", "--train-params", "mixer", "-o", str(out)]) == 0
     meta = json.loads((out / "actiba-finetune.json").read_text())
     assert meta["settings"]["include"] == list(scope)
+
+
+@pytest.mark.slow
+def test_pareto_with_per_site_calibrated_tables_on_a_saved_bamba(tmp_path, monkeypatch):
+    """Per-site calibrated tables reach the graph: their site ids (from torch capture) name the mixer's
+    graph sites, so both SiLU sites of Bamba's mixer get their own table and the MLP's stays exact."""
+    from actiba.evaluate import configs
+
+    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path / "calibration")
+    entry, model = _saved("bamba", tmp_path / "m")
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"configs": [
+        {"name": "baseline"},
+        {"name": "silu-4-per-site", "activations": {"silu": {"segments": 4, "calibrated": "per-site"}}}]}))
+    assert main(["pareto", str(tmp_path / "m"), "--sweep", str(sweep), "--out", str(tmp_path / "out"),
+                 "--eval-bytes", "512", *CHEAP]) == 0
+    row = _rows(tmp_path / "out")["silu-4-per-site"]
+    assert row["error"] is None and row.get("decode_error") is None
+    assert row["sites_rewritten"] == {"actiba": 2} and row["decode_sites_rewritten"] == 2
