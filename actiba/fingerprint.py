@@ -18,6 +18,17 @@ from .errors import InputError
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash", "name_or_path")
 
 
+def torch_module(model: Any) -> Any:
+    """The torch model of an `actiba.evaluate.build.LoadedModel`, or `model` itself if it is a torch module.
+
+    Not ``getattr(model, "model", model)``: a hybrid's HF causal LM has a `.model` too (its base model,
+    without the LM head and with paths one level shorter), which would change hashes and site ids.
+    """
+    import torch
+
+    return model if isinstance(model, torch.nn.Module) else getattr(model, "model", model)
+
+
 def model_fingerprint(model: Any) -> dict[str, Any]:
     """{"name_or_path", "model_type", "sha256"}; sha256 over the config JSON and every state_dict tensor.
 
@@ -27,7 +38,7 @@ def model_fingerprint(model: Any) -> dict[str, Any]:
     import torch
 
     name = getattr(model, "name", None)
-    module = getattr(model, "model", model)
+    module = torch_module(model)
     config = getattr(module, "config", None)
     h = hashlib.sha256()
     cfg: dict[str, Any] = {}

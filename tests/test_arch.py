@@ -67,9 +67,15 @@ def test_block_paths_exist(built):
         assert isinstance(getattr(cfg, attr), (int, float)) and op in ("mul", "div")
 
 
-def test_require_refuses_with_the_reason():
+def test_require_refuses_with_the_reason(monkeypatch):
+    import dataclasses
+
     cfg = transformers.AutoConfig.for_model("bamba", **arch.ARCHITECTURES["bamba"].tiny)
-    with pytest.raises(InputError, match="BambaForCausalLM.*eval/pareto.*Supported: mamba, mamba2, falcon_mamba"):
+    assert arch.require(cfg, "m").model_type == "bamba"
+    monkeypatch.setitem(arch.ARCHITECTURES, "bamba",
+                        dataclasses.replace(arch.ARCHITECTURES["bamba"], missing=("the flux capacitor",)))
+    with pytest.raises(InputError, match="BambaForCausalLM.*lacks the flux capacitor.*Supported: mamba, mamba2, "
+                                         "falcon_mamba, jamba, granitemoehybrid"):
         arch.require(cfg, "m")
     with pytest.raises(InputError, match="type .opt.; actiba supports mamba, mamba2, falcon_mamba"):
         arch.require(transformers.AutoConfig.for_model("opt"), "m")

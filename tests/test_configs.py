@@ -50,7 +50,7 @@ def test_committed_sweep_files_are_the_built_in_sweeps():
         path = ROOT / "eval" / "sweeps" / name
         assert path.read_text(encoding="utf-8") == text, f"{name} differs: run python eval/sweeps/generate.py"
     chunk = json.loads((ROOT / "actiba/embedded/mamba2/config.json").read_text())["chunk_size"]
-    for name in ("default", "full"):
+    for name in ("quick", "default", "full"):
         for model in ("mamba2", "mamba"):
             got = configs.read_file(ROOT / "eval" / "sweeps" / f"{name}_{model}.json")
             want = configs.builtin_sweep(name, model, chunk if model == "mamba2" else None)

@@ -38,9 +38,10 @@ def _exercise_scan(model, entry, seed: int = 0) -> None:
                     w.copy_(1 + 0.3 * torch.randn(w.shape, generator=g))
 
 
-def _tiny(model_type: str):
+def _tiny(model_type: str, **config):
+    """The registry's tiny model of `model_type` (`config` overrides its config kwargs), scan exercised."""
     entry = arch.ARCHITECTURES[model_type]
-    cfg = transformers.AutoConfig.for_model(model_type, **entry.tiny)
+    cfg = transformers.AutoConfig.for_model(model_type, **{**entry.tiny, **config})
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
     _exercise_scan(model, entry)
@@ -266,3 +267,34 @@ def test_moe_exports_in_the_registry_experts_implementation():
     with experts_view(model):
         assert model.config._experts_implementation == entry.experts_implementation == "batched_mm"
     assert model.config._experts_implementation == before
+
+
+def test_decode_config_disables_snippets_only_with_attention_caches(monkeypatch):
+    """The sweep compiles decode steps with attention caches the way `compile_decode_openvino` does (the
+    OpenVINO CPU snippets bug), and pure SSM steps as before."""
+    from onnx import TensorProto, helper
+
+    from actiba.evaluate import latency
+    from actiba.models.decode import OPENVINO_DECODE_CONFIG, openvino_decode_config
+
+    def step(*names):
+        ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in names]
+        nodes = [helper.make_node("Relu", [names[-1]], ["logits"])]
+        g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+    assert openvino_decode_config(step("input_ids", "conv_0", "ssm_0")) == {}
+    kv = step("input_ids", "ssm_0", "key_1", "value_1")
+    assert openvino_decode_config(kv) == OPENVINO_DECODE_CONFIG
+    seen = []
+
+    class Core:  # the properties compile_model hands to OpenVINO (the CPU plugin cannot read this one back)
+        def compile_model(self, model, device, config):
+            seen.append(dict(config))
+            return type("C", (), {"get_property": lambda self, k: "f32"})()
+
+    monkeypatch.setattr(latency, "core", Core)
+    latency.compile_model(None, "CPU", "f32", 1, extra=openvino_decode_config(kv))
+    latency.compile_model(None, "CPU", "f32", 1)
+    assert seen[0]["SNIPPETS_MODE"] == "DISABLE" and "SNIPPETS_MODE" not in seen[1]
+    assert seen[0]["INFERENCE_PRECISION_HINT"] == "f32"

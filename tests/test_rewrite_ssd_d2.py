@@ -122,14 +122,15 @@ def _ops(model: onnx.ModelProto) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
-def _check(model: onnx.ModelProto, dims: tuple[int, ...], pad: int, atol: float = 1e-4) -> onnx.ModelProto:
+def _check(model: onnx.ModelProto, dims: tuple[int, ...], pad: int, atol: float = 1e-4,
+           groups: int = 1) -> onnx.ModelProto:
     b, c, l_, h, n, p = dims
     new, done = apply(model, ["ssd-d2"])
     assert [s.decision for s in done] == ["rewrite"], [s.line() for s in done]
     assert done[0].detail["max_diff_random"] < atol
     ops = _ops(new)
     assert ops["Einsum"] == 1 and "Expand" not in ops  # only the inter-chunk recurrence stays an einsum
-    inp = ssd_inputs(b, c, l_, h, n, p, pad, seed=7)
+    inp = ssd_inputs(b, c, l_, h, n, p, pad, groups, seed=7)
     want = ssd_reference(inp, c, l_, h)
     np.testing.assert_allclose(run(new, inp)[0], want, atol=atol, rtol=1e-4)
     np.testing.assert_allclose(run(model, inp)[0], want, atol=atol, rtol=1e-4)  # the fixture is HF's math
@@ -158,9 +159,27 @@ def test_any_sizes_exact(b: int, c: int, l_: int, h: int, n: int, p: int, data) 
     _check(ssd_graph(b, c, l_, h, n, p, pad), (b, c, l_, h, n, p), pad)
 
 
-def test_two_groups_skipped_with_reason() -> None:
+@pytest.mark.parametrize("groups,h", [(2, 4), (4, 4), (2, 6), (3, 6)])
+@pytest.mark.parametrize("pad,merged", [(0, False), (3, False), (0, True)])
+def test_grouped_core_matches_reference(groups: int, h: int, pad: int, merged: bool) -> None:
+    """n_groups > 1: heads k·h/g … (k+1)·h/g − 1 share group k (the reference repeats each group)."""
+    dims = (1, 3, 8, h, 5, 3)
+    new = _check(ssd_graph(*dims, pad=pad, groups=groups, merged=merged), dims, pad, groups=groups)
+    ops = _ops(new)
+    assert ops["MatMul"] == 4 and ops["Einsum"] == 1  # C·Bᵀ once per group, as one batched MatMul
+
+
+@settings(max_examples=10, deadline=None)
+@given(b=st.integers(1, 2), c=st.integers(1, 3), l_=st.integers(2, 7), g=st.integers(1, 3), q=st.integers(1, 3),
+       n=st.integers(1, 5), p=st.integers(1, 4), data=st.data())
+def test_grouped_any_sizes_exact(b: int, c: int, l_: int, g: int, q: int, n: int, p: int, data) -> None:
+    pad = data.draw(st.integers(0, l_ - 1))
+    _check(ssd_graph(b, c, l_, g * q, n, p, pad, groups=g), (b, c, l_, g * q, n, p), pad, groups=g)
+
+
+def test_grouped_reason_names_the_groups() -> None:
     sites = find_sites(ssd_graph(1, 2, 4, 4, 3, 2, 0, groups=2), "ssd-d2")
-    assert len(sites) == 1 and not sites[0].ok and "n_groups=2" in sites[0].reason
+    assert len(sites) == 1 and sites[0].ok and "2 groups" in sites[0].reason
 
 
 def test_dynamic_length_skipped_with_reason() -> None:
@@ -186,19 +205,20 @@ def test_canonical_equations() -> None:
     assert ssd_d2.canonical("ij,jk->ik") != ssd_d2.canonical("ij,kj->ik")
 
 
-def test_openvino_synthetic(tmp_path) -> None:
+@pytest.mark.parametrize("groups", [1, 2])
+def test_openvino_synthetic(tmp_path, groups: int) -> None:
     ov = pytest.importorskip("openvino")
     from actiba.rewrite.openvino_rw import inventory
     from actiba.rewrite.openvino_rw import run as ov_run
 
     dims, pad = (1, 3, 8, 4, 5, 3), 3
     path = tmp_path / "ssd.onnx"
-    onnx.save(ssd_graph(*dims, pad=pad), str(path))
+    onnx.save(ssd_graph(*dims, pad=pad, groups=groups), str(path))
     model = ov.convert_model(str(path))
     new, done = apply(model, ["ssd-d2"])
     assert [s.decision for s in done] == ["rewrite"], [s.line() for s in done]
     assert inventory(new).get("Einsum") == 1 and "Broadcast" not in inventory(new)
-    inp = ssd_inputs(*dims, pad, seed=9)
+    inp = ssd_inputs(*dims, pad, groups, seed=9)
     want = ssd_reference(inp, dims[1], dims[2], dims[3])
     feeds = [inp[p.get_friendly_name()] for p in new.get_parameters()]
     np.testing.assert_allclose(ov_run(new, feeds)[0], want, atol=1e-4, rtol=1e-4)

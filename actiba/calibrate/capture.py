@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import InputError
-from ..fingerprint import model_fingerprint
+from ..fingerprint import model_fingerprint, torch_module
 from ..models.arch import is_selective_scan
 from .stats import Accumulator, CalibrationStats
 
@@ -69,7 +69,7 @@ def calibrate(model: Any, data: bytes, *, seq_len: int = 256, functions: Iterabl
     if batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}")
     wins = windows(data, seq_len, max_windows)
-    module = getattr(model, "model", model)
+    module = torch_module(model)
     fingerprint = model_fingerprint(model)
     if model_name:
         fingerprint["name_or_path"] = model_name

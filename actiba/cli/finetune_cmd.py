@@ -123,7 +123,7 @@ def run(args) -> int:
     from ..calibrate.stats import model_fingerprint
     from ..data import load_split
     from ..evaluate.build import load_model
-    from ..evaluate.perplexity import MIXER_SCOPE, heldout, torch_bits_per_byte
+    from ..evaluate.perplexity import heldout, torch_bits_per_byte
     from ..recover import finetune
 
     lm = load_model(args.model)
@@ -147,7 +147,7 @@ def run(args) -> int:
     tick, bar = _progress(args.steps)
     with bar:
         result = finetune(model, scope_tables, load_split("train"), steps=args.steps, lr=args.lr,
-                          seq_len=args.seq_len, batch=args.batch, grad=args.grad, include=MIXER_SCOPE,
+                          seq_len=args.seq_len, batch=args.batch, grad=args.grad,
                           train_params=args.train_params, seed=args.seed, progress=tick)
     dtype = fo.base_dtype(model_folder) if args.save_dtype == "auto" else args.save_dtype
     import json

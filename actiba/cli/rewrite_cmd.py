@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ssd-d1", action="store_true",
                    help="Mamba-2 SSD segment sum -> outer difference of one CumSum (refused for bf16/f16)")
     p.add_argument("--ssd-d2", action="store_true",
-                   help="Mamba-2 SSD: C·B^T once per layer (n_groups=1), einsums as MatMuls (needs a fixed length)")
+                   help="Mamba-2 SSD: C·B^T once per layer and B/C group, einsums as MatMuls (needs a fixed length)")
     p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
                    help="the inference precision the model will run at (rewrites unsafe there are refused)")
     p.add_argument("--cumba", action="store_true", help="CumSum -> MatMul with a triangular constant")

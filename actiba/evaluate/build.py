@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..models.arch import is_selective_scan
+from ..models.arch import is_selective_scan, mixer_scope
 from .configs import Config, tables_for
 
 # random-weight architectures (sizes of the public checkpoints' configs; no weights are downloaded)
@@ -166,6 +166,8 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
     The SSD variant is part of the export (torch level, `_onnx_base`); the graph rules run through the
     one rewrite pipeline (`rewrite.pipeline.rewrite_model`) without its verification — the sweep measures
     accuracy itself — and a requested rewrite that rewrites no site is an InputError (nothing to measure).
+    Tables apply inside the model's SSM mixers only (`models.mixer_scope`), the sites the torch scope
+    approximates: a hybrid's MLP / expert SiLUs stay exact.
     """
     from ..rewrite.pipeline import Request, rewrite_model
 
@@ -176,8 +178,10 @@ def rewritten_onnx(lm: LoadedModel, config: Config, seq_len: int, precision: str
     if not rewrites:
         return base, {}
     tables = tables_for(config, lm) if config.activations else None  # per-site keys pick by site id
+    scope = mixer_scope(lm.model) if config.activations else ()
     request = Request(rewrites=rewrites, tables=tables, site_globs=dict(config.sites or {}),
-                      cumba_min_n=config.cumba_min_n or 0, precision=precision, verify=False, allow_noop=True)
+                      cumba_min_n=config.cumba_min_n or 0, precision=precision, verify=False, allow_noop=True,
+                      act_scope=scope)
     result = rewrite_model(base, request)
     if result.noop:
         raise InputError(f"{result.noop[0]}: no site was rewritten in {lm.name} (nothing to measure)")

@@ -287,23 +287,24 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     compile and scoring of the slow table graphs, and the SSD exports (~6 s each, ~60 s under load).
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
     consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
-    Quick: a handful.
+    Quick: a handful, with the exact SSD d1+d2 for SSD models (the rewrite that pays most on Mamba-2).
+    The SSD rows go to every family whose registry entry has SSD mixers (Mamba-2 and its hybrids).
     """
-    from ..models import arch
+    from ..models.arch import ARCHITECTURES, NONE, SSD
 
-    entry = arch.ARCHITECTURES.get(model_type)
-    if entry is not None and entry.ssm == arch.NONE:
+    entry = ARCHITECTURES.get(model_type)
+    if entry is not None and entry.ssm == NONE:
         return activation_sweep(functions, quick=quick, full=full)
-    mamba2 = model_type == "mamba2"
+    ssd_family = getattr(entry, "ssm", None) == SSD
     both = {"silu": {"segments": 16}, "softplus": {"segments": 16}}
     if quick:
         out = [baseline(), Config("cumba+reduba", cumba=True, reduba=True),
                Config("act-both-8", activations={"silu": {"segments": 8}, "softplus": {"segments": 8}}),
                Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
-        return out
+        return out + ([Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)] if ssd_family else [])
     out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
            Config("cumba+reduba", cumba=True, reduba=True)]
-    if mamba2:
+    if ssd_family:
         out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True)] if full else []
         out += [Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
                 Config("ssd-d1+d2+measured-sites", ssd_d1=True, ssd_d2=True, cumba=True, reduba=True,
@@ -325,7 +326,7 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     if full:
         out += [Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
                 Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]
-        if mamba2:
+        if ssd_family:
             out.append(Config("ssd-d2+reduba+act-both-16", ssd_d2=True, reduba=True, activations=both))
     return out
 
@@ -480,7 +481,11 @@ def calibration_stats(lm: Any) -> Any:
 
 def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site", weighting: str = DEFAULT_WEIGHTING,
                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Any:
-    """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared)."""
+    """A TableSet for `function` fitted to `lm`'s train-split statistics (one per site, or one shared).
+
+    Only the sites the tables will replace are fitted or pooled: those inside the model's mixer scope
+    (a hybrid's MLP and expert SiLUs are captured too, but stay exact, so they must not shape the table).
+    """
     from ..fitting.calibrated import fit_sites
     from ..tableset import load_set
 
@@ -492,9 +497,21 @@ def calibrated_set(lm: Any, function: str, segments: int, mode: str = "per-site"
         return _MEMO[name]
     _MEMO[name] = _disk_cached(
         _calibration_dir() / name, load_set,
-        lambda: fit_sites(calibration_stats(lm), function, int(segments), per_site=(mode == "per-site"),
-                          weighting=weighting, percentiles=(lo, hi)))
+        lambda: fit_sites(_in_scope(calibration_stats(lm), lm.model), function, int(segments),
+                          per_site=(mode == "per-site"), weighting=weighting, percentiles=(lo, hi)))
     return _MEMO[name]
+
+
+def _in_scope(stats: Any, model: Any) -> Any:
+    """`stats` restricted to the sites inside `model`'s mixer scope (the same object if that is all)."""
+    import dataclasses
+
+    from ..models import mixer_scope
+    from ..rewrite.site_ids import in_scope
+
+    scope = mixer_scope(model)
+    kept = {k: s for k, s in stats.sites.items() if in_scope(k, scope)}
+    return stats if len(kept) == len(stats.sites) else dataclasses.replace(stats, sites=kept)
 
 
 def _set_tables(path: str, function: str, lm: Any) -> dict[str, Any]:

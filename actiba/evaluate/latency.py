@@ -77,8 +77,11 @@ def check_precision(precision: str, device: str = "CPU") -> str:
 
 
 def compile_model(model: Any, device: str = "CPU", precision: str = "f32", threads: int | None = 1,
-                  profile: bool = False) -> tuple[Any, dict[str, Any]]:
+                  profile: bool = False, extra: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Compile with an explicit INFERENCE_PRECISION_HINT; returns (compiled, what was set and used).
+
+    `extra`: further CPU properties a graph needs (`models.decode.openvino_decode_config`); ignored on
+    other devices.
 
     If the CPU plugin's snippets code generator fails on a graph (it runs out of registers on some
     fused table lowerings), compile again with snippets disabled and say so in the returned notes.
@@ -88,8 +91,11 @@ def compile_model(model: Any, device: str = "CPU", precision: str = "f32", threa
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if profile:
         config["PERF_COUNT"] = True
-    c = core()
     notes: dict[str, Any] = {"precision_hint": precision}
+    if extra and device.startswith("CPU"):
+        config.update(extra)
+        notes.update({k.lower(): str(v).lower() for k, v in extra.items()})
+    c = core()
     try:
         compiled = c.compile_model(model, device, config)
     except RuntimeError as exc:

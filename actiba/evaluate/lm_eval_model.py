@@ -75,7 +75,7 @@ class ActibaLM(HFLM):
             act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
 
     def _model_call(self, inps: Any, attn_mask: Any = None, labels: Any = None) -> Any:
-        with tables_applied(self.model, self.actiba_tables):  # the registry scope (MLPs without SSM)
+        with tables_applied(self.model, self.actiba_tables):
             return super()._model_call(inps, attn_mask, labels)
 
 

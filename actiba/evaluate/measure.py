@@ -235,9 +235,12 @@ def decode_graph(lm: LoadedModel, config: Config, base: Any) -> tuple[Any, int]:
     """(decode-step ONNX for `config`, number of activation sites given a table): only the tables apply."""
     if not config.activations:
         return base, 0
+    from ..models import mixer_scope
     from ..rewrite import onnx_rw
+    from ..rewrite.pipeline import skip_outside_scope
 
-    model, sites = onnx_rw.apply(base, ["actiba"], tables=tables_for(config, lm))
+    model, sites = onnx_rw.apply(base, ["actiba"], tables=tables_for(config, lm),
+                                 choose=lambda found: skip_outside_scope(found, mixer_scope(lm.model)))
     n = sum(1 for s in sites if s.ok)
     if not n:
         raise InputError("actiba: no activation site of the decode step was rewritten")
@@ -270,14 +273,16 @@ def decode(lm: LoadedModel, config: Config, settings: Settings, precision: str, 
                 row.decode_same_graph_as = same.name
             row.decode_graph_sha = sha
             return
-        from ..models.decode import random_feed
+        from ..models.decode import openvino_decode_config, random_feed
 
-        compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads)
+        extra = openvino_decode_config(model)  # attention caches: snippets off, or the step is miscompiled
+        compiled, _ = latency.compile_model(to_openvino(model), settings.device, precision, settings.threads,
+                                            extra=extra)
         feed = random_feed(model, lm.vocab_size)
         if state.decode_reference is None:
             base_model = state.decode_base
             state.decode_reference = compiled if model is base_model else latency.compile_model(
-                to_openvino(base_model), settings.device, precision, settings.threads)[0]
+                to_openvino(base_model), settings.device, precision, settings.threads, extra=extra)[0]
         warm = max(10, settings.warmup)
         if compiled is state.decode_reference:
             st = latency.time_compiled(compiled, feed, warm, settings.decode_repeats)

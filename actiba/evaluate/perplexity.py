@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..models import MIXER_SCOPE
+from ..models import mixer_scope
 
 LogitsFn = Callable[[Any], Any]  # LongTensor|ndarray [b, t] -> logits [b, t, vocab]
 
@@ -29,19 +29,14 @@ def heldout(n_bytes: int | None) -> bytes:
     return heldout_bytes(n_bytes)
 
 
-def activation_scope(model: Any) -> tuple[str, ...]:
-    """Where `model`'s tables apply by default: its registry entry's `activation_scope` (the MLPs of a
-    causal LM without SSM, where the graph rewrite finds its sites), else `MIXER_SCOPE`."""
-    from ..models import arch
-
-    entry = arch.of(model)
-    return entry.activation_scope() if entry is not None and entry.ssm == arch.NONE else MIXER_SCOPE
-
-
 @contextlib.contextmanager
 def tables_applied(model: Any, tables: Any, include: Iterable[str] | None = None) -> Iterator[Any]:
-    """Within the block the model's mixer (or, without SSM, MLP) activations run as tables (no-op without
-    tables); `include` None: `activation_scope(model)`.
+    """Within the block the model's mixer activations (a causal LM without SSM: its MLP activations) run
+    as tables (no-op without tables).
+
+    `include`: module-path globs; None is the scope the architecture registry finds (`models.mixer_scope`:
+    SSM mixers by path and class, so Nemotron-H's attention / MLP `.mixer`s stay exact; MLP blocks for
+    a causal LM without SSM).
 
     `tables`: {function: Table}, a TableSet, or the mixed mapping `configs.tables_for(config, lm)` returns
     (site ids / site globs pick per-site tables; see `torch_rw.actiba_scope`).
@@ -51,8 +46,8 @@ def tables_applied(model: Any, tables: Any, include: Iterable[str] | None = None
         return
     from ..rewrite.torch_rw import actiba_scope
 
-    scope = activation_scope(model) if include is None else include
-    with actiba_scope(model, tables, include=list(scope)) as mode:
+    scope = mixer_scope(model) if include is None else list(include)
+    with actiba_scope(model, tables, include=scope) as mode:
         yield mode
 
 

@@ -16,15 +16,15 @@ from typing import Any
 
 from ..errors import InputError
 from . import arch
+from .arch import mixer_scope
 from .scoring import score_bits_per_byte, score_text_bits_per_byte, unigram_bits_per_byte
 from .tokenizer import EOS_ID
 
-__all__ = ["EMBEDDED", "MIXER_SCOPE", "embedded_path", "generate", "load", "resolve", "score_bits_per_byte",
+__all__ = ["EMBEDDED", "embedded_path", "generate", "load", "mixer_scope", "resolve", "score_bits_per_byte",
            "score_text_bits_per_byte", "tokenizer", "unigram_bits_per_byte"]
 
 EMBEDDED = ("mamba2", "mamba")
 SUPPORTED_TYPES = arch.supported()
-MIXER_SCOPE = ("backbone.layers.*.mixer",)  # where Mamba's SiLU / Softplus live (HF module paths)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -97,12 +97,6 @@ class Arch:
         return self.mlp_paths if self.ssm == NONE else self.mixer_paths
 
 
-# What the rewrite / evaluate layers still gate on names for these families (the models layer — load,
-# prefill export with logit scaling and MoE experts, decode step with KV caches, compact Mamba-1 scan — is done)
-_SSD_TODO = ("eval/pareto run end to end on this family (torch-level SSD d1/d2/chunk already apply to its "
-             "mixers and the sweep's SSD gate asks this registry)",)
-_SCOPE_TODO = ("torch-level ActiBA/CumBA scopes from the registry's mixer paths (models.MIXER_SCOPE is "
-               "backbone.layers.*.mixer)",)
 _TINY_ATTN = dict(hidden_size=64, num_hidden_layers=2, vocab_size=300, num_attention_heads=4,
                   num_key_value_heads=2, intermediate_size=128)
 
@@ -126,15 +120,13 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          moe_paths=("model.layers.*.feed_forward",), experts_implementation="batched_mm",
          smallest_public="ai21labs/Jamba-tiny-dev",
          tiny=dict(_TINY_ATTN, num_experts=2, num_experts_per_tok=1, attn_layer_period=2, attn_layer_offset=1,
-                   expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8),
-         missing=_SCOPE_TODO),
+                   expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8)),
     Arch("bamba", "BambaForCausalLM", SSD, "BambaMixer", ("model.layers.*.mamba",),
          "transformers.models.bamba.modeling_bamba", chunk_size_field="mamba_chunk_size",
          n_groups_field="mamba_n_groups", attention_paths=("model.layers.*.self_attn",),
          mlp_paths=("model.layers.*.feed_forward",), smallest_public="ibm-ai-platform/Bamba-9B-v2",
          tiny=dict(_TINY_ATTN, mamba_n_heads=8, mamba_d_head=16, mamba_d_state=8, mamba_chunk_size=16,
-                   attn_layer_indices=[1]),
-         missing=(*_SSD_TODO, *_SCOPE_TODO)),
+                   attn_layer_indices=[1])),
     Arch("granitemoehybrid", "GraniteMoeHybridForCausalLM", SSD, "GraniteMoeHybridMambaLayer",
          ("model.layers.*.mamba",), "transformers.models.granitemoehybrid.modeling_granitemoehybrid",
          chunk_size_field="mamba_chunk_size", n_groups_field="mamba_n_groups",
@@ -143,16 +135,14 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          experts_implementation="batched_mm", smallest_public="ibm-granite/granite-4.0-h-350m",
          tiny=dict(_TINY_ATTN, mamba_n_heads=8, mamba_d_head=16, mamba_d_state=8, mamba_chunk_size=16,
                    layer_types=["mamba", "attention"], num_local_experts=2, num_experts_per_tok=1,
-                   shared_intermediate_size=64),
-         missing=(*_SSD_TODO, *_SCOPE_TODO)),
+                   shared_intermediate_size=64)),
     Arch("falcon_h1", "FalconH1ForCausalLM", SSD, "FalconH1Mixer", ("model.layers.*.mamba",),
          "transformers.models.falcon_h1.modeling_falcon_h1", chunk_size_field="mamba_chunk_size",
          n_groups_field="mamba_n_groups", attention_paths=("model.layers.*.self_attn",),
          mlp_paths=("model.layers.*.feed_forward",), logit_scale=("lm_head_multiplier", "mul"),
          smallest_public="tiiuae/Falcon-H1-0.5B-Base",
          tiny=dict(_TINY_ATTN, mamba_n_heads=8, mamba_d_head=16, mamba_d_state=8, mamba_chunk_size=16,
-                   head_dim=16, mamba_d_ssm=128),
-         missing=(*_SSD_TODO, *_SCOPE_TODO)),
+                   head_dim=16, mamba_d_ssm=128)),
     Arch("zamba2", "Zamba2ForCausalLM", SSD, "Zamba2MambaMixer",
          ("model.layers.*.mamba", "model.layers.*.mamba_decoder.mamba"), "transformers.models.zamba2.modeling_zamba2",
          chunk_size_field="chunk_size", n_groups_field="mamba_ngroups",
@@ -160,17 +150,14 @@ ARCHITECTURES: dict[str, Arch] = {a.model_type: a for a in (
          mlp_paths=("model.layers.*.shared_transformer.feed_forward",), smallest_public="Zyphra/Zamba2-1.2B",
          tiny=dict(hidden_size=64, num_hidden_layers=2, vocab_size=300, num_attention_heads=4, num_key_value_heads=4,
                    intermediate_size=128, mamba_d_state=8, mamba_headdim=16, n_mamba_heads=8, chunk_size=16,
-                   layers_block_type=["mamba", "hybrid"], num_mem_blocks=1),
-         missing=(*_SSD_TODO, *_SCOPE_TODO)),
+                   layers_block_type=["mamba", "hybrid"], num_mem_blocks=1)),
     Arch("nemotron_h", "NemotronHForCausalLM", SSD, "NemotronHMamba2Mixer", ("model.layers.*.mixer",),
          "transformers.models.nemotron_h.modeling_nemotron_h", chunk_size_field="chunk_size", n_groups_field="n_groups",
          attention_paths=("model.layers.*.mixer",), mlp_paths=("model.layers.*.mixer",),
          smallest_public="nvidia/Nemotron-H-4B-Base-8K",
          tiny=dict(hidden_size=64, num_hidden_layers=3, vocab_size=300, num_attention_heads=4, num_key_value_heads=2,
                    intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16, ssm_state_size=8, n_groups=2,
-                   chunk_size=16, hybrid_override_pattern="M*-", head_dim=16),
-         missing=("SSD d2 for n_groups > 1 (rewrite/ssd_d2.py and rewrite/torch_rw.py skip: 'd2 needs 1')",
-                  *_SSD_TODO, *_SCOPE_TODO)),
+                   chunk_size=16, hybrid_override_pattern="M*-", head_dim=16)),
 )}
 
 
@@ -213,6 +200,32 @@ ARCHITECTURES.update({a.model_type: a for a in (
 def of(model: Any) -> Arch | None:
     """The entry of a model (or of its config), None for a family the registry does not know."""
     return ARCHITECTURES.get(getattr(getattr(model, "config", model), "model_type", None))
+
+
+def mixer_scope(model: Any) -> tuple[str, ...]:
+    """Module paths of every SSM mixer of `model` (of every MLP block for a causal LM without SSM): the
+    scope of torch-level ActiBA (`actiba_scope(include=)`),
+    fine-tuning and the sweep's tables, and of the graph-level ActiBA that must approximate the same sites.
+
+    Exact paths, not the entry's globs, because a path glob alone is wrong for Nemotron-H, whose attention
+    and MLP blocks are `.mixer`s too: the registry matches path *and* class (`Arch.is_mixer`). Module paths
+    hold no glob characters, so each path matches itself only (and, as a scope, its submodules).
+    """
+    entry = of(model)
+    if entry is None:
+        kind = getattr(getattr(model, "config", model), "model_type", None) or type(model).__name__
+        raise InputError(f"{kind} is not an architecture actiba knows (no mixer scope); known: "
+                         + ", ".join(ARCHITECTURES))
+    if entry.ssm == NONE:  # a causal LM without SSM: its tables replace the MLP activations
+        paths = tuple(p for p, _ in model.named_modules()
+                      if any(fnmatch.fnmatchcase(p, g) for g in entry.activation_scope()))
+        if not paths:
+            raise InputError(f"{entry.causal_lm} has no MLP at {', '.join(entry.activation_scope())}")
+        return paths
+    paths = tuple(p for p, _ in entry.mixers(model))
+    if not paths:
+        raise InputError(f"{entry.causal_lm} has no {entry.mixer_class} at {', '.join(entry.mixer_paths)}")
+    return paths
 
 
 def is_selective_scan(model: Any) -> bool:

@@ -231,6 +231,13 @@ def export_decode_onnx(model: Any, out: str | os.PathLike | None = None, opset: 
 OPENVINO_DECODE_CONFIG = {"SNIPPETS_MODE": "DISABLE"}
 
 
+def openvino_decode_config(proto: Any) -> dict[str, str]:
+    """The CPU properties a decode-step graph needs: `OPENVINO_DECODE_CONFIG` when it carries attention
+    caches (inputs key_i / value_i), which is where the snippets bug strikes; nothing for pure SSM steps,
+    whose compiled graphs (and timings) stay as they were."""
+    return dict(OPENVINO_DECODE_CONFIG) if any(_is_kv(i.name) for i in proto.graph.input) else {}
+
+
 def compile_decode_openvino(path_or_model: Any, precision: str = "f32", threads: int | None = None) -> Any:
     """Compile a decode-step graph for OpenVINO CPU (explicit precision hint, `OPENVINO_DECODE_CONFIG`)."""
     from .export import compile_openvino

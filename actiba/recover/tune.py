@@ -169,11 +169,11 @@ def finetune(model: Any, tables: Any, train: bytes, *, steps: int = 200, lr: flo
     import torch
     import torch.nn.functional as F
 
-    from ..models import MIXER_SCOPE
+    from ..models import mixer_scope
     from ..models.tokenizer import EOS_ID
     from ..rewrite.torch_rw import actiba_scope
 
-    include = list(MIXER_SCOPE if include is None else include)
+    include = list(mixer_scope(model) if include is None else include)
     for name, v in (("steps", steps), ("seq_len", seq_len), ("batch", batch)):
         if not isinstance(v, int) or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from . import spec
+from . import site_ids, spec
 from .rules import RULES
 from .spec import Site
 
@@ -44,6 +44,7 @@ class Request:
     `cumba_axes`: only CumSums on these (negative) axes; `cumba_min_n`: only CumSums at least this long.
     `verify`: run the verification stages (the evaluator measures accuracy itself and turns it off).
     `inputs`: real inputs (name -> array) checked besides random ones.
+    `act_scope`: module-path globs ActiBA sites must lie in, by their site id (see `skip_outside_scope`).
     """
 
     rewrites: Sequence[str] = ()
@@ -63,6 +64,7 @@ class Request:
     force: bool = False
     allow_noop: bool = False
     dry_run: bool = False
+    act_scope: Sequence[str] = ()
 
     def rule_names(self) -> list[str]:
         names = list(self.rewrites)
@@ -131,11 +133,28 @@ def _backends(model: Any) -> tuple[str, Any, Any]:
     raise InputError("rewrite_model takes an ONNX or OpenVINO model (torch: rewrite.apply / torch_rw.actiba_scope)")
 
 
+def skip_outside_scope(sites: list[Site], modules: Sequence[str]) -> None:
+    """Skip (in place) the ActiBA sites whose site id lies outside the `modules` path globs and their
+    submodules, so a graph approximates the calls torch's `actiba_scope(include=modules)` does (a hybrid's
+    MLP and expert SiLUs stay exact when the scope is its SSM mixers). No-op for an empty scope."""
+    if not modules:
+        return
+    for s in sites:
+        if not s.ok or s.rewrite != "actiba":
+            continue
+        sid = s.detail.get("site_id")
+        if sid is None:
+            s.skip("outside the activation scope: the node has no site id (no namespace metadata)")
+        elif not site_ids.in_scope(sid, modules):
+            s.skip(f"outside the activation scope (site {sid})")
+
+
 def chooser(req: Request) -> Callable[[list[Site]], None]:
     """The request's site selection, applied in place (skipped sites get the reason)."""
 
     def choose(sites: list[Site]) -> None:
         spec.select(sites, req.include, req.exclude)
+        skip_outside_scope(sites, req.act_scope)
         for s in sites:
             if not s.ok:
                 continue

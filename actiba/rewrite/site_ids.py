@@ -52,6 +52,16 @@ def matches(site: str, patterns: list[str] | tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(site, p) for p in patterns)
 
 
+def in_scope(site: str, modules: list[str] | tuple[str, ...]) -> bool:
+    """Whether site id `site` belongs to a module matching one of the `modules` path globs or to one of
+    their submodules: the graph-level twin of torch's scoped ActiBA (`actiba_scope(include=)`), whose
+    selection covers everything a selected module runs."""
+    path = parse_site(site)[0]
+    parts = path.split(".") if path else []
+    prefixes = [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+    return any(fnmatch.fnmatchcase(p, g) for p in prefixes for g in modules)
+
+
 def onnx_module_path(namespace: str) -> str | None:
     """Module path of the innermost (non-folded) module in a dynamo ``namespace`` string, or None.
 

@@ -364,9 +364,10 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
                    chunk: int | None = None, **_: Any):
     """HF `mamba2_chunk_scan` (same arguments and result) with the d1 / d2 rewrites.
 
-    d1 builds both segment sums as outer differences of a cumulative sum; d2 (needs n_groups == 1)
-    contracts C·Bᵀ once from the un-repeated B/C and runs the SSD einsums as MatMuls in
-    (batch, chunk, head, ...) order. With both False this is HF's computation. `chunk` overrides the
+    d1 builds both segment sums as outer differences of a cumulative sum; d2 contracts C·Bᵀ once per
+    B/C group from the un-repeated B/C and runs the SSD einsums as MatMuls in (batch, chunk, head, ...)
+    order (with g > 1 groups, head k reads group k // (heads/g), HF's repeat_interleave, so the heads are
+    viewed as (group, heads of the group)). With both False this is HF's computation. `chunk` overrides the
     model's chunk length: the chunked SSD is exact for any chunk length (only the rounding changes),
     and shorter chunks do less quadratic intra-chunk work (L·Q per head instead of L·256) and give d1
     smaller sums to cancel.
@@ -377,7 +378,6 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
 
     bsz, seqlen, nheads, hdim = hidden_states.shape
     ngroups = B.shape[2]
-    d2 = d2 and ngroups == 1
     if dt_bias is not None:
         dt = dt + dt_bias.to(dt.dtype)
     if dt_softplus:
@@ -406,22 +406,7 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
         prev = None
 
     if d2:
-        Bg, Cg = B[:, :, :, 0], C[:, :, :, 0]  # (b, c, l, n)
-        G = Cg @ Bg.transpose(-1, -2)  # (b, c, l, s): once per layer, not per head
-        M = G[:, :, None] * Lmat.permute(0, 2, 1, 3, 4)  # (b, c, h, l, s)
-        xh = x.permute(0, 1, 3, 2, 4)  # (b, c, h, l, p)
-        y_diag = M @ xh
-        xd = xh * decay_states.permute(0, 2, 1, 3)[..., None]
-        states = xd.transpose(-1, -2) @ Bg[:, :, None]  # (b, c, h, p, n)
-        if prev is None:
-            prev = torch.zeros_like(states[:, :1])
-        states = torch.cat([prev, states], dim=1)  # (b, c+1, h, p, n)
-        nc1, p_, n_ = states.shape[1], states.shape[3], states.shape[4]
-        flat = states.permute(0, 2, 1, 3, 4).reshape(bsz, nheads, nc1, p_ * n_)
-        new_states = (decay_chunk @ flat).reshape(bsz, nheads, nc1, p_, n_).permute(0, 2, 1, 3, 4)
-        states, final_state = new_states[:, :-1], new_states[:, -1]
-        y_off = (Cg[:, :, None] @ states.transpose(-1, -2)) * torch.exp(A_cs).permute(0, 2, 1, 3)[..., None]
-        y = (y_diag + y_off).permute(0, 1, 3, 2, 4)  # (b, c, l, h, p)
+        y, final_state = _d2_products(x, A_cs, Lmat, decay_states, decay_chunk, B, C, prev)
     else:  # HF's einsums, verbatim in effect
         G = torch.einsum("bclhn,bcshn->bclsh", C, B)
         M = G * Lmat.permute(0, 2, 3, 4, 1)
@@ -441,6 +426,47 @@ def ssd_chunk_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tenso
     if pad > 0:
         out = out[:, :seqlen]
     return (out, final_state) if return_final_states else out
+
+
+def _d2_products(x: torch.Tensor, A_cs: torch.Tensor, Lmat: torch.Tensor, decay_states: torch.Tensor,
+                 decay_chunk: torch.Tensor, B: torch.Tensor, C: torch.Tensor, prev: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y (b, c, l, h, p), final state) of d2 from chunked x (b, c, l, h, p) and un-repeated B / C
+    (b, c, l, g, n). One group: C·Bᵀ once per layer, broadcast over the heads. g > 1 groups: head k reads
+    group k // q (q = h/g, HF's repeat_interleave), so the heads are viewed as (g, q): C·Bᵀ is formed g
+    times (not h) and broadcast over a group's q heads, and the state and off-diagonal products take a
+    group's q heads as one MatMul against its B / C."""
+    bsz, nc, cl, nheads, hdim = x.shape
+    g, n = B.shape[3], B.shape[4]
+    q = nheads // g
+    xh = x.permute(0, 1, 3, 2, 4)  # (b, c, h, l, p)
+    xd = xh * decay_states.permute(0, 2, 1, 3)[..., None]
+    if g == 1:
+        Bg, Cg = B[:, :, :, 0], C[:, :, :, 0]  # (b, c, l, n)
+        G = Cg @ Bg.transpose(-1, -2)  # (b, c, l, s): once per layer, not per head
+        M = G[:, :, None] * Lmat.permute(0, 2, 1, 3, 4)  # (b, c, h, l, s)
+        states = xd.transpose(-1, -2) @ Bg[:, :, None]  # (b, c, h, p, n)
+    else:
+        Bg, Cg = B.permute(0, 1, 3, 2, 4), C.permute(0, 1, 3, 2, 4)  # (b, c, g, l, n)
+        G = (Cg @ Bg.transpose(-1, -2))[:, :, :, None]  # (b, c, g, 1, l, s): once per group
+        Lg = Lmat.permute(0, 2, 1, 3, 4).reshape(bsz, nc, g, q, cl, cl)
+        M = (G * Lg).reshape(bsz, nc, nheads, cl, cl)
+        states = (xd.transpose(-1, -2).reshape(bsz, nc, g, q * hdim, cl) @ Bg).reshape(bsz, nc, nheads, hdim, n)
+    y_diag = M @ xh
+    if prev is None:
+        prev = torch.zeros_like(states[:, :1])
+    states = torch.cat([prev, states], dim=1)  # (b, c+1, h, p, n)
+    nc1 = states.shape[1]
+    flat = states.permute(0, 2, 1, 3, 4).reshape(bsz, nheads, nc1, hdim * n)
+    new_states = (decay_chunk @ flat).reshape(bsz, nheads, nc1, hdim, n).permute(0, 2, 1, 3, 4)
+    states, final_state = new_states[:, :-1], new_states[:, -1]
+    if g == 1:
+        y_off = Cg[:, :, None] @ states.transpose(-1, -2)
+    else:
+        s_g = states.transpose(-1, -2).reshape(bsz, nc, g, q, n, hdim)
+        y_off = (Cg[:, :, :, None] @ s_g).reshape(bsz, nc, nheads, cl, hdim)
+    y_off = y_off * torch.exp(A_cs).permute(0, 2, 1, 3)[..., None]
+    return (y_diag + y_off).permute(0, 1, 3, 2, 4), final_state
 
 
 def _is_mamba2_mixer(mod: torch.nn.Module) -> bool:
@@ -469,8 +495,8 @@ def find_ssd_sites(model: torch.nn.Module, rewrite: str, precision: str = "f32",
             site.skip("not selected")
         elif (why := spec.check_precision(RULES.get(rewrite).spec, precision)) is not None:
             site.skip(why)
-        elif rewrite == "ssd-d2" and mod.n_groups != 1:
-            site.skip(f"n_groups={mod.n_groups} (d2 needs 1)")
+        elif rewrite == "ssd-d2" and mod.num_heads % mod.n_groups:
+            site.skip(f"{mod.num_heads} heads are not a multiple of n_groups={mod.n_groups}")
         else:
             site.reason = RULES.get(rewrite).spec.math.split(";")[0]
     return sites

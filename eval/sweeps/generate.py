@@ -21,8 +21,8 @@ def files() -> dict[str, str]:
     from actiba.evaluate.configs import builtin_sweep, sweep_document
 
     chunk = json.loads((ROOT / "actiba" / "embedded" / "mamba2" / "config.json").read_text())["chunk_size"]
-    out = {"quick.json": sweep_document(builtin_sweep("quick", "mamba2"))}
-    for name in ("default", "full"):
+    out = {}
+    for name in ("quick", "default", "full"):
         out[f"{name}_mamba2.json"] = sweep_document(builtin_sweep(name, "mamba2", chunk))
         out[f"{name}_mamba.json"] = sweep_document(builtin_sweep(name, "mamba"))
     return out
