@@ -8,6 +8,8 @@ MLP SiLUs lie outside the mixer) in the fast suite (8 s at load 4 on 2 cores).
 
 from __future__ import annotations
 
+import fnmatch
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,8 @@ from actiba.errors import InputError  # noqa: E402
 from actiba.models import arch, mixer_scope  # noqa: E402
 from actiba.rewrite import site_ids, torch_rw  # noqa: E402
 
-HYBRIDS = tuple(t for t in arch.ARCHITECTURES if t not in ("mamba", "mamba2"))
+SSM_FAMILIES = tuple(t for t, a in arch.ARCHITECTURES.items() if a.ssm != arch.NONE)
+HYBRIDS = tuple(t for t in SSM_FAMILIES if t not in ("mamba", "mamba2"))
 SEQ = 32
 FUNCS = ("silu", "softplus")
 
@@ -35,7 +38,7 @@ def test_in_scope_covers_the_module_and_its_submodules():
     assert not site_ids.in_scope(":silu#0", scope) and site_ids.in_scope(":silu#0", ["*"])
 
 
-@pytest.mark.parametrize("model_type", sorted(arch.ARCHITECTURES))
+@pytest.mark.parametrize("model_type", sorted(SSM_FAMILIES))
 def test_mixer_scope_is_the_mixers_by_path_and_class(model_type):
     entry, model = _tiny(model_type)
     by_class = [p for p, m in model.named_modules() if type(m).__name__ == entry.mixer_class]
@@ -43,6 +46,13 @@ def test_mixer_scope_is_the_mixers_by_path_and_class(model_type):
     if model_type == "nemotron_h":  # its attention and MLP blocks are `.mixer`s too, and stay outside
         others = [p for p, m in model.named_modules() if p.endswith(".mixer") and p not in by_class]
         assert others
+
+
+@pytest.mark.parametrize("model_type", sorted(t for t, a in arch.ARCHITECTURES.items() if a.ssm == arch.NONE))
+def test_scope_of_a_causal_lm_without_ssm_is_its_mlp_blocks(model_type):
+    entry, model = _tiny(model_type)
+    want = [p for p, _ in model.named_modules() if any(fnmatch.fnmatchcase(p, g) for g in entry.mlp_paths)]
+    assert list(mixer_scope(model)) == want and len(want) == model.config.num_hidden_layers
 
 
 def test_mixer_scope_refuses_what_the_registry_does_not_know():
