@@ -95,31 +95,50 @@ def _stop(tag: str) -> None:
         time.sleep(1.0)
 
 
+class _Cluster:
+    """A head (timing resource) started in the background, so the local reference run overlaps its start-up;
+    `address` waits for it and then joins the worker node (no timing resource)."""
+
+    def __init__(self, tmp: str, env: dict, common: list[str]) -> None:
+        self.tmp, self.env, self.common, self._address = tmp, env, common, None
+        self.crash = Path(tmp) / "crash"
+        self.head = subprocess.Popen([str(RAY_BIN), "start", "--head", "--port", "0", "--temp-dir", tmp,
+                                      "--include-dashboard", "false", "--object-store-memory", "200000000",
+                                      "--resources", json.dumps({RESOURCE: 1}), *common],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    @property
+    def address(self) -> str:
+        if self._address is None:
+            text, _ = self.head.communicate(timeout=120)
+            port = re.search(r"--address='[^':]+:(\d+)'", text)
+            assert self.head.returncode == 0 and port, text
+            address = f"127.0.0.1:{port.group(1)}"
+            out = subprocess.run([str(RAY_BIN), "start", "--address", address, "--object-store-memory",
+                                  "200000000", *self.common], env=self.env, capture_output=True, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            self._address = address
+        return self._address
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray = pytest.importorskip("ray")
     if not RAY_BIN.exists():
         pytest.skip("no ray command next to this python")
     tmp = tempfile.mkdtemp(prefix="actiba-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    crash = Path(tmp) / "crash"
-    crash.mkdir()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", ACTIBA_RAY_CRASH_DIR=str(crash))
+    (Path(tmp) / "crash").mkdir()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", ACTIBA_RAY_CRASH_DIR=str(Path(tmp) / "crash"))
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    c = _Cluster(tmp, env, common)
     try:
-        out = subprocess.run([str(RAY_BIN), "start", "--head", "--port", "0", "--temp-dir", tmp,
-                              "--include-dashboard", "false", "--object-store-memory", "200000000",
-                              "--resources", json.dumps({RESOURCE: 1}), *common],
-                             env=env, capture_output=True, text=True, timeout=120)
-        port = re.search(r"--address='[^':]+:(\d+)'", out.stdout + out.stderr)
-        assert out.returncode == 0 and port, out.stdout + out.stderr
-        address = f"127.0.0.1:{port.group(1)}"
-        out = subprocess.run([str(RAY_BIN), "start", "--address", address, "--object-store-memory", "200000000",
-                              *common], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stdout + out.stderr
-        yield address, crash
+        yield c
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        if c.head.poll() is None:
+            c.head.wait(timeout=120)
         _stop(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -163,7 +182,7 @@ def _ray_run(cluster, local, out, progress=None):
     from actiba.evaluate.sweep import run_one
 
     lm, configs, _, _ = local
-    backend = RayBackend(cluster[0], RESOURCE)
+    backend = RayBackend(cluster.address, RESOURCE)
     try:
         return backend, run_one(lm, configs, _settings(), "f32", out, progress=progress, backend=backend)
     finally:
@@ -195,7 +214,7 @@ def test_ray_gives_the_local_bits_per_byte_and_times_on_the_declared_node(cluste
     assert sorted(timing["timed"]) == sorted(c.name for c in configs)
     assert {r.timed_on for r in got["configs"]} == {f"{timing['host']} ({timing['node_id'][:8]})"}
     assert all(not n["timed"] for n in got["backend"]["nodes"] if not n["timing"])
-    assert got["backend"]["address"] == cluster[0] and timing["cpu"]
+    assert got["backend"]["address"] == cluster.address and timing["cpu"]
     assert all(r.speedup is not None for r in got["configs"])
 
 
@@ -216,7 +235,7 @@ def test_resume_from_the_cache_measures_only_what_is_missing(cluster, local, tmp
 @pytest.mark.slow
 def test_a_worker_dying_mid_row_is_retried(cluster, local, tmp_path):
     _, _, _, want = local
-    flag = cluster[1] / "crash-once-softplus-relu"
+    flag = cluster.crash / "crash-once-softplus-relu"
     flag.touch()
     _, got = _ray_run(cluster, local, _fresh(local, tmp_path))
     assert not flag.exists()  # the worker building the row died ...
@@ -227,7 +246,7 @@ def test_a_worker_dying_mid_row_is_retried(cluster, local, tmp_path):
 @pytest.mark.slow
 def test_a_worker_that_keeps_dying_is_a_failed_row_not_a_lost_one(cluster, local, tmp_path):
     out = _fresh(local, tmp_path)
-    flag = cluster[1] / "crash-always-softplus-relu"
+    flag = cluster.crash / "crash-always-softplus-relu"
     flag.touch()
     try:
         _, got = _ray_run(cluster, local, out)
@@ -273,7 +292,7 @@ def test_cli_quick_on_both_backends_gives_the_same_bits_per_byte(cluster, tmp_pa
 
     base = ["pareto", "embedded:mamba2", "--quick", "--precision", "f32", "--no-decode", "--emulate", "none"]
     assert main([*base, "--out", str(tmp_path / "l")]) == 0
-    assert main([*base, "--backend", "ray", "--address", cluster[0], "--out", str(tmp_path / "r")]) == 0
+    assert main([*base, "--backend", "ray", "--address", cluster.address, "--out", str(tmp_path / "r")]) == 0
     capsys.readouterr()
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("l", "r"))
     assert [r["metric"] for r in a["configs"]] == [r["metric"] for r in b["configs"]]

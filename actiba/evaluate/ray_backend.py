@@ -256,6 +256,7 @@ class RayBackend:
                              f"'{{\"{timing_resource}\": 1}}' (or name another with --timing-resource)")
         self._timer_actor: Any = None
         self.track = _Track()
+        self.noise = 0.0  # the run's null-control floor (`pareto.null_noise`), set by `null_control`
         self.build_task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_build).options(num_returns=2)
         self.score_task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_score).options(num_returns=2)
 
@@ -309,7 +310,12 @@ class RayBackend:
         self.track = _Track()
         timer = self._timer()
         self.track.add(self.timer_node, "timed", "", timing=True)
-        null = self.ray.get(timer.null_control.remote(self._spec(job)))
+        try:
+            null = self.ray.get(timer.null_control.remote(self._spec(job)))
+        except Exception as exc:  # the actor died even after its restart: the floor is an extra, as locally
+            from .row import error_text
+
+            null = {"error": error_text(_cause(exc))}
         self.noise = null_noise(null)
         return null
 
@@ -320,7 +326,7 @@ class RayBackend:
         from .measure import error_row, reuse_accuracy, reuse_measurement
 
         ray, spec, timer = self.ray, self._spec(job), self._timer()
-        noise = getattr(self, "noise", 0.0)
+        noise = self.noise
         data_ref = ray.put(job.data)
         by_sha: dict[str, Row | int] = {}
         for row in cached.values():
