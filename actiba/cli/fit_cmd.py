@@ -58,8 +58,6 @@ def _grid_step(text: str) -> float:
 def run(args) -> int:
     from .. import _atomic, fit
     from ..errors import InputError
-    from ..exporters import parse_params
-    from ..expr import compile_expr
 
     if args.output:  # fail on an unwritable path before spending time fitting
         _atomic.refuse_inputs([args.output], [args.calibration], args.force)
@@ -75,13 +73,22 @@ def run(args) -> int:
         raise InputError("--tails auto applies to calibrated fits only (add --calibration STATS)")
     args.metric = args.metric or "max-abs"
     args.tails = args.tails or "free"
-    weight = compile_expr(args.weight) if args.weight else None
+    weight = None
+    if args.weight:  # the expression compiler imports scipy.special (~0.2 s): only when asked
+        from ..expr import compile_expr
+
+        weight = compile_expr(args.weight)
     if args.target is None and args.param:
         raise InputError("--param applies to --target fits only")
+    params: dict[str, str] = {}
+    if args.param:
+        from ..exporters import parse_params  # loads the target registry
+
+        params = parse_params(args.param)
     table = fit(args.func, args.segments, max_error=args.max_error,
                 range=tuple(args.range) if args.range else None, metric=args.metric,
                 continuous=not args.discontinuous, tails=args.tails, beta=args.beta, weight=weight,
-                target=args.target, target_params=parse_params(args.param), monotone=args.monotone,
+                target=args.target, target_params=params, monotone=args.monotone,
                 slope_min=args.slope_min, slope_max=args.slope_max, min_width=args.min_width,
                 breakpoint_grid=args.breakpoint_grid)
     if args.output:

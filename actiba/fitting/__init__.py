@@ -26,10 +26,8 @@ from .bound import DISC_METHOD, ContinuousBound
 from .constraints import Constraints, violation
 from .greedy import Greedy
 from .init import estimate_error, initial_knots
-from .minlink import Tube, polyline
-from .param import layout, to_table
 from .problem import MAX_SEGMENTS, Problem
-from .refine import refine
+from .tubefit import TubeFit
 from .verify import measure
 
 __all__ = ["FitReport", "fit", "fit_problem", "stamp"]
@@ -88,7 +86,16 @@ class FitReport:
         return txt
 
 
-LARGE = 128  # above this many segments the tube path itself is the continuous table (LP steps cost seconds)
+LARGE = 128  # budget searches settle counts above this from the tube alone (an LP fit would cost seconds)
+
+
+def _lp():
+    """The LP/Gauss–Newton refiner and its parametrization, imported when a request needs them:
+    scipy.optimize alone costs ~0.3 s to import, more than a whole 16-segment tube fit."""
+    from .param import layout, to_table
+    from .refine import refine
+
+    return layout, to_table, refine
 
 
 def _free(prob: Problem) -> bool:
@@ -100,8 +107,12 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     n = prob.segments
     lower = method = None
     con = prob.constraints if prob.constraints is not None and prob.constraints.any else None
-    if prob.metric == "max-abs" and prob.continuous and _free(prob) and n > LARGE and con is None:
-        return _tube_table(prob), 0, None, None
+    if prob.metric == "max-abs" and prob.continuous and _free(prob) and con is None:
+        tf = TubeFit(prob)
+        table, a, _ = tf.solve()
+        if table is not None:  # else the windows overlapped in x: the LP refiner below decides
+            return _split(table, prob.lo, prob.hi, n), 0, a, tf.method()
+    layout, to_table, refine = _lp()
     if prob.metric == "max-abs" or prob.metric == "rms":
         exact = prob.metric == "max-abs" and not prob.continuous
         # the sampled relaxation leaves each breakpoint's gap free: its bound is ~30/m·N relative
@@ -143,6 +154,7 @@ def _on_grid(prob: Problem, lay, p: np.ndarray, grid: float):
 
     Each candidate is scored by the best values for its knots (the LP with the knots held), so the
     values are always optimal for the grid knots, never just rounded."""
+    _, _, refine = _lp()
     q = np.round(np.asarray(p) / grid).astype(np.int64)
     lo_i, hi_i = int(math.ceil(prob.lo / grid + 1e-9)), int(math.floor(prob.hi / grid - 1e-9))
     q = np.clip(q, lo_i, hi_i)
@@ -172,60 +184,28 @@ def _on_grid(prob: Problem, lay, p: np.ndarray, grid: float):
     return best
 
 
-def _tube_table(prob: Problem, eps: float | None = None, points: int | None = None) -> Table:
-    """Continuous free-tail table straight from the minimum-link path (bisection on the half-width,
-    or the fewest links for `eps`). Its error is at most the half-width + δ between samples, so with
-    16+ samples per segment it is within ~1 % of the optimum at a fraction of the LP's cost."""
-    n = prob.segments
-    m = points or int(min(max((32 if n <= 1024 else 16) * n + 1, 4001), 150_001))
-    x = np.linspace(prob.lo, prob.hi, m)
-    tube = Tube(prob.act.f(x), x)
-    between = 1.05 * float(np.max(np.abs(prob.act.d2f(x)))) * (x[1] - x[0]) ** 2 / 8
+def _split(table: Table, lo: float, hi: float, n: int) -> Table:
+    """Pad a table that needs fewer than n segments (tanh: the 16th buys nothing over 15) by splitting
+    its longest segment on [lo, hi] in two with the same line: the error is unchanged, the count is n."""
+    bp, sl, ic = list(table.breakpoints), list(table.slopes), list(table.intercepts)
+    while len(sl) < n:
+        knots = [lo, *bp, hi]
+        k = int(np.argmax(np.diff(knots)))  # segment k spans knots[k]..knots[k + 1]
+        bp.insert(k, 0.5 * (knots[k] + knots[k + 1]))
+        sl.insert(k, sl[k])
+        ic.insert(k, ic[k])
+    return Table(breakpoints=np.asarray(bp), slopes=np.asarray(sl), intercepts=np.asarray(ic),
+                 continuous=table.continuous)
+
+
+def _tube_table(prob: Problem, eps: float | None = None, points: int | None = None) -> Table | None:
+    """Continuous free-tail table from the minimum-link path: the optimum (bisection) or, for `eps`,
+    the fewest links whose error is ≤ eps everywhere; None if the path's windows overlapped."""
+    tf = TubeFit(prob, points)
     if eps is not None:
-        got = tube.count(max(eps - between, 0.5 * eps), MAX_SEGMENTS, build=True)
-    else:
-        # counts scale like 1/sqrt(w): two sweeps bracket the half-width, a few more bisect it
-        w = estimate_error(prob)
-        a, b = 0.0, math.inf
-        for _ in range(6):
-            c = tube.count(w, 4 * n + 8)
-            k = c[0] if c is not None else 4 * n + 9
-            if k <= n:
-                b = min(b, w)
-            else:
-                a = max(a, w)
-            if b < math.inf and a > 0:
-                break
-            w = w * (k / n) ** 2 * (0.995 if k <= n else 1.005)
-        if b == math.inf or a == 0.0:
-            a, b = (0.0, b) if b < math.inf else (a, 2 * a)
-            while tube.count(b, n) is None:
-                a, b = b, 2 * b
-        while b - a > 2e-4 * b:
-            mid = 0.5 * (a + b)
-            if tube.count(mid, n) is None:
-                a = mid
-            else:
-                b = mid
-        got = tube.count(b, n, build=True)
-    if got is None:
-        raise InputError(f"no continuous table within {MAX_SEGMENTS} segments")
-    poly = polyline(got[1])
-    if poly is None:  # windows overlapped in x: fall back to the seeded refinement
-        return _solve_refined(prob)
-    bp, sl, ic = poly
-    return Table(breakpoints=bp, slopes=sl, intercepts=ic, continuous=True)
-
-
-def _solve_refined(prob: Problem) -> Table:
-    g = Greedy(prob, points=max(2001, 60 * prob.segments))
-    _, plan = g.solve(hint=estimate_error(prob), rtol=2e-3)
-    p0, _, _ = g.lines(plan)
-    if len(plan) < prob.segments:
-        p0 = _pad(prob, p0, prob.segments)
-    lay = layout(prob)
-    res = refine(prob, lay, p0)
-    return to_table(prob, lay, res.z, res.p)
+        return tf.within(eps, MAX_SEGMENTS)
+    table, _, _ = tf.solve()
+    return None if table is None else _split(table, prob.lo, prob.hi, prob.segments)
 
 
 def _pad(prob: Problem, p: np.ndarray, n: int) -> np.ndarray:
@@ -267,7 +247,8 @@ def fit_problem(prob: Problem, certify: bool = True) -> Table:
         # the certificate says the refiner stopped short (exp at N = 64: 2.3 %): restart it from the
         # optimal tube path, which lands in the right basin
         seed = _tube_table(prob, points=int(min(200 * prob.segments + 1, 60_001)))
-        if seed.segments == prob.segments:
+        if seed is not None and seed.segments == prob.segments:
+            layout, to_table, refine = _lp()
             lay = layout(prob)
             res = refine(prob, lay, seed.breakpoints.copy())
             alt = _finish(prob, to_table(prob, lay, res.z, res.p), res.iterations, lower, method, t0, certify)
@@ -284,7 +265,9 @@ def _continuous_bound(prob: Problem, err: dict[str, Any], floor: float | None) -
 def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method: str | None,
             t0: float, certify: bool = False) -> Table:
     err = measure(table, prob.act, prob.lo, prob.hi, prob.tails)
-    if certify and prob.metric == "max-abs" and prob.continuous and prob.segments <= CERTIFY_MAX:
+    tube_certified = method is not None and method.startswith("minimum-link")  # tubefit's own bound
+    if (certify and prob.metric == "max-abs" and prob.continuous and prob.segments <= CERTIFY_MAX
+            and not tube_certified):
         lower, method = _continuous_bound(prob, err, lower)
     seconds = time.perf_counter() - t0
     ident = prob.act.to_json()
@@ -441,16 +424,17 @@ def _fit_budget(act: Activation, eps: float, lo: float, hi: float, continuous: b
         if continuous and tails == "free" and con is None:  # the fewest links in the tube answer directly
             prob = Problem(act, lo, hi, max(len(plan), 1), True, tails, metric)
             direct = _tube_table(prob, eps)
-            n = direct.segments
-            memo[n] = _finish(Problem(act, lo, hi, n, True, tails, metric), direct, 0, None, None, t0)
-            if n > LARGE and _metric_value(memo[n], metric) > eps:
-                memo.pop(n)  # verification disagrees with the sampled tube: let the search decide
-            bad = max(bad, _tube_impossible(act, lo, hi, eps, n))
-            guess = n
-            if n > LARGE and n in memo:
-                good = n
-                if bad < n - 1 and n - 1 > LARGE:
-                    bad = n - 1  # one fewer would need an LP fit of hundreds of segments to settle
+            if direct is not None:
+                n = direct.segments
+                memo[n] = _finish(Problem(act, lo, hi, n, True, tails, metric), direct, 0, None, None, t0)
+                if _metric_value(memo[n], metric) > eps:
+                    memo.pop(n)  # verification disagrees with the sampled tube: let the search decide
+                bad = max(bad, _tube_impossible(act, lo, hi, eps, n))
+                guess = n
+                if n in memo:
+                    good = n
+                    if bad < n - 1 and n - 1 > LARGE:
+                        bad = n - 1  # settling one fewer would cost a fit of hundreds of segments
     guess = min(max(guess, bad + 1), MAX_SEGMENTS)
     n = guess
     while good is None:  # predict from error ~ 1/N², then bisect what is left of the bracket
