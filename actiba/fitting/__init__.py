@@ -32,6 +32,8 @@ from .verify import measure
 
 __all__ = ["FitReport", "fit", "fit_problem", "stamp"]
 
+LATTICE_METHOD = ("exact discontinuous optimum under the slope/intercept constraints on {m} samples "
+                  "(greedy farthest reach, bisection on ε)")
 CERTIFY_MAX = 256  # continuous certificates above this cost more than the fit; the table still says so
 
 
@@ -52,6 +54,10 @@ class FitReport:
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     function: str = ""
+
+    @property
+    def _constrained_bound(self) -> bool:
+        return bool(self.lower_bound_method) and self.lower_bound_method.startswith("exact discontinuous optimum under")
 
     def __str__(self) -> str:
         return self.summary(self.function or "table")
@@ -74,16 +80,29 @@ class FitReport:
             kind = "continuous " if self.continuous else ""
             gap = e.get("domain_max_abs", e["max_abs"]) / self.lower_bound - 1
             how = "minimum-link certificate" if self.continuous else "sampled discontinuous optimum"
+            if self._constrained_bound:
+                how = "sampled optimum under the same constraints"
             txt += (f" No {kind}{self.segments}-segment table with these tails can beat {self.lower_bound:.4g} "
                     f"({how}): this one is within {100 * max(gap, 0.0):.2g} % of optimal.")
         con = e.get("constraints")
         if con:
-            txt += (" Constraints " + ", ".join(f"{k}={v:g}" for k, v in con["requested"].items())
-                    + " met (re-verified); the certificate is for unconstrained tables, so the gap includes "
-                    "what they cost.")
+            txt += " Constraints " + ", ".join(f"{k}={_show(v)}" for k, v in con["requested"].items())
+            txt += (" met (re-verified)." if self._constrained_bound else
+                    " met (re-verified); the bound is for tables without them (so valid with them too), and "
+                    "the gap includes what they cost.")
+            if con.get("search"):
+                txt += f" Slopes/intercepts: {con['search']}."
         if self.message:
             txt += f" Note: {self.message}."
         return txt
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "..".join(str(e) for e in v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 LARGE = 128  # budget searches settle counts above this from the tube alone (an LP fit would cost seconds)
@@ -107,6 +126,24 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     n = prob.segments
     lower = method = None
     con = prob.constraints if prob.constraints is not None and prob.constraints.any else None
+    if con is not None and con.lattice:  # fit the float table with the other constraints, then search
+        from dataclasses import replace
+
+        from .lattice import Covering, search
+
+        if Covering.fits(con, prob):  # discontinuous, finite slope set: exact on the samples
+            cov = Covering(prob, con)
+            table, _, lower = cov.solve(estimate_error(prob))
+            table = _split(table, prob.lo, prob.hi, n)
+            table.error = {"search": f"exact discontinuous optimum under these constraints on {cov.m} samples "
+                                     "(greedy farthest reach over the allowed lines, bisection on the error)"}
+            return table, 0, lower, LATTICE_METHOD.format(m=cov.m)
+        seed, iters, lower, method = _solve(replace(prob, constraints=con.without_lattice()))
+        table, _ = search(prob, seed, con)
+        table.error = {"search": "best on the searched lattice (candidate lines within a few grid steps of the "
+                                 "float fit, breakpoints between its segment midpoints, dynamic programming), "
+                                 "not a proven optimum"}
+        return table, iters, lower, method  # a bound for looser tables bounds this one too
     if prob.metric == "max-abs" and prob.continuous and _free(prob) and con is None:
         tf = TubeFit(prob)
         table, a, _ = tf.solve()
@@ -130,13 +167,31 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     lay = layout(prob)
     if con is not None and con.min_width is not None:
         p0 = _spread(prob, p0, con.min_width)
-    res = refine(prob, lay, p0)
-    if prob.metric == "rms":
+    if con is not None and con.monotone_auto:
+        p0 = _off_turns(prob, p0)
+    if con is not None and con.uniform:  # knots fixed: the values LP (or least squares) is the whole fit
+        p0 = prob.lo + (prob.hi - prob.lo) * np.arange(1, n) / n
+        res = refine(prob, lay, p0, move_knots=False)
+    else:
+        res = refine(prob, lay, p0)
+    if prob.metric == "rms" and not (con is not None and con.uniform):
         alt = refine(prob, lay, initial_knots(prob))
         res = alt if alt.objective < res.objective else res
     if con is not None and con.grid is not None:
         res = _on_grid(prob, lay, res.p, con.grid)
     return to_table(prob, lay, res.z, res.p), res.iterations, lower, method
+
+
+def _off_turns(prob: Problem, p: np.ndarray) -> np.ndarray:
+    """Move knots off f's turning points (by 2μ) so the segment across each one straddles it."""
+    from .constraints import margin, turning_points
+
+    p = np.array(p, dtype=np.float64)
+    mu = margin(prob.lo, prob.hi)
+    for t in turning_points(prob.act, prob.lo, prob.hi):
+        near = np.abs(p - t) < 2 * mu
+        p[near] = np.where(p[near] <= t, t - 2 * mu, t + 2 * mu)
+    return p
 
 
 def _spread(prob: Problem, p: np.ndarray, w: float) -> np.ndarray:
@@ -265,6 +320,7 @@ def _continuous_bound(prob: Problem, err: dict[str, Any], floor: float | None) -
 
 def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method: str | None,
             t0: float, certify: bool = False) -> Table:
+    note = (table.error or {}).get("search")  # how a lattice solver searched, stated with the constraints
     err = measure(table, prob.act, prob.lo, prob.hi, prob.tails)
     tube_certified = method is not None and method.startswith("minimum-link")  # tubefit's own bound
     if (certify and prob.metric == "max-abs" and prob.continuous and prob.segments <= CERTIFY_MAX
@@ -286,9 +342,12 @@ def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method
             hi_s = np.inf if con.slope_max is None else con.slope_max
             a, b = int(prob.left_pinned), table.slopes.size - int(prob.right_pinned)
             table.slopes[a:b] = np.clip(table.slopes[a:b], lo_s, hi_s)
-        bad = violation(con, table, prob.lo, prob.hi, prob.left_pinned, prob.right_pinned)
+        bad = violation(con, table, prob.lo, prob.hi, prob.left_pinned, prob.right_pinned, prob.act)
         table.error["constraints"] = err["constraints"] = {"requested": con.describe(), "violation": bad}
-        if any(v > 1e-9 * max(1.0, abs(prob.hi - prob.lo)) for v in bad.values()):
+        if note:
+            table.error["constraints"]["search"] = note
+        exact = {"slope_grid", "intercept_grid", "pow2_slopes"}  # discrete: met exactly or not at all
+        if any(v > (0.0 if k in exact else 1e-9 * max(1.0, abs(prob.hi - prob.lo))) for k, v in bad.items()):
             raise RuntimeError(f"fitted table violates its constraints: {bad}")
     # JSON has no inf: an error that cannot be measured (no input of the range fits in float16) is null
     table.error = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in table.error.items()}
@@ -301,14 +360,20 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
         range: tuple[float, float] | None = None, metric: str = "max-abs", continuous: bool = True,
         tails: str = "free", beta: float | None = None,
         weight: Callable[[np.ndarray], np.ndarray] | None = None,
-        monotone: bool = False, slope_min: float | None = None, slope_max: float | None = None,
-        min_width: float | None = None, breakpoint_grid: float | None = None) -> Table:
+        monotone: bool | str = False, slope_min: float | None = None, slope_max: float | None = None,
+        min_width: float | None = None, breakpoint_grid: float | None = None,
+        slope_grid: float | None = None, intercept_grid: float | None = None,
+        pow2_slopes: tuple[int, int] | None = None, uniform: bool = False) -> Table:
     """Fit `func` with `segments` segments (least error) or with the fewest meeting `max_error`.
 
-    Constraints (max-abs and max-rel; kept by the optimizer, re-verified on the result and stated in
-    ``error.constraints``): `monotone` (slopes of f's sign, f must be monotone on the range),
-    `slope_min` / `slope_max`, `min_width` (segment length), `breakpoint_grid` (breakpoints on
-    multiples of it, e.g. 1 or 2**-3).
+    Constraints (max-abs and max-rel; `uniform` also rms; kept by the optimizer, re-verified on the
+    result and stated in ``error.constraints``): `monotone` (True: slopes of f's sign, f must be
+    monotone on the range; ``"auto"``: each segment's slope has f's sign wherever f is monotone on
+    it), `slope_min` / `slope_max`, `min_width` (segment length), `breakpoint_grid` (breakpoints on
+    multiples of it, e.g. 1 or 2**-3), `uniform` (breakpoints at lo + i·(hi − lo)/N), and the
+    discrete ones searched on a lattice (`lattice.py`: the best table among candidate lines near the
+    float fit, not a proven optimum): `slope_grid` / `intercept_grid` (multiples of a step, e.g.
+    2**-6), `pow2_slopes=(emin, emax)` (every slope 0 or ±2^e, emin <= e <= emax).
 
     Hardware-constrained fits are `actiba.fit(..., target=NAME)` (`actiba.targets.fit`): targets build on
     this fitter, so it does not call them.
@@ -324,7 +389,8 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
     if weight is not None and metric != "rms":
         raise InputError("a weight function applies to the rms metric only")
     lo, hi = (float(range[0]), float(range[1])) if range is not None else act.default_range
-    con = _constraints(act, lo, hi, monotone, slope_min, slope_max, min_width, breakpoint_grid)
+    con = _constraints(act, lo, hi, monotone, slope_min, slope_max, min_width, breakpoint_grid,
+                       slope_grid, intercept_grid, pow2_slopes, uniform)
     for _ in builtins.range(8):
         if segments is not None:
             prob = Problem(act, lo, hi, int(segments), continuous, tails, metric, weight, con)
@@ -342,9 +408,13 @@ def fit(func: str | Activation, segments: int | None = None, *, max_error: float
     return table
 
 
-def _constraints(act: Activation, lo: float, hi: float, monotone: bool, slope_min: float | None,
-                 slope_max: float | None, min_width: float | None, grid: float | None) -> Constraints | None:
-    if monotone:
+def _constraints(act: Activation, lo: float, hi: float, monotone: bool | str, slope_min: float | None,
+                 slope_max: float | None, min_width: float | None, grid: float | None,
+                 slope_grid: float | None = None, intercept_grid: float | None = None,
+                 pow2_slopes: tuple[int, int] | None = None, uniform: bool = False) -> Constraints | None:
+    if monotone not in (True, False, "auto"):
+        raise InputError(f"monotone must be True, False or 'auto', got {monotone!r}")
+    if monotone is True:
         d = act.df(np.linspace(lo, hi, 20001))
         if np.all(d >= 0):
             slope_min = 0.0 if slope_min is None else max(slope_min, 0.0)
@@ -352,8 +422,19 @@ def _constraints(act: Activation, lo: float, hi: float, monotone: bool, slope_mi
             slope_max = 0.0 if slope_max is None else min(slope_max, 0.0)
         else:
             raise InputError(f"--monotone needs f monotone on [{lo:g}, {hi:g}]; "
-                             f"{act.to_json()['function']} is not (use --slope-min/--slope-max)")
-    con = Constraints(*(None if v is None else float(v) for v in (slope_min, slope_max, min_width, grid)))
+                             f"{act.to_json()['function']} is not (use --monotone auto, or --slope-min/--slope-max)")
+    pow2 = None
+    if pow2_slopes is not None:
+        try:
+            emin, emax = pow2_slopes
+        except (TypeError, ValueError):
+            raise InputError(f"pow2_slopes must be (emin, emax), got {pow2_slopes!r}") from None
+        if not all(isinstance(e, numbers.Integral) and not isinstance(e, bool) for e in (emin, emax)):
+            raise InputError(f"pow2_slopes exponents must be integers, got {pow2_slopes!r}")
+        pow2 = (int(emin), int(emax))
+    con = Constraints(*(None if v is None else float(v) for v in (slope_min, slope_max, min_width, grid,
+                                                                     slope_grid, intercept_grid)),
+                      pow2_slopes=pow2, uniform=bool(uniform), monotone_auto=monotone == "auto")
     return con if con.any else None
 
 

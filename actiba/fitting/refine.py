@@ -176,7 +176,7 @@ def refine(prob: Problem, lay: Layout, p0: np.ndarray, max_iter: int = 80, rtol:
     if prob.constraints is not None and prob.constraints.linear:
         from .constraints import rows
 
-        lin = rows(prob.constraints, prob, lay)
+        lin = rows(prob.constraints, prob, lay, p0)
     first = _step(prob, lay, z, p, 0.0, lin)  # values for fixed knots
     if first is not None:
         z = z + first[0][: lay.nz]
