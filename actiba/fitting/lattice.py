@@ -53,7 +53,7 @@ def allowed_slopes(con: Constraints) -> np.ndarray | None:
 def _slope_candidates(con: Constraints, s0: float, step: float) -> np.ndarray:
     pool = allowed_slopes(con)
     if pool is not None:
-        out = pool[np.argsort(np.abs(pool - s0), kind="stable")[: 2 * R + 1]]
+        out = pool[np.argsort(np.abs(pool - s0), kind="stable")[: 2 * R + 3]]
     elif con.slope_grid is not None:
         q = con.slope_grid
         out = (round(s0 / q) + np.arange(-R, R + 1)) * q
@@ -80,7 +80,7 @@ def _candidates(prob: Problem, con: Constraints, k: int, s0: float, c0: float, a
         center = y - s * a
         if con.intercept_grid is not None:
             q = con.intercept_grid
-            ics = (round(center / q) + np.arange(-R, R + 1)) * q
+            ics = (round(center / q) + np.arange(-R - 1, R + 2)) * q
         else:
             ics = center + FREE * err
         ss.append(np.full(ics.size, s))
@@ -332,6 +332,7 @@ class Covering:
         m = points or int(min(max(8001, 1000 * prob.segments + 1), 64_001))
         self.x = np.linspace(prob.lo, prob.hi, m)
         self.f, self.w = prob.act.f(self.x), prob.w(self.x)
+        self.flat = bool(np.all(self.w == 1.0))
         self.slopes = self._pool()
         self.m = m
 
@@ -379,6 +380,15 @@ class Covering:
         ok = lo <= hi if q is None else np.floor(hi / q) * q >= lo
         if not ok.any():
             return None
+        if self.flat:  # max-abs: the minimax intercept is the mid-range, all slopes at once
+            rk, rlo, rhi = slopes[ok], r[ok].min(axis=1), r[ok].max(axis=1)
+            mid = 0.5 * (rlo + rhi)
+            cs = [mid] if q is None else [np.floor(mid / q) * q, np.ceil(mid / q) * q]
+            errs = [np.maximum(rhi - c, c - rlo) for c in cs]
+            which = int(np.argmin([e.min() for e in errs]))
+            k = int(np.argmin(errs[which]))
+            e = float(errs[which][k])
+            return (e, float(rk[k]), float(cs[which][k])) if e <= eps * (1 + 1e-12) else None
         best = None
         for k in np.nonzero(ok)[0]:
             # max w·|r − c| is convex in c: its minimizer, or on a grid one of the two grid points around it
@@ -496,7 +506,7 @@ class Covering:
         while (plan := self.plan(hi, n)) is None:
             hi *= 2
         lo = 0.0
-        while hi - lo > 1e-6 * hi:
+        while hi - lo > 1e-5 * hi:  # 1e-5 is far below the ~0.5 % the samples' spacing leaves
             mid = 0.5 * (lo + hi)
             got = self.plan(mid, n)
             if got is None:
