@@ -17,13 +17,12 @@ import numpy as np
 
 from ..table import Table
 from .bound import DISC_METHOD, ContinuousBound
-from .constraints import violation
 from .greedy import Greedy
 from .init import estimate_error, initial_knots
 from .problem import MAX_SEGMENTS, Problem
 from .report import FitReport
 from .tubefit import TubeFit
-from .verify import measure
+from .verify import measure, violation
 
 LATTICE_METHOD = ("exact discontinuous optimum under the slope/intercept constraints on {m} samples "
                   "(greedy farthest reach, bisection on ε)")
