@@ -109,11 +109,15 @@ class TubeFit:
                 a = w
             else:
                 b, best = w, got
-        if a == 0.0:
-            a = 0.5 * b
-            while a > 1e-300 and (got := self._count(a, n, build=True)) is not None:
-                b, best, a = a, got, 0.5 * a
-        while b - a > RTOL * b:
+        if a == 0.0:  # step down by 16x; below rounding level (a linear f) the table is exact: bound 0
+            floor = 1e-14 * (float(np.max(np.abs(self.tube.f))) + 1e-300)
+            a = b / 16
+            while (got := self._count(a, n, build=True)) is not None:
+                b, best, a = a, got, a / 16
+                if a < floor:
+                    a = 0.0
+                    break
+        while b - a > RTOL * b and b > 1e-14 * (float(np.max(np.abs(self.tube.f))) + 1e-300):
             mid = 0.5 * (a + b)
             got = self._count(mid, n, build=True)
             if got is None:
