@@ -211,3 +211,12 @@ def _monotone_rows(prob, lay: Layout, p0: np.ndarray, G: list, g: list, first: i
             r[nz + k] = -1.0
             G.append(r)
             g.append(cuts[j + 1] - mu)
+
+
+def allowed_slopes(con: Constraints) -> np.ndarray | None:
+    """Every slope the power-of-two constraint admits (0 and ±2^e), or None for a grid/free slope."""
+    if con.pow2_slopes is None:
+        return None
+    emin, emax = con.pow2_slopes
+    mags = [2.0 ** e for e in range(emin, emax + 1)]
+    return np.array(sorted([0.0, *mags, *(-m for m in mags)]))

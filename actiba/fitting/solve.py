@@ -52,7 +52,8 @@ def _solve(prob: Problem) -> tuple[Table, int, float | None, str | None]:
     if con is not None and con.lattice:  # fit the float table with the other constraints, then search
         from dataclasses import replace
 
-        from .lattice import Covering, search
+        from .cover import Covering
+        from .lattice import search
 
         if Covering.fits(con, prob):  # discontinuous, finite slope set: exact on the samples
             cov = Covering(prob, con)
