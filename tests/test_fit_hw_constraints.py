@@ -214,3 +214,12 @@ def test_fewer_needed_segments_are_padded_to_the_count_asked():
     t = actiba.fit("tanh", 16)  # the 16th segment buys nothing over 15 (the inflection segment limits)
     assert t.segments == 16
     assert t.error["max_abs"] <= actiba.fit("tanh", 15).error["max_abs"] * (1 + 1e-3)
+
+
+def test_uniform_with_monotone_auto_when_a_knot_sits_on_the_turning_point():
+    t = actiba.fit("expr:x*x", 4, range=(-2, 2), uniform=True, monotone="auto")  # knot at x = 0 exactly
+    d = reread(t)
+    assert d["breakpoints"] == [-1.0, 0.0, 1.0]
+    assert d["slopes"][0] <= 0 and d["slopes"][1] <= 0 and d["slopes"][2] >= 0 and d["slopes"][3] >= 0
+    silu = actiba.fit("silu", 8, uniform=True, monotone="auto")
+    assert silu.slopes[0] <= 0 and silu.slopes[1] <= 0  # silu falls on [-8, -4]: stated as <= 0 exactly

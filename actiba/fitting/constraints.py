@@ -170,6 +170,16 @@ def _monotone_rows(prob, lay: Layout, p0: np.ndarray, G: list, g: list, first: i
     """Slope-sign rows for segments inside a monotone stretch of f, knot rows keeping each turning
     point inside the segment that starts across it (chosen from the starting knots p0)."""
     n, nz = prob.segments, lay.nz
+    if prob.constraints is not None and prob.constraints.uniform:  # knots fixed: each segment's own sign
+        knots = np.concatenate(([prob.lo], p0, [prob.hi]))
+        for k in range(first, last + 1):
+            d = prob.act.df(np.linspace(knots[k], knots[k + 1], 257))
+            sign = 1.0 if np.all(d >= 0) else -1.0 if np.all(d <= 0) else 0.0
+            if sign:
+                L, R = lay.left_slot[k], lay.right_slot[k]
+                G.append(sign * np.concatenate([lay.B[R] - lay.B[L], lay.C[R] - lay.C[L]]))
+                g.append(sign * float(lay.d[R] - lay.d[L]))
+        return
     turns = turning_points(prob.act, prob.lo, prob.hi)
     mu = margin(prob.lo, prob.hi)
     knots = np.concatenate(([prob.lo], p0, [prob.hi]))

@@ -22,7 +22,7 @@ from .init import estimate_error, initial_knots
 from .problem import MAX_SEGMENTS, Problem
 from .report import FitReport
 from .tubefit import TubeFit
-from .verify import measure, violation
+from .verify import measure, monotone_signs, violation
 
 LATTICE_METHOD = ("exact discontinuous optimum under the slope/intercept constraints on {m} samples "
                   "(greedy farthest reach, bisection on ε)")
@@ -251,6 +251,11 @@ def _finish(prob: Problem, table: Table, iters: int, lower: float | None, method
             hi_s = np.inf if con.slope_max is None else con.slope_max
             a, b = int(prob.left_pinned), table.slopes.size - int(prob.right_pinned)
             table.slopes[a:b] = np.clip(table.slopes[a:b], lo_s, hi_s)
+        if con.monotone_auto:  # the LP keeps signs to ~1e-12: state them exactly (0, not +5e-13)
+            sg = monotone_signs(table, prob.act, prob.lo, prob.hi)
+            for k in builtins.range(int(prob.left_pinned), table.slopes.size - int(prob.right_pinned)):
+                if sg[k] * table.slopes[k] < 0 and abs(table.slopes[k]) <= 1e-9:
+                    table.slopes[k] = 0.0
         bad = violation(con, table, prob.lo, prob.hi, prob.left_pinned, prob.right_pinned, prob.act)
         table.error["constraints"] = err["constraints"] = {"requested": con.describe(), "violation": bad}
         if note:

@@ -131,16 +131,22 @@ def violation(con: Constraints, table, lo: float, hi: float, skip_left: bool, sk
     return out
 
 
-def monotone_violation(table, act, lo: float, hi: float, skip_left: bool, skip_right: bool) -> float:
-    """Worst slope of the wrong sign on a segment where f' keeps one sign (f' sampled on the segment,
-    ends included, independently of the optimizer's choice of which segment crosses a turn)."""
+def monotone_signs(table, act, lo: float, hi: float) -> np.ndarray:
+    """Per segment: +1 where f' >= 0 on all of it, -1 where f' <= 0, 0 where f turns inside it
+    (f' sampled on the segment, ends included, independently of how the optimizer assigned them)."""
     knots = np.concatenate(([lo], table.breakpoints, [hi]))
+    out = np.zeros(table.segments)
+    for k in range(table.segments):
+        d = act.df(np.linspace(knots[k], knots[k + 1], 257))
+        out[k] = 1.0 if np.all(d >= 0) else -1.0 if np.all(d <= 0) else 0.0
+    return out
+
+
+def monotone_violation(table, act, lo: float, hi: float, skip_left: bool, skip_right: bool) -> float:
+    """Worst slope of the wrong sign on a segment where f' keeps one sign."""
+    sg = monotone_signs(table, act, lo, hi)
     worst = 0.0
     for k in range(int(skip_left), table.segments - int(skip_right)):
-        d = act.df(np.linspace(knots[k], knots[k + 1], 257))
-        s = float(table.slopes[k])
-        if np.all(d >= 0):
-            worst = max(worst, -s)
-        elif np.all(d <= 0):
-            worst = max(worst, s)
+        if sg[k]:
+            worst = max(worst, -sg[k] * float(table.slopes[k]))
     return worst
