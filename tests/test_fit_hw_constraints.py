@@ -223,3 +223,24 @@ def test_uniform_with_monotone_auto_when_a_knot_sits_on_the_turning_point():
     assert d["slopes"][0] <= 0 and d["slopes"][1] <= 0 and d["slopes"][2] >= 0 and d["slopes"][3] >= 0
     silu = actiba.fit("silu", 8, uniform=True, monotone="auto")
     assert silu.slopes[0] <= 0 and silu.slopes[1] <= 0  # silu falls on [-8, -4]: stated as <= 0 exactly
+
+
+def test_continuous_pow2_slopes_are_exact_and_continuous():
+    t = actiba.fit("tanh", 8, pow2_slopes=(-4, 0))
+    d = reread(t)
+    assert all(power_of_two(s, -4, 0) for s in d["slopes"])
+    bp, sl, ic = (np.asarray(d[k]) for k in ("breakpoints", "slopes", "intercepts"))
+    assert np.max(np.abs(sl[:-1] * bp + ic[:-1] - (sl[1:] * bp + ic[1:]))) <= 1e-12
+    err = dense_error(d, "tanh", -6, 6)
+    assert err == pytest.approx(d["error"]["max_abs"], rel=2e-3)
+    assert err >= actiba.fit("tanh", 8).error["lower_bound"] * (1 - 1e-9)
+    # no worse than the float fit's slopes snapped to the nearest allowed power with its knots kept
+    free = actiba.fit("tanh", 8)
+    pool = np.array([0.0] + [2.0 ** e for e in range(-4, 1)])
+    snapped = pool[np.argmin(np.abs(pool[None, :] - free.slopes[:, None]), axis=1)]
+    knots = np.concatenate(([-6.0], free.breakpoints, [6.0]))
+    y0 = free(np.array([knots[0]]))[0]
+    values = y0 + np.concatenate(([0.0], np.cumsum(snapped * np.diff(knots))))
+    xs = np.linspace(-6, 6, 20001)
+    naive = float(np.max(np.abs(np.interp(xs, knots, values) - np.tanh(xs))))
+    assert err <= naive
