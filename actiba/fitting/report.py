@@ -49,9 +49,10 @@ class FitReport:
             kind = "continuous " if self.continuous else ""
             gap = e.get("domain_max_abs", e["max_abs"]) / self.lower_bound - 1
             how = "minimum-link certificate" if self.continuous else "sampled discontinuous optimum"
+            which = "these tails"
             if self._constrained_bound:
-                how = "sampled optimum under the same constraints"
-            txt += (f" No {kind}{self.segments}-segment table with these tails can beat {self.lower_bound:.4g} "
+                how, which = "sampled optimum under the same constraints", "these tails and constraints"
+            txt += (f" No {kind}{self.segments}-segment table with {which} can beat {self.lower_bound:.4g} "
                     f"({how}): this one is within {100 * max(gap, 0.0):.2g} % of optimal.")
         con = e.get("constraints")
         if con:
