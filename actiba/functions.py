@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, special
 
 from .errors import InputError
-from .expr import compile_expr
 from .registry import Registry
 
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -56,11 +54,7 @@ class Activation:
             roots: list[float] = [float(xs[i]) for i in range(1, samples - 1)
                                   if sign[i] == 0 and sign[i - 1] * sign[i + 1] < 0]
             for i in np.nonzero(sign[:-1] * sign[1:] < 0)[0]:
-                try:
-                    roots.append(float(optimize.brentq(lambda t: float(self.d2f(np.array([t]))[0]),
-                                                       xs[i], xs[i + 1], xtol=1e-14)))
-                except ValueError:
-                    roots.append(float(0.5 * (xs[i] + xs[i + 1])))
+                roots.append(_root(self.d2f, float(xs[i]), float(xs[i + 1])))
             roots.sort()
             self._cache[key] = roots
         return list(self._cache[key])
@@ -78,8 +72,35 @@ class Activation:
         return {"function": self.expression or self.name, "params": dict(self.params)}
 
 
+def _root(g: Fn, a: float, b: float) -> float:
+    """A sign change of g in [a, b] by bisection to adjacent floats: ~60 scalar calls, no scipy
+    (scipy.optimize costs ~0.3 s to import, more than a whole 16-segment fit)."""
+    ga = float(g(np.array([a]))[0])
+    for _ in range(80):
+        m = 0.5 * (a + b)
+        if not a < m < b:
+            break
+        gm = float(g(np.array([m]))[0])
+        if gm == 0.0:
+            return m
+        if (gm < 0) == (ga < 0):
+            a, ga = m, gm
+        else:
+            b = m
+    return 0.5 * (a + b)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return special.expit(x)
+    """Logistic function, accurate to a few ulp on both tails (the form scipy's expit uses)."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    from scipy import special  # only GELU needs it: scipy.special costs ~0.2 s to import
+
+    return special.erfc(x)
 
 
 def _tail_start(g: Fn, lo: float, hi: float) -> float:
@@ -133,10 +154,10 @@ def gelu() -> Activation:
         return _INV_SQRT2PI * np.exp(-0.5 * x * x)
 
     def f(x):
-        return 0.5 * x * special.erfc(-x / _SQRT2)
+        return 0.5 * x * _erfc(-x / _SQRT2)
 
     def df(x):
-        return 0.5 * special.erfc(-x / _SQRT2) + x * phi(x)
+        return 0.5 * _erfc(-x / _SQRT2) + x * phi(x)
 
     def d2f(x):
         return phi(x) * (2 - x * x)
@@ -203,6 +224,8 @@ def exp() -> Activation:
 
 def expression(src: str) -> Activation:
     """`expr:` function: derivatives by central differences, no asymptotes."""
+    from .expr import compile_expr  # the expression compiler imports scipy.special
+
     f = compile_expr(src)
 
     def df(x):

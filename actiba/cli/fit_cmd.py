@@ -24,12 +24,21 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="output table (default, or '-': stdout)")
     p.add_argument("--force", action="store_true", help="overwrite even when an output is one of the inputs")
     con = p.add_argument_group("constraints (kept by the optimizer, re-verified, stated in error.constraints)")
-    con.add_argument("--monotone", action="store_true", help="slopes of f's sign (f monotone on the range)")
+    con.add_argument("--monotone", nargs="?", const="all", choices=["all", "auto"],
+                     help="slopes of f's sign (f monotone on the range); 'auto': each segment's slope has "
+                          "f's sign wherever f is monotone on it")
     con.add_argument("--slope-min", type=float, metavar="S", help="every free segment's slope >= S")
     con.add_argument("--slope-max", type=float, metavar="S", help="every free segment's slope <= S")
     con.add_argument("--min-width", type=float, metavar="W", help="every segment at least W long")
     con.add_argument("--breakpoint-grid", type=_grid_step, metavar="STEP",
                      help="breakpoints on multiples of STEP (a number, or 2^-K)")
+    con.add_argument("--uniform", action="store_true",
+                     help="equal-width segments: breakpoints at LO + i*(HI-LO)/N (index-by-shift units)")
+    con.add_argument("--slope-grid", type=_grid_step, metavar="STEP",
+                     help="every slope a multiple of STEP, e.g. 2^-8 (lattice search: best found, not proven)")
+    con.add_argument("--intercept-grid", type=_grid_step, metavar="STEP", help="every intercept a multiple of STEP")
+    con.add_argument("--pow2-slopes", type=int, nargs=2, metavar=("EMIN", "EMAX"),
+                     help="every slope 0 or ±2^e with EMIN <= e <= EMAX")
     cal = p.add_argument_group("calibrated fitting (statistics from `actiba calibrate`)")
     cal.add_argument("--calibration", metavar="STATS", help="fit to the inputs recorded in this statistics file")
     cal.add_argument("--site", default="*", metavar="GLOB", help="sites to use (default: every site of FUNC)")
@@ -58,8 +67,6 @@ def _grid_step(text: str) -> float:
 def run(args) -> int:
     from .. import _atomic, fit
     from ..errors import InputError
-    from ..exporters import parse_params
-    from ..expr import compile_expr
 
     if args.output:  # fail on an unwritable path before spending time fitting
         _atomic.refuse_inputs([args.output], [args.calibration], args.force)
@@ -75,15 +82,26 @@ def run(args) -> int:
         raise InputError("--tails auto applies to calibrated fits only (add --calibration STATS)")
     args.metric = args.metric or "max-abs"
     args.tails = args.tails or "free"
-    weight = compile_expr(args.weight) if args.weight else None
+    weight = None
+    if args.weight:  # the expression compiler imports scipy.special (~0.2 s): only when asked
+        from ..expr import compile_expr
+
+        weight = compile_expr(args.weight)
     if args.target is None and args.param:
         raise InputError("--param applies to --target fits only")
+    params: dict[str, str] = {}
+    if args.param:
+        from ..exporters import parse_params  # loads the target registry
+
+        params = parse_params(args.param)
     table = fit(args.func, args.segments, max_error=args.max_error,
                 range=tuple(args.range) if args.range else None, metric=args.metric,
                 continuous=not args.discontinuous, tails=args.tails, beta=args.beta, weight=weight,
-                target=args.target, target_params=parse_params(args.param), monotone=args.monotone,
+                target=args.target, target_params=params,
+                monotone={"all": True, "auto": "auto"}.get(args.monotone, False),
                 slope_min=args.slope_min, slope_max=args.slope_max, min_width=args.min_width,
-                breakpoint_grid=args.breakpoint_grid)
+                breakpoint_grid=args.breakpoint_grid, slope_grid=args.slope_grid, intercept_grid=args.intercept_grid,
+                pow2_slopes=tuple(args.pow2_slopes) if args.pow2_slopes else None, uniform=args.uniform)
     if args.output:
         table.save(args.output)
     else:
@@ -103,9 +121,12 @@ def run_calibrated(args) -> int:
     from ..fitting.calibrated import fit_sites
 
     for flag, given in (("--max-error", args.max_error is not None), ("--range", args.range is not None),
-                        ("--monotone", args.monotone), ("--slope-min", args.slope_min is not None),
+                        ("--monotone", args.monotone is not None), ("--slope-min", args.slope_min is not None),
                         ("--slope-max", args.slope_max is not None), ("--min-width", args.min_width is not None),
-                        ("--breakpoint-grid", args.breakpoint_grid is not None),
+                        ("--breakpoint-grid", args.breakpoint_grid is not None), ("--uniform", args.uniform),
+                        ("--slope-grid", args.slope_grid is not None),
+                        ("--intercept-grid", args.intercept_grid is not None),
+                        ("--pow2-slopes", args.pow2_slopes is not None),
                         ("--metric", args.metric is not None), ("--weight", args.weight is not None),
                         ("--target", args.target is not None), ("--param", bool(args.param))):
         if given:

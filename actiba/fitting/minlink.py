@@ -61,22 +61,44 @@ class _Stage:
 def _tangent(h: list, t: int, p: tuple[float, float], sign: float) -> tuple[int, float]:
     """Index on a hull extremizing the slope from hull point to p (points left of p only): the maximum
     for `sign` +1 (a lower hull), the minimum for -1 (an upper hull). Starts from the previous index `t`
-    and walks, which keeps the whole sweep amortized O(1) per gate."""
+    and walks, which keeps the whole sweep amortized O(1) per gate. (Written out per sign without a
+    helper: this is the sweep's inner loop, and the calls were half its time.)"""
+    px, py = p
     n = len(h)
-    while n > 0 and h[n - 1][0] >= p[0]:
+    while n > 0 and h[n - 1][0] >= px:
         n -= 1
     if n == 0:
         return -1, 0.0
-    t = min(t, n - 1)
-
-    def s(j: int) -> float:
-        return (p[1] - h[j][1]) / (p[0] - h[j][0])
-
-    best = s(t)
-    while t + 1 < n and sign * (v := s(t + 1)) >= sign * best:
-        t, best = t + 1, v
-    while t > 0 and sign * (v := s(t - 1)) > sign * best:
-        t, best = t - 1, v
+    if t > n - 1:
+        t = n - 1
+    hx, hy = h[t]
+    best = (py - hy) / (px - hx)
+    if sign > 0:
+        while t + 1 < n:
+            hx, hy = h[t + 1]
+            v = (py - hy) / (px - hx)
+            if v < best:
+                break
+            t, best = t + 1, v
+        while t > 0:
+            hx, hy = h[t - 1]
+            v = (py - hy) / (px - hx)
+            if v <= best:
+                break
+            t, best = t - 1, v
+    else:
+        while t + 1 < n:
+            hx, hy = h[t + 1]
+            v = (py - hy) / (px - hx)
+            if v > best:
+                break
+            t, best = t + 1, v
+        while t > 0:
+            hx, hy = h[t - 1]
+            v = (py - hy) / (px - hx)
+            if v >= best:
+                break
+            t, best = t - 1, v
     return t, best
 
 
@@ -143,8 +165,6 @@ def links(x: Sequence[float], lower: Sequence[float], upper: Sequence[float], li
                 lines.append(_inside(st))
             return count, lines
         count += 1
-        if count > limit:
-            return None
         if fail == "upper":  # S1 leaves through the upper chain: window from its lower point
             a, b = st.s1  # type: ignore[misc]
             pl = b
@@ -159,6 +179,8 @@ def links(x: Sequence[float], lower: Sequence[float], upper: Sequence[float], li
             nu = _next_index(x, d[0])
             nl = k
             win = (m2, c2)
+        if count > limit:
+            return None
         if build:
             lines.append(win)
 
@@ -211,7 +233,7 @@ class Tube:
         if d2 is None:
             self.delta = np.zeros_like(f)
         else:  # d2: |f''| on a grid 8× finer than x (8 (m - 1) + 1 points)
-            h = np.diff(x)
+            h = np.diff(x)  # the samples need not be uniform (tubefit equidistributes curvature)
             strip = np.maximum.reduceat(d2[:-1], np.arange(0, d2.size - 1, 8))[: h.size]
             strip = np.maximum(strip, np.maximum(d2[:-1:8][: h.size], d2[8::8][: h.size]))
             per = 1.05 * h * h / 8.0 * strip
@@ -221,7 +243,9 @@ class Tube:
     def delta_max(self) -> float:
         return float(np.max(self.delta)) if self.delta.size else 0.0
 
-    def count(self, w: float, limit: int, build: bool = False, start: int = 0, stop: int | None = None):
-        half = w + self.delta
+    def count(self, w: float, limit: int, build: bool = False, start: int = 0, stop: int | None = None,
+              widen: bool = True):
+        """Fewest links in the tube of half-width w (+ δ_i unless `widen` is False), or None above limit."""
+        half = w + self.delta if widen else np.full_like(self.f, w)
         return links(self._xl, (self.f - half).tolist(), (self.f + half).tolist(), limit, build,
                      start=start, stop=stop)

@@ -89,8 +89,10 @@ class Problem:
 
     def _check_constraints(self, c: Constraints) -> None:
         n = self.segments
-        if self.metric == "rms":
-            raise InputError("slope, width and grid constraints apply to max-abs and max-rel fits")
+        if self.metric == "rms" and c.describe().keys() - {"uniform"}:
+            raise InputError("slope, width and grid constraints apply to max-abs and max-rel fits "
+                             "(rms takes --uniform only)")
+        self._check_discrete(c)
         for name, v in (("slope-min", c.slope_min), ("slope-max", c.slope_max)):
             if v is not None and not math.isfinite(v):
                 raise InputError(f"--{name} must be finite, got {v}")
@@ -113,6 +115,53 @@ class Problem:
             if low or (c.slope_max is not None and line[0] > c.slope_max):
                 raise InputError(f"the {side} asymptote's slope {line[0]:g} is outside the slope bounds; "
                                  "use --tails free or clamp")
+
+    def _check_discrete(self, c: Constraints) -> None:
+        """Grids, powers of two, uniform spacing and monotone auto: refuse what cannot be combined."""
+        from .constraints import on_grid
+
+        n = self.segments
+        for name, v in (("slope-grid", c.slope_grid), ("intercept-grid", c.intercept_grid)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise InputError(f"--{name} must be a positive number, got {v}")
+        if c.pow2_slopes is not None:
+            emin, emax = c.pow2_slopes
+            if not (-60 <= emin <= emax <= 60):
+                raise InputError(f"--pow2-slopes needs -60 <= EMIN <= EMAX <= 60, got {emin} {emax}")
+            if c.slope_grid is not None:
+                raise InputError("give one of --pow2-slopes and --slope-grid, not both")
+        if c.lattice:
+            for flag, given in (("--breakpoint-grid", c.grid is not None), ("--min-width", c.min_width is not None),
+                                ("--monotone auto", c.monotone_auto)):
+                if given:
+                    raise InputError(f"{flag} does not combine with slope/intercept grids or power-of-two slopes "
+                                     "(their lattice search places the breakpoints)")
+            if c.uniform and self.continuous:
+                raise InputError("--uniform with slope/intercept grids needs --discontinuous: a continuous table "
+                                 "of grid lines has its breakpoints where the lines cross")
+            for side, line in (("left", self.left_line), ("right", self.right_line)):
+                if line is None:
+                    continue
+                if not c.allows_slope(line[0]) or (c.intercept_grid is not None
+                                                   and not on_grid(line[1], c.intercept_grid)):
+                    raise InputError(f"the {side} asymptote {line[0]:g}·x + {line[1]:g} is not on the slope/intercept "
+                                     "grid; use --tails free or clamp")
+            if c.pow2_slopes is not None:
+                emin, emax = c.pow2_slopes
+                pool = [0.0] + [sg * 2.0 ** e for e in range(emin, emax + 1) for sg in (1.0, -1.0)]
+                lo_s = -math.inf if c.slope_min is None else c.slope_min
+                hi_s = math.inf if c.slope_max is None else c.slope_max
+                if not any(lo_s <= v <= hi_s for v in pool):
+                    raise InputError(f"no slope 0 or ±2^e (e in {emin}..{emax}) lies within the slope bounds")
+        if c.uniform:
+            w = (self.hi - self.lo) / n
+            if c.min_width is not None and w < c.min_width:
+                raise InputError(f"--uniform gives segments {w:g} wide, below --min-width {c.min_width:g}")
+            if c.grid is not None:
+                knots = self.lo + w * np.arange(1, n)
+                if not np.allclose(knots / c.grid, np.round(knots / c.grid), rtol=0, atol=1e-9):
+                    raise InputError(f"--uniform puts breakpoints at {self.lo:g} + i·{w:g}, not on the "
+                                     f"--breakpoint-grid {c.grid:g}")
 
     @property
     def left_line(self) -> tuple[float, float] | None:

@@ -18,6 +18,7 @@ from scipy.sparse import linalg as splinalg
 from .param import Layout, Samples, knots, sample
 from .problem import Problem
 
+DENSE_MAX = 400  # Gauss–Newton unknowns up to which the normal equations are solved dense
 FINE = 129  # fine relative grid per segment used to measure the true objective
 _UNIFORM = np.linspace(0.0, 1.0, 9)
 _GAUSS_S, _GAUSS_Q = np.polynomial.legendre.leggauss(12)
@@ -112,12 +113,23 @@ def _step_l2(smp: Samples, nz: int, rad: np.ndarray, sqrtq: np.ndarray,
     hi = np.concatenate([np.full(nz, np.inf), rad])
     ridge = sparse.diags(1e-13 * (1.0 + H.diagonal()))
     H = (H + ridge).tocsc()
+    # up to a few hundred unknowns a dense solve is ~50x cheaper than sparse fancy indexing per
+    # active-set round (weighted rms, N = 64: 1.5 s -> 0.3 s); banded sparse scales beyond that
+    dense = nv <= DENSE_MAX
+    if dense:
+        H = H.toarray()
     d = np.zeros(nv)
     fixed = np.zeros(nv, dtype=bool)
     for _ in range(30):
         free = ~fixed
         rhs = g[free] - H[free][:, fixed] @ d[fixed] if fixed.any() else g[free]
-        sol = np.asarray(splinalg.spsolve(H[free][:, free].tocsc(), rhs)).reshape(-1)
+        if dense:
+            try:
+                sol = np.linalg.solve(H[np.ix_(free, free)], rhs)
+            except np.linalg.LinAlgError:
+                sol = np.full(int(free.sum()), np.nan)
+        else:
+            sol = np.asarray(splinalg.spsolve(H[free][:, free].tocsc(), rhs)).reshape(-1)
         if not np.all(np.isfinite(sol)):
             sol = np.zeros(int(free.sum()))
         d[free] = sol
@@ -164,7 +176,7 @@ def refine(prob: Problem, lay: Layout, p0: np.ndarray, max_iter: int = 80, rtol:
     if prob.constraints is not None and prob.constraints.linear:
         from .constraints import rows
 
-        lin = rows(prob.constraints, prob, lay)
+        lin = rows(prob.constraints, prob, lay, p0)
     first = _step(prob, lay, z, p, 0.0, lin)  # values for fixed knots
     if first is not None:
         z = z + first[0][: lay.nz]

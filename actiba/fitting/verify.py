@@ -4,7 +4,8 @@ Uses only the canonical evaluator and f — none of the optimizer's state — on
 includes every breakpoint and its neighbouring floats. Between grid points the error is smooth (the
 breakpoints are grid points), so a second-order margin h²/8·max|f''| turns the sampled maximum into a
 bound. Asymptote-pinned tails extend the bound to the whole real line because |f − asymptote| is
-non-increasing beyond the point each function states (`Activation.tail_from`).
+non-increasing beyond the point each function states (`Activation.tail_from`). `violation` re-checks a
+finished table's constraints from its numbers alone (grids and powers of two exactly, in float64).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..functions import Activation
 from ..table import Table, evaluate
+from .constraints import Constraints, is_pow2, on_grid
 
 GRID = 100_001
 
@@ -95,3 +97,56 @@ def _tail_bound(table: Table, act: Activation, lo: float, hi: float, inside: flo
     side = next(iter(sides))
     return {"half_line": {"side": side, "max_abs": bound,
                           "holds_for": f"x <= {hi:g}" if side == "left" else f"x >= {lo:g}"}}
+
+
+def violation(con: Constraints, table, lo: float, hi: float, skip_left: bool, skip_right: bool,
+              act=None) -> dict:
+    """Re-verify a finished table; returns the worst violation of each constraint (0 when met)."""
+    out = {}
+    s = table.slopes[int(skip_left): table.slopes.size - int(skip_right)]
+    if con.slope_min is not None:
+        out["slope_min"] = float(max(0.0, con.slope_min - float(s.min()))) if s.size else 0.0
+    if con.slope_max is not None:
+        out["slope_max"] = float(max(0.0, float(s.max()) - con.slope_max)) if s.size else 0.0
+    knots = np.concatenate(([lo], table.breakpoints, [hi]))
+    if con.min_width is not None:
+        out["min_width"] = float(max(0.0, con.min_width - float(np.diff(knots).min())))
+    if con.grid is not None:
+        q = table.breakpoints / con.grid
+        out["breakpoint_grid"] = float(np.max(np.abs(q - np.round(q)))) * con.grid if q.size else 0.0
+    for key, q, vals in (("slope_grid", con.slope_grid, table.slopes),
+                         ("intercept_grid", con.intercept_grid, table.intercepts)):
+        if q is not None:  # every segment, pinned ones included: the hardware stores them all
+            bad = [abs(v - round(v / q) * q) or 1e-300 for v in vals.tolist() if not on_grid(v, q)]
+            out[key] = max(bad, default=0.0)
+    if con.pow2_slopes is not None:
+        bad = [v for v in table.slopes.tolist() if not is_pow2(v, *con.pow2_slopes)]
+        out["pow2_slopes"] = float(len(bad))  # how many slopes are not 0 or ±2^e in range
+    if con.uniform:
+        n = table.segments
+        want = lo + (hi - lo) * np.arange(1, n) / n
+        out["uniform"] = float(np.max(np.abs(table.breakpoints - want))) if n > 1 else 0.0
+    if con.monotone_auto:
+        out["monotone"] = monotone_violation(table, act, lo, hi, skip_left, skip_right)
+    return out
+
+
+def monotone_signs(table, act, lo: float, hi: float) -> np.ndarray:
+    """Per segment: +1 where f' >= 0 on all of it, -1 where f' <= 0, 0 where f turns inside it
+    (f' sampled on the segment, ends included, independently of how the optimizer assigned them)."""
+    knots = np.concatenate(([lo], table.breakpoints, [hi]))
+    out = np.zeros(table.segments)
+    for k in range(table.segments):
+        d = act.df(np.linspace(knots[k], knots[k + 1], 257))
+        out[k] = 1.0 if np.all(d >= 0) else -1.0 if np.all(d <= 0) else 0.0
+    return out
+
+
+def monotone_violation(table, act, lo: float, hi: float, skip_left: bool, skip_right: bool) -> float:
+    """Worst slope of the wrong sign on a segment where f' keeps one sign."""
+    sg = monotone_signs(table, act, lo, hi)
+    worst = 0.0
+    for k in range(int(skip_left), table.segments - int(skip_right)):
+        if sg[k]:
+            worst = max(worst, -sg[k] * float(table.slopes[k]))
+    return worst
