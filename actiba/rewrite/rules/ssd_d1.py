@@ -15,7 +15,9 @@ Trilu / Cast / comparisons), or as Trilu of ones when their size is dynamic (ONN
 variants (Trilu vs constant masks, Where vs Mul, Expand vs Tile) all match.
 
 Numerics: cs_i − cs_j cancels when |cs| is large, so the rewrite is refused for f16/bf16 graphs and when
-the caller says the graph will run at bf16/f16 (`Context.precision`).
+the caller says the graph will run at bf16/f16 (`Context.precision`). Measured in native OpenVINO bf16 on
+an AVX512-BF16 CPU, not only emulated: on the 130M configuration d1 leaves 1 % of top-1 tokens right
+where the unmodified graph at bf16 keeps 37 % (eval/results/precision.md).
 """
 
 from __future__ import annotations
@@ -283,8 +285,10 @@ SPEC = RewriteSpec(
           "one); graph level: the final mask's data input becomes Unsqueeze(cs,−1) − Unsqueeze(cs,−2)"),
     limits={
         "f32": "|err| ~ eps·|cs| (cs grows with position; 1e-4..1e-2 on logits measured)",
-        "bf16": "REFUSED: cs_i − cs_j cancels catastrophically (cs ~ 1e2, bf16 eps 2^-8)",
-        "f16": "REFUSED: same cancellation",
+        "bf16": "REFUSED: cs_i − cs_j cancels catastrophically (cs ~ 1e2..1e3, bf16 eps 2^-8); measured in native "
+                "OpenVINO bf16: +0.131 % bits/byte on the embedded Mamba-2 against +0.071 % without d1, and 1 % "
+                "top-1 agreement on the 130M configuration against 37 % without d1 (eval/results/precision.md)",
+        "f16": "REFUSED: same cancellation (emulated: the decay weights err by up to 0.84 at chunk 256)",
     },
     tolerance=5e-2,
     refused_precisions=("bf16", "f16"),
