@@ -160,3 +160,12 @@ def test_random_tables_nan_and_inf_every_model(t) -> None:
                 y = run(plan, x, dtype, model)
                 assert np.isnan(y[0])
                 assert_matches(y[1:], x[1:], t, dtype, low)
+
+
+def test_a_tiny_jump_is_allowed_with_the_output_rounding():
+    """Regression (hypothesis, CI): slopes 9.6e-24 with a jump of the same size at 0 — the continuous
+    lowerings return the jump's side, and float32 rounding of that output must be inside the tolerance."""
+    t = Table(np.array([0.0]), np.array([9.55126199e-24, 9.55126199e-24]), np.array([0.0, 9.55126199e-24]))
+    x = np.array([-3.375216692802496e-07, -8.625563350506127e-05, -0.00012615713058039546], dtype=np.float32)
+    for low in ("minmax", "relu-sum"):
+        assert_matches(run(make_plan(t, low, dtype="float32"), x, "float32"), x, t, "float32", low)
