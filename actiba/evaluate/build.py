@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..models.arch import is_selective_scan, mixer_scope
-from .configs import Config, tables_for
+from .configs import Config
+from .tables import tables_for
 
 # random-weight architectures (sizes of the public checkpoints' configs; no weights are downloaded)
 RANDOM_ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
