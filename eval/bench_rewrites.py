@@ -107,7 +107,7 @@ def convert(model, seq_len: int, d1: bool, d2: bool):
     import torch
 
     from actiba.models.export import LogitsOnly
-    from actiba.rewrite.torch_rw import ssd_rewrites
+    from actiba.rewrite.torch_ssd import ssd_rewrites
 
     ids = torch.randint(0, 50288, (1, seq_len), generator=torch.Generator().manual_seed(1))
     with ssd_rewrites(model, d1=d1, d2=d2), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):

@@ -5,7 +5,7 @@
     nice -n 10 python eval/bench_ssd_graph.py scan [--model embedded:mamba] [--seq-len 256] [--forms ...]
 
 `ssd`: one ONNX export of HF's Mamba-2 (baseline), the same graph after `onnx_ssd` (ONNX level) and after
-`openvino_ssd` (OpenVINO level), and an export with the same rewrites at the torch level (`torch_rw`).
+`openvino_ssd` (OpenVINO level), and an export with the same rewrites at the torch level (`torch_ssd`).
 `scan`: Mamba v1 exported with HF's unrolled loop (baseline) and with actiba's scan forms
 (`mamba_scan`: chunked q×q, doubling). Every variant is timed in alternating single inferences next to the
 baseline (`latency.time_paired`), so ratios are robust to the shared machine's drifting load; results are
@@ -88,7 +88,7 @@ def run_ssd(args: argparse.Namespace) -> None:
     from actiba.evaluate.build import load_model
     from actiba.models.export import export_onnx
     from actiba.rewrite import onnx_ssd, openvino_ssd
-    from actiba.rewrite.torch_rw import ssd_rewrites
+    from actiba.rewrite.torch_ssd import ssd_rewrites
 
     names = {"d1": ["ssd-d1"], "d2": ["ssd-d2"], "d1+d2": ["ssd-d1", "ssd-d2"]}[args.rewrites]
     tag = args.rewrites
@@ -165,7 +165,7 @@ def run_chunk(args: argparse.Namespace) -> None:
 
     from actiba.evaluate.build import load_model
     from actiba.models.export import export_onnx
-    from actiba.rewrite.torch_rw import ssd_rewrites
+    from actiba.rewrite.torch_ssd import ssd_rewrites
 
     lm = load_model(args.model)
     t0 = time.time()

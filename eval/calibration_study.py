@@ -1,11 +1,11 @@
 """Calibrated vs uniform-range activation tables on the embedded models (torch path, scoped tables).
 
 For each model and N: bits/byte on a fixed held-out prefix with the mixers' SiLU and Softplus replaced by
-  uniform      `configs.fitted_table` (asymptote tails on the function's default range, one per function)
+  uniform      `tables.fitted_table` (asymptote tails on the function's default range, one per function)
   shared-*     one table per function fitted to the pooled train-split statistics of all its sites
   per-site-*   one table per site fitted to that site's statistics
 with `range` (max-abs on the p0.1..p99.9 bulk) or `density` (rms weighted by the histogram) weighting.
-Statistics come from the TRAIN split (`configs.calibration_data`); the metric from the held-out prefix.
+Statistics come from the TRAIN split (`tables.calibration_data`); the metric from the held-out prefix.
 
     nice -n 10 python eval/calibration_study.py -o eval/results/calibration.md
 """
@@ -28,14 +28,15 @@ VARIANTS = (("uniform", None, None), ("shared-range", "shared", "range"), ("shar
 
 
 def tables(lm: Any, n: int, mode: str | None, weighting: str | None) -> dict[str, Any]:
-    from actiba.evaluate import configs
+    from actiba.activations import SWEEP_NAMES
+    from actiba.evaluate.tables import calibrated_set, fitted_table
 
     out: dict[str, Any] = {}
-    for fn in configs.ACT_NAMES:
+    for fn in SWEEP_NAMES:
         if mode is None:
-            out[fn] = configs.fitted_table(fn, n)
+            out[fn] = fitted_table(fn, n)
         else:
-            out.update(configs.calibrated_set(lm, fn, n, mode, weighting).tables)
+            out.update(calibrated_set(lm, fn, n, mode, weighting).tables)
     return out
 
 
@@ -63,8 +64,8 @@ def run(models: tuple[str, ...], segments: tuple[int, ...], n_bytes: int, seq_le
     import torch
 
     from actiba.evaluate.build import load_model
-    from actiba.evaluate.configs import calibration_stats
     from actiba.evaluate.perplexity import heldout
+    from actiba.evaluate.tables import calibration_stats
 
     torch.set_num_threads(1)
     data = heldout(n_bytes)
@@ -93,9 +94,9 @@ def run(models: tuple[str, ...], segments: tuple[int, ...], n_bytes: int, seq_le
 
 
 def markdown(res: dict[str, Any], argv: list[str], n_bytes: int, seq_len: int, seconds: float) -> str:
-    from actiba.evaluate import configs
+    from actiba.evaluate.tables import CALIB_BYTES, CALIB_CHUNKS, CALIB_SEQ_LEN, DEFAULT_PERCENTILES
 
-    lo, hi = configs.DEFAULT_PERCENTILES
+    lo, hi = DEFAULT_PERCENTILES
     lines = ["# Calibrated activation tables vs uniform-range tables", "",
              f"Command: `nice -n 10 python eval/calibration_study.py {' '.join(argv)}`  ",
              f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
@@ -105,9 +106,9 @@ def markdown(res: dict[str, Any], argv: list[str], n_bytes: int, seq_len: int, s
              f"Metric: bits/byte (torch, scoped tables in `backbone.layers.*.mixer`, SiLU and Softplus) on the "
              f"first {n_bytes} bytes of the held-out split, windows of {seq_len}. Loss = relative increase over "
              "the exact model. Calibration statistics: TRAIN split, "
-             f"{configs.CALIB_CHUNKS} evenly spaced pieces, {configs.CALIB_BYTES} bytes, windows of "
-             f"{configs.CALIB_SEQ_LEN}; percentiles {lo}..{hi}.",
-             "uniform = `configs.fitted_table` (asymptote tails on the function's default range); shared = one "
+             f"{CALIB_CHUNKS} evenly spaced pieces, {CALIB_BYTES} bytes, windows of "
+             f"{CALIB_SEQ_LEN}; percentiles {lo}..{hi}.",
+             "uniform = `tables.fitted_table` (asymptote tails on the function's default range); shared = one "
              "table per function on the pooled statistics; per-site = one table per site; range = max-abs on "
              "the percentile range, density = rms weighted by the activation histogram.", ""]
     for name, r in res.items():

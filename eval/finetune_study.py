@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from actiba.data import load_split  # noqa: E402
-from actiba.evaluate.configs import fitted_table, relu_table  # noqa: E402
 from actiba.evaluate.perplexity import heldout, tables_applied  # noqa: E402
+from actiba.evaluate.tables import fitted_table, relu_table  # noqa: E402
 from actiba.models import load  # noqa: E402
 from actiba.models.scoring import score_bits_per_byte  # noqa: E402
 from actiba.recover import finetune, write_model  # noqa: E402

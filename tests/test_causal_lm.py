@@ -100,8 +100,8 @@ def test_export_sites_and_tables_agree_with_torch(built, tmp_path, capsys):
     `actiba rewrite` (verified) replaces exactly those, and the rewritten graph (all positions, the
     last position, OpenVINO IR) computes what torch computes with the same table in the same place."""
     from actiba.evaluate.build import to_openvino
-    from actiba.evaluate.configs import fitted_table
     from actiba.evaluate.perplexity import tables_applied
+    from actiba.evaluate.tables import fitted_table
     from actiba.models.export import compile_openvino, last_logits_graph
     from actiba.rewrite import onnx_rw, torch_rw
 
@@ -147,7 +147,7 @@ def test_gpt2_gelu_new_is_one_call_in_torch():
     and the module is restored afterwards."""
     from transformers.activations import NewGELUActivation
 
-    from actiba.evaluate.configs import fitted_table
+    from actiba.evaluate.tables import fitted_table
     from actiba.rewrite import torch_rw
 
     _, model = _tiny("gpt2")
@@ -191,7 +191,7 @@ def test_tanh_gelu_pattern(x_first):
     """Found as one gelu-tanh site on ONNX and on the unfused OpenVINO model (`Core.read_model`, what the
     sweep compiles), rewritten to the table; a Tanh with another constant is a tanh site."""
     from actiba.evaluate.build import to_openvino
-    from actiba.evaluate.configs import fitted_table
+    from actiba.evaluate.tables import fitted_table
     from actiba.models.export import compile_openvino
     from actiba.rewrite import onnx_rw, openvino_rw
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from actiba.evaluate import configs
+from actiba.evaluate import configs, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,14 +23,14 @@ def test_calibrated_label_names_the_weighting_actually_fitted(monkeypatch):
         seen[fn] = weighting
         return _Set()
 
-    monkeypatch.setattr(configs, "calibrated_set", fake_set)
+    monkeypatch.setattr(tables, "calibrated_set", fake_set)
     c = configs.from_dict({"name": "c", "activations": {"softplus": {"segments": 4, "calibrated": "shared"}}})
-    configs.tables_for(c, lm=object())
-    label = configs.describe_activations(c)["softplus"]["table"]
-    assert label.split("/")[1] == seen["softplus"] == configs.DEFAULT_WEIGHTING
+    tables.tables_for(c, lm=object())
+    label = tables.describe_activations(c)["softplus"]["table"]
+    assert label.split("/")[1] == seen["softplus"] == tables.DEFAULT_WEIGHTING
     explicit = configs.from_dict({"name": "r", "activations": {
         "softplus": {"segments": 4, "calibrated": "shared", "weighting": "range"}}})
-    assert configs.describe_activations(explicit)["softplus"]["table"].split("/")[1] == "range"
+    assert tables.describe_activations(explicit)["softplus"]["table"].split("/")[1] == "range"
 
 
 def _generator():

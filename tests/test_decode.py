@@ -85,7 +85,7 @@ def test_tables_on_the_decode_graph(lm, proto, monkeypatch):
     """ActiBA finds every SiLU / Softplus of the step under the prefill graph's site ids, and the rewritten
     step equals the torch step with Softplus replaced by ReLU (XAMBA's table), computed independently."""
     ort = pytest.importorskip("onnxruntime")
-    from actiba.evaluate.configs import relu_table
+    from actiba.evaluate.tables import relu_table
     from actiba.models.decode import DecodeStep, random_feed
     from actiba.rewrite import onnx_rw
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from actiba.cli import main  # noqa: E402
 from actiba.evaluate.build import load_model  # noqa: E402
-from actiba.evaluate.configs import fitted_table, relu_table  # noqa: E402
+from actiba.evaluate.tables import fitted_table, relu_table  # noqa: E402
 from actiba.models import embedded_path, load  # noqa: E402
 from actiba.recover import default_out_dir, finetune, make_pwl, save_folder  # noqa: E402
 from actiba.rewrite.torch_rw import actiba_scope  # noqa: E402

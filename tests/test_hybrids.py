@@ -201,7 +201,7 @@ def test_exported_decode_step_in_openvino_matches_hf(tiny):
     entry, model = tiny
     proto = export_decode_onnx(model)
     # site ids are the HF module paths, as in the prefill graph: every mixer's Softplus (dt) is found
-    from actiba.evaluate.configs import relu_table
+    from actiba.evaluate.tables import relu_table
     from actiba.rewrite import onnx_rw
 
     sites = onnx_rw.find_sites(proto, "actiba", {"softplus": relu_table()})

@@ -91,7 +91,7 @@ def test_quick_pareto_on_every_class(model_type, tmp_path):
         _check_exact_ssd(rows)
     else:
         assert "ssd-d1+d2" not in rows
-    from actiba.evaluate.configs import fitted_table
+    from actiba.evaluate.tables import fitted_table
     from actiba.models.export import export_view
 
     tables = {"silu": fitted_table("silu", 8), "softplus": fitted_table("softplus", 8)}
@@ -132,9 +132,9 @@ def test_eval_calibrate_finetune_on_a_saved_granite(tmp_path, capsys):
 def test_pareto_with_per_site_calibrated_tables_on_a_saved_bamba(tmp_path, monkeypatch):
     """Per-site calibrated tables reach the graph: their site ids (from torch capture) name the mixer's
     graph sites, so both SiLU sites of Bamba's mixer get their own table and the MLP's stays exact."""
-    from actiba.evaluate import configs
+    from actiba.evaluate import tables
 
-    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path / "calibration")
+    monkeypatch.setattr(tables, "_calibration_dir", lambda: tmp_path / "calibration")
     entry, model = _saved("bamba", tmp_path / "m")
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps({"configs": [

@@ -61,7 +61,7 @@ def test_mixer_scope_refuses_what_the_registry_does_not_know():
 
 
 def _tables():
-    from actiba.evaluate.configs import fitted_table
+    from actiba.evaluate.tables import fitted_table
 
     return {"silu": fitted_table("silu", 4), "softplus": fitted_table("softplus", 4)}
 
@@ -152,24 +152,24 @@ def test_calibrated_tables_come_from_the_mixer_sites_only(monkeypatch, tmp_path)
     Granite's MLP / expert SiLU statistics are captured but must not shape a mixer table."""
     import numpy as np
 
-    from actiba.evaluate import configs
+    from actiba.evaluate import tables
     from actiba.evaluate.build import LoadedModel
     from actiba.fitting.calibrated import fit_sites
 
-    monkeypatch.setattr(configs, "_MEMO", {})
-    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path)
-    monkeypatch.setattr(configs, "calibration_data", lambda: bytes(range(256)) * 4)
+    monkeypatch.setattr(tables, "_MEMO", {})
+    monkeypatch.setattr(tables, "_calibration_dir", lambda: tmp_path)
+    monkeypatch.setattr(tables, "calibration_data", lambda: bytes(range(256)) * 4)
     entry, model = _tiny("granitemoehybrid")
     lm = LoadedModel("granite-tiny", model, "granitemoehybrid", False, 300)
     scope = mixer_scope(model)
-    stats = configs.calibration_stats(lm)
+    stats = tables.calibration_stats(lm)
     silu = {k for k, s in stats.sites.items() if s.function == "silu"}
     inside = {k for k in silu if site_ids.in_scope(k, scope)}
     assert inside and silu - inside
-    assert set(configs.calibrated_set(lm, "silu", 4, "per-site").tables) == inside
-    (shared,) = configs.calibrated_set(lm, "silu", 4, "shared").tables.values()
-    (pooled_all,) = fit_sites(stats, "silu", 4, per_site=False, weighting=configs.DEFAULT_WEIGHTING,
-                              percentiles=configs.DEFAULT_PERCENTILES).tables.values()
+    assert set(tables.calibrated_set(lm, "silu", 4, "per-site").tables) == inside
+    (shared,) = tables.calibrated_set(lm, "silu", 4, "shared").tables.values()
+    (pooled_all,) = fit_sites(stats, "silu", 4, per_site=False, weighting=tables.DEFAULT_WEIGHTING,
+                              percentiles=tables.DEFAULT_PERCENTILES).tables.values()
     assert not np.array_equal(shared.breakpoints, pooled_all.breakpoints)
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 from test_hybrids import _exercise_scan, _tiny  # noqa: E402
 
 from actiba.models import arch  # noqa: E402
-from actiba.rewrite import torch_rw  # noqa: E402
+from actiba.rewrite import torch_ssd  # noqa: E402
 
 SSD_HYBRIDS = [t for t, a in arch.ARCHITECTURES.items() if a.ssm == arch.SSD and t != "mamba2"]
 
@@ -44,10 +44,10 @@ def _grouped_mamba2():
 
 def _without_ssd_term(model, ids, monkeypatch):
     """Logits with C zeroed inside the scan: only the D·x skip term is left."""
-    real = torch_rw.ssd_chunk_scan
+    real = torch_ssd.ssd_chunk_scan
     with monkeypatch.context() as m:
-        m.setattr(torch_rw, "ssd_chunk_scan", lambda x, dt, A, B, C, *a, **k: real(x, dt, A, B, C * 0, *a, **k))
-        with torch_rw.ssd_rewrites(model, d1=False, d2=False, chunk=8):
+        m.setattr(torch_ssd, "ssd_chunk_scan", lambda x, dt, A, B, C, *a, **k: real(x, dt, A, B, C * 0, *a, **k))
+        with torch_ssd.ssd_rewrites(model, d1=False, d2=False, chunk=8):
             return model(input_ids=ids).logits
 
 
@@ -62,7 +62,7 @@ def test_ssd_rewrites_keep_the_logits(model_type, monkeypatch):
         # the SSD term matters here, so a wrong scan cannot pass
         assert float((_without_ssd_term(model, ids, monkeypatch) - ref).abs().max()) > 1e-3 * scale
         for d1, d2, chunk in ((False, True, None), (True, True, None), (True, True, 8)):
-            with torch_rw.ssd_rewrites(model, d1=d1, d2=d2, chunk=chunk) as sites:
+            with torch_ssd.ssd_rewrites(model, d1=d1, d2=d2, chunk=chunk) as sites:
                 got = model(input_ids=ids).logits
             assert sorted({s.name for s in sites}) == sorted(mixers)  # every mixer is a site, nothing else
             assert all(s.ok for s in sites), [s.reason for s in sites if not s.ok]  # d2 for any n_groups
@@ -73,12 +73,12 @@ def test_grouped_d2_is_not_the_ungrouped_one(monkeypatch):
     """With two groups, heads must read their own group: d2 fed the first group to every head is wrong."""
     entry, model = _grouped_mamba2()
     ids = _ids()
-    real = torch_rw.ssd_chunk_scan
+    real = torch_ssd.ssd_chunk_scan
     with torch.no_grad():
         ref = model(input_ids=ids).logits
-        monkeypatch.setattr(torch_rw, "ssd_chunk_scan", lambda x, dt, A, B, C, *a, **k: real(
+        monkeypatch.setattr(torch_ssd, "ssd_chunk_scan", lambda x, dt, A, B, C, *a, **k: real(
             x, dt, A, B[:, :, :1].expand_as(B), C[:, :, :1].expand_as(C), *a, **k))
-        with torch_rw.ssd_rewrites(model, d1=False, d2=True):
+        with torch_ssd.ssd_rewrites(model, d1=False, d2=True):
             wrong = model(input_ids=ids).logits
     assert float((wrong - ref).abs().max()) > 1e-3 * float(ref.abs().max())
 

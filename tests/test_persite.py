@@ -258,12 +258,12 @@ def test_cli_act_set(exported2, tmp_path):
 # --- configurations: calibrated specs, user table sets -------------------------------------------------------
 
 def test_config_calibrated_specs_validate_and_describe(tmp_path):
-    from actiba.evaluate import configs
+    from actiba.evaluate import configs, tables
 
     c = configs.from_dict({"name": "c", "activations": {
         "silu": {"segments": 8, "calibrated": "per-site", "weighting": "density"},
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
-    d = configs.describe_activations(c)
+    d = tables.describe_activations(c)
     assert d["silu"] == {"segments": 8, "table": "calibrated:per-site/density/p0.1-99.9"}
     assert d["softplus"] == {"segments": 4, "table": "calibrated:shared/density/p1-99"}  # the fitted default
     shared = configs.from_dict({"name": "c", "activations": {
@@ -271,7 +271,7 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
         "softplus": {"segments": 4, "calibrated": "shared", "percentiles": [1, 99]}}})
     assert shared.key() != c.key()
     with pytest.raises(InputError, match="need the model"):
-        configs.tables_for(c)
+        tables.tables_for(c)
     for spec in ({"segments": 8, "calibrated": "yes"}, {"segments": 8, "weighting": "range"},
                  {"table": "relu", "calibrated": "shared"}, {"segments": 8, "calibrated": "shared", "weighting": "l2"},
                  {"segments": 8, "calibrated": "shared", "percentiles": [99, 1]}, {"segments": 8, "nope": 1}):
@@ -285,46 +285,46 @@ def test_config_calibrated_specs_validate_and_describe(tmp_path):
 
 
 def test_config_user_table_set(tmp_path):
-    from actiba.evaluate import configs
+    from actiba.evaluate import configs, tables
 
     sp, si = _chord("softplus", -5, 3, 3), _chord("silu", -4, 4, 5)
     path = tmp_path / "set.json"
     TableSet({"backbone.layers.0.mixer:softplus#0": sp, "*:silu#*": si}).save(path)
     c = configs.from_dict({"name": "s", "activations": {"softplus": {"table": str(path)}}})
-    got = configs.tables_for(c)
+    got = tables.tables_for(c)
     assert list(got) == ["backbone.layers.0.mixer:softplus#0"]  # only the spec's function
     assert got["backbone.layers.0.mixer:softplus#0"].breakpoints.tolist() == sp.breakpoints.tolist()
-    assert configs.describe_activations(c)["softplus"] == {"segments": sp.segments, "table": f"set:{path}"}
+    assert tables.describe_activations(c)["softplus"] == {"segments": sp.segments, "table": f"set:{path}"}
     calibrate = pytest.importorskip("actiba.calibrate")
     from actiba.evaluate.build import load_model
 
     lm = load_model("random:tiny-mamba2")
     TableSet({"*:softplus#*": sp}, model=calibrate.model_fingerprint(_tiny("mamba2", 1))).save(path)
     with pytest.raises(InputError, match="not random:tiny-mamba2"):
-        configs.tables_for(c, lm)
+        tables.tables_for(c, lm)
 
 
 def test_calibrated_tables_for_config_end_to_end(tmp_path, monkeypatch):
     """Calibrated per-site / shared tables: keys are the model's site ids (or function globs), cached, and
     the ONNX build gives every site the table fitted for it."""
     pytest.importorskip("actiba.fitting.calibrated")
-    from actiba.evaluate import build, configs
+    from actiba.evaluate import build, configs, tables
 
-    monkeypatch.setattr(configs, "_calibration_dir", lambda: tmp_path / "cal")
-    monkeypatch.setattr(configs, "_MEMO", {})
-    monkeypatch.setattr(configs, "CALIB_BYTES", 2048)  # 4 pieces of 2 windows: enough for a tiny model
-    monkeypatch.setattr(configs, "CALIB_CHUNKS", 4)
+    monkeypatch.setattr(tables, "_calibration_dir", lambda: tmp_path / "cal")
+    monkeypatch.setattr(tables, "_MEMO", {})
+    monkeypatch.setattr(tables, "CALIB_BYTES", 2048)  # 4 pieces of 2 windows: enough for a tiny model
+    monkeypatch.setattr(tables, "CALIB_CHUNKS", 4)
     lm = build.load_model("random:tiny-mamba2")
     ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(0))
     spec = {"segments": 4, "calibrated": "per-site"}
     per_site = configs.from_dict({"name": "p", "activations": {"silu": dict(spec), "softplus": dict(spec)}})
-    got = configs.tables_for(per_site, lm)
+    got = tables.tables_for(per_site, lm)
     assert sorted(got) == sorted(_observed_ids(lm.model, ids))
     assert len({tuple(t.breakpoints) for t in got.values()}) == len(got)  # fitted per site: all different
     cached = [p.name for p in (tmp_path / "cal").iterdir()]
     assert sum(n.endswith(".stats.json") for n in cached) == 1 and sum(n.endswith(".set.json") for n in cached) == 2
     shared = configs.from_dict({"name": "s", "activations": {"softplus": {"segments": 4, "calibrated": "shared"}}})
-    assert list(configs.tables_for(shared, lm)) == ["*:softplus#*"]
+    assert list(tables.tables_for(shared, lm)) == ["*:softplus#*"]
     model, done = build.rewritten_onnx(lm, per_site, seq_len=16)
     assert done == {"actiba": len(got)}
     sites = onnx_rw.find_sites(model, "actiba", {})  # rewritten: no activation op is left to match

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from actiba.errors import InputError  # noqa: E402
-from actiba.rewrite import torch_rw  # noqa: E402
+from actiba.rewrite import torch_rw, torch_ssd  # noqa: E402
 from actiba.table import Table  # noqa: E402
 
 
@@ -106,7 +106,7 @@ def test_ssd_rewrites_equal_outputs(n_groups):
     with torch.no_grad():
         ref = model(ids, use_cache=False).logits
         for d1, d2 in ((True, False), (False, True), (True, True)):
-            with torch_rw.ssd_rewrites(model, d1=d1, d2=d2) as sites:
+            with torch_ssd.ssd_rewrites(model, d1=d1, d2=d2) as sites:
                 got = model(ids, use_cache=False).logits
             d2_sites = [s for s in sites if s.rewrite == "ssd-d2"]
             assert bool(d2_sites) == d2 and all(s.ok for s in d2_sites)  # d2 for any group count
@@ -123,14 +123,14 @@ def test_ssd_chunk_length_is_exact(chunk, n_groups):
     with torch.no_grad():
         ref = model(ids, use_cache=False).logits
         for d1, d2 in ((False, False), (True, True)):
-            with torch_rw.ssd_rewrites(model, d1=d1, d2=d2, chunk=chunk):
+            with torch_ssd.ssd_rewrites(model, d1=d1, d2=d2, chunk=chunk):
                 got = model(ids, use_cache=False).logits
                 # the override reaches the scan: a wrong chunk would change the padded length's reshape
                 assert all(m._actiba_ssd.keywords["chunk"] == (None if chunk == 8 else chunk)
                            for m in model.modules() if "_actiba_ssd" in vars(m))
             torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
     with pytest.raises(InputError, match="chunk"):
-        torch_rw.patch_ssd(model, chunk=0)
+        torch_ssd.patch_ssd(model, chunk=0)
 
 
 def test_ssd_final_state_and_initial_state():
@@ -143,21 +143,21 @@ def test_ssd_final_state_and_initial_state():
                 dt_bias=torch.randn(h), initial_states=torch.randn(b, h, p, n), dt_softplus=True,
                 return_final_states=True)
     ref_y, ref_s = mamba2_chunk_scan(**args)
-    got_y, got_s = torch_rw.ssd_chunk_scan(**args, d1=True, d2=True)
+    got_y, got_s = torch_ssd.ssd_chunk_scan(**args, d1=True, d2=True)
     torch.testing.assert_close(got_y, ref_y, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(got_s, ref_s, rtol=1e-4, atol=1e-4)
 
 
 def test_ssd_d1_refused_in_low_precision():
     model = _mamba2(1, layers=1)
-    sites = torch_rw.patch_ssd(model, d1=True, d2=True, precision="bf16")
+    sites = torch_ssd.patch_ssd(model, d1=True, d2=True, precision="bf16")
     try:
         d1 = [s for s in sites if s.rewrite == "ssd-d1"]
         d2 = [s for s in sites if s.rewrite == "ssd-d2"]
         assert d1 and all(not s.ok and "bf16" in s.reason for s in d1)
         assert d2 and all(s.ok for s in d2)
     finally:
-        torch_rw.unpatch_ssd(model)
+        torch_ssd.unpatch_ssd(model)
 
 
 def test_actiba_on_small_mamba2_within_table_error():
@@ -184,4 +184,4 @@ def test_dispatching_api_on_torch():
     assert not any(s.ok for s in done) and "_actiba_ssd" not in vars(model.backbone.layers[0].mixer)
     _, done = rewrite.apply(model, ["ssd-d2"])
     assert all(s.ok for s in done) and "_actiba_ssd" in vars(model.backbone.layers[0].mixer)
-    torch_rw.unpatch_ssd(model)
+    torch_ssd.unpatch_ssd(model)

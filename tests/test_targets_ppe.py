@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from actiba import functions, targets
 from actiba.errors import InputError
 from actiba.table import Table
-from actiba.targets.npu_ppe import multiplier
+from actiba.targets.ppe_format import multiplier
 
 P = targets.get("npu-ppe")
 GRID = np.arange(-4096, 4096)

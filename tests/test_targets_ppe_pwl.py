@@ -13,7 +13,7 @@ from actiba import functions, targets
 from actiba.cli import main
 from actiba.errors import InputError
 from actiba.targets import ppe_pwl
-from actiba.targets.npu_ppe import Q
+from actiba.targets.ppe_format import Q
 
 # (alpha, output zero point, input codes per output code, range, shift, bias, postShift): tables as
 # the compiler states them (prelu_pwl_table.cpp / custom_pwl_table.cpp), as test data

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..errors import InputError
     from ..evaluate import configs as cfgs
-    from ..evaluate import latency, sweep
+    from ..evaluate import latency, sweep, tables
     from ..evaluate.build import load_model
 
     if args.json:  # before minutes of timing
@@ -87,7 +87,7 @@ def run(args) -> int:
         from ..evaluate.lm_eval_model import run_task
 
         for c in [cfgs.baseline(), *configs]:
-            res = run_task(args.model, args.task, cfgs.tables_for(c, lm), seq_len=args.seq_len)
+            res = run_task(args.model, args.task, tables.tables_for(c, lm), seq_len=args.seq_len)
             print(f"lm-eval {args.task} [{c.name}]: " + ", ".join(f"{k}={v:.6g}" for k, v in res.items()))
     if args.json:
         from .._atomic import write_text

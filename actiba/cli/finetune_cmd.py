@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
 
 def _act_tables(args) -> tuple[dict[str, Any], dict[str, Any]]:
     """(function -> Table, function -> its JSON for the record); InputError for any bad piece."""
-    from ..evaluate.configs import fitted_table, relu_table
+    from ..evaluate.tables import fitted_table, relu_table
     from ..rewrite import spec
     from ..table import load
 

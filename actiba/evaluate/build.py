@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..models.arch import is_selective_scan, mixer_scope
-from .configs import Config, tables_for
+from .configs import Config
+from .tables import tables_for
 
 # random-weight architectures (sizes of the public checkpoints' configs; no weights are downloaded)
 RANDOM_ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -136,7 +137,7 @@ def _onnx_base(lm: LoadedModel, config: Config, seq_len: int, precision: str, ca
     import tempfile
 
     from ..models.export import export_onnx
-    from ..rewrite.torch_rw import ssd_rewrites
+    from ..rewrite.torch_ssd import ssd_rewrites
 
     # exported to a scratch folder, then put into the cache atomically: a worker that dies mid-export, or two of
     # a cluster's workers exporting the same graph at once, never leave a half-written file the next reader loads

@@ -36,7 +36,8 @@ def parse_tables(act_silu: Any = None, act_softplus: Any = None, model: Any = No
 
     `model` is needed only for sets (checked against the model they were calibrated on)."""
     from .build import LoadedModel
-    from .configs import from_dict, tables_for
+    from .configs import from_dict
+    from .tables import tables_for
 
     acts = {}
     for fn, v in (("silu", act_silu), ("softplus", act_softplus)):

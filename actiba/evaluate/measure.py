@@ -40,9 +40,10 @@ from typing import Any
 from ..errors import InputError
 from . import latency
 from .build import LoadedModel, rewritten_onnx, to_openvino, torch_level_refusals
-from .configs import Config, describe_activations, tables_for
+from .configs import Config
 from .row import Ratio, Row, Timing, error_text
 from .settings import Settings
+from .tables import describe_activations, tables_for
 
 
 @dataclass

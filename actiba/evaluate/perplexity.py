@@ -38,7 +38,7 @@ def tables_applied(model: Any, tables: Any, include: Iterable[str] | None = None
     SSM mixers by path and class, so Nemotron-H's attention / MLP `.mixer`s stay exact; MLP blocks for
     a causal LM without SSM).
 
-    `tables`: {function: Table}, a TableSet, or the mixed mapping `configs.tables_for(config, lm)` returns
+    `tables`: {function: Table}, a TableSet, or the mixed mapping `tables.tables_for(config, lm)` returns
     (site ids / site globs pick per-site tables; see `torch_rw.actiba_scope`).
     """
     if not tables:

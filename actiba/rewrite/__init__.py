@@ -2,7 +2,7 @@
 
 One rule per rewrite lives in `rules` (match / build on the View / Builder protocols, in the one order
 `rules.RULES`), its description and limits in `spec`; `onnx_rw` / `openvino_rw` drive the rules over
-ONNX / OpenVINO graphs and `torch_rw` holds the torch-level forms. `find_sites` / `apply` here dispatch
+ONNX / OpenVINO graphs and `torch_rw` / `torch_ssd` hold the torch-level forms. `find_sites` / `apply` here dispatch
 on the model's type, so a caller that measures per site (CumSum on axis −2 is faster as MatMul on CPU,
 on the last axis slower) can pick sites:
 
@@ -11,7 +11,7 @@ on the last axis slower) can pick sites:
 
 The SSD rewrites "ssd-d1" / "ssd-d2" work on ONNX / OpenVINO graphs (`onnx_ssd`, `openvino_ssd`; d1's
 segment sum is matched by value, d2's einsums by equation through the backend-neutral `ssd_d2`) and on
-a torch `nn.Module` (patched in place; undo with `torch_rw.unpatch_ssd`); torch ActiBA is the
+a torch `nn.Module` (patched in place; undo with `torch_ssd.unpatch_ssd`); torch ActiBA is the
 `torch_rw.actiba_scope` context manager.
 """
 
@@ -61,9 +61,9 @@ def find_sites(model: Any, rewrite: str, tables: dict[str, Any] | None = None,
     """Every place `rewrite` could apply in `model`, each with decision ('rewrite'/'skip') and reason."""
     level = _level(model)
     if level == "torch":
-        from . import torch_rw
+        from . import torch_ssd
 
-        return torch_rw.find_ssd_sites(model, rewrite, precision)
+        return torch_ssd.find_ssd_sites(model, rewrite, precision)
     return _backend(level).find_sites(model, rewrite, tables, site_tables, precision=precision)
 
 
@@ -112,7 +112,7 @@ def apply(model: Any, rewrites: Iterable[str], sites: Iterable[Site | str] | Non
 
 def _apply_torch(model: Any, rewrites: list[str], sites: Iterable[Site | str] | None,
                  precision: str) -> tuple[Any, list[Site]]:
-    from . import torch_rw
+    from . import torch_ssd
 
     bad = set(rewrites) - {"ssd-d1", "ssd-d2"}
     if bad:
@@ -120,7 +120,7 @@ def _apply_torch(model: Any, rewrites: list[str], sites: Iterable[Site | str] | 
     include = None if sites is None else [s.name if isinstance(s, Site) else s for s in sites]
     if include == []:  # nothing selected: report the sites, patch nothing
         done = [s.skip("not selected") if s.ok else s for rw in rewrites
-                for s in torch_rw.find_ssd_sites(model, rw, precision)]
+                for s in torch_ssd.find_ssd_sites(model, rw, precision)]
         return model, done
-    return model, torch_rw.patch_ssd(model, "ssd-d1" in rewrites, "ssd-d2" in rewrites, precision,
-                                     include or ())
+    return model, torch_ssd.patch_ssd(model, "ssd-d1" in rewrites, "ssd-d2" in rewrites, precision,
+                                      include or ())
