@@ -9,6 +9,7 @@ import numpy as np
 
 from ..table import Table
 from .constraints import Constraints, allowed_slopes
+from .greedy import gallop
 from .problem import Problem
 
 
@@ -101,24 +102,7 @@ class Covering:
         """Last index a single allowed line from i covers within eps (i - 1 if not even sample i)."""
         if self._line(i, i, eps, slopes) is None:
             return i - 1
-        lo, step = i, 1
-        while True:
-            cand = min(lo + step, stop)
-            if self._line(i, cand, eps, slopes) is not None:
-                lo = cand
-                if cand == stop:
-                    return stop
-                step *= 2
-            else:
-                hi = cand
-                break
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self._line(i, mid, eps, slopes) is not None:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return gallop(lambda j: self._line(i, j, eps, slopes) is not None, i, stop)
 
     def plan(self, eps: float, limit: int) -> list[tuple[int, int, float, float]] | None:
         """Segments (first, last sample, slope, intercept) covering every sample within eps, or None."""

@@ -13,6 +13,28 @@ import numpy as np
 from .problem import Problem
 
 
+def gallop(covers, lo: int, stop: int, step: int = 1) -> int:
+    """Largest j in [lo, stop] with covers(j), given covers(lo) and that covers is monotone (true, then
+    false): steps doubling from `step`, then bisection, so no call looks far beyond the answer (a line
+    over the full range costs O(samples) per call)."""
+    while True:
+        cand = min(lo + step, stop)
+        if not covers(cand):
+            hi = cand
+            break
+        lo = cand
+        if cand == stop:
+            return stop
+        step *= 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if covers(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class Greedy:
     """Precomputed samples of f and the minimax-line error of any run of them."""
 
@@ -81,24 +103,7 @@ class Greedy:
         Galloping search from the previous segment's length, then bisection: never evaluates a
         line over far more samples than the answer (a full-range line costs O(samples) per call).
         """
-        lo, step = i, max(1, self._last // 2)
-        while True:
-            cand = min(lo + step, stop)
-            if self.line(i, cand)[2] <= eps:
-                lo = cand
-                if cand == stop:
-                    self._last = stop - i
-                    return stop
-                step *= 2
-            else:
-                hi = cand
-                break
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.line(i, mid)[2] <= eps:
-                lo = mid
-            else:
-                hi = mid
+        lo = gallop(lambda j: self.line(i, j)[2] <= eps, i, stop, max(1, self._last // 2))
         self._last = max(1, lo - i)
         return lo
 
