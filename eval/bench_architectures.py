@@ -19,10 +19,11 @@ Per family the script builds the random model (torch seed 0), saves it with `sav
 
 (paired ABBA timing against the baseline; the run's null control times the baseline against itself
 compiled again). SSD families sweep ssd-d1+d2 at the model's chunk and at chunk 64 (the best exact rows on
-Mamba-2-130M, eval/results/pareto_cpu_130m); selective-scan families sweep cumba+reduba (their only exact
-graph rewrites). Then it lists, on the baseline export, every CumBA / ReduBA / SSD-d1 / SSD-d2 site with its
-decision and the skip reasons (`onnx_rw.find_sites`), writes one JSON per family under
-eval/results/architectures/ and renders eval/results/architectures.md from all of them.
+Mamba-2-130M, eval/results/pareto_cpu_130m; `--short-ssd` keeps only chunk 64, to fit a time budget);
+selective-scan families sweep cumba+reduba (their only exact graph rewrites). Then it lists, on the
+baseline export, every CumBA / ReduBA / SSD-d1 / SSD-d2 site with its decision and the skip reasons
+(`onnx_rw.find_sites`), writes one JSON per family under eval/results/architectures/ and renders
+eval/results/architectures.md from all of them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TIMING = ["--warmup", "1", "--repeats", "10", "--min-repeats", "6"]  # + --timin
 SSD_SWEEP = {"configs": [{"name": "baseline"},
                          {"name": "ssd-d1+d2", "ssd_d1": True, "ssd_d2": True},
                          {"name": "ssd-d1+d2+chunk64", "ssd_d1": True, "ssd_d2": True, "ssd_chunk": 64}]}
+SSD_SWEEP_SHORT = {"configs": [SSD_SWEEP["configs"][0], SSD_SWEEP["configs"][2]]}  # --short-ssd: the time budget
 SCAN_SWEEP = {"configs": [{"name": "baseline"}, {"name": "cumba+reduba", "cumba": True, "reduba": True}]}
 SITE_RULES = ("cumba", "reduba", "ssd-d1", "ssd-d2")
 
@@ -240,6 +242,11 @@ def render(results: list[dict]) -> str:
         "--emulate none " + " ".join(TIMING) + " --timing-seconds S` on the `save_pretrained` folder (S per",
         "family in its JSON's `command`: 30 s for the first, 12 s for the rest to fit the time budget).",
         "",
+        "Rows: SSD families time `ssd-d1+d2` (exact; the model's own chunk) and `ssd-d1+d2+chunk64` (exact for",
+        "any chunk), or with `--short-ssd` only the latter (the best row on Mamba-2-130M); selective-scan",
+        "families (Mamba, FalconMamba, Jamba) time `cumba+reduba`, their only exact graph rewrites (the SSD",
+        "rewrites do not exist for a selective scan). `Every row` below lists what each family ran.",
+        "",
         "## Best exact configuration per family",
         "",
         "| family (public checkpoint) | size run | load | f32: best exact row | f32 speed-up | f32 null "
@@ -300,6 +307,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated family names (default: all)")
     ap.add_argument("--timing-seconds", type=int, default=30,
                     help="actiba pareto --timing-seconds per row (at least 6 pairs are timed anyway)")
+    ap.add_argument("--short-ssd", action="store_true",
+                    help="SSD families: only baseline and ssd-d1+d2+chunk64 (the best row on Mamba-2-130M)")
     ap.add_argument("--report-only", action="store_true", help="render the report from the committed JSONs")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "architectures.md")
     args = ap.parse_args()
@@ -317,7 +326,7 @@ def main() -> None:
             sweep = args.work / name / "sweep.json"
             sweep.parent.mkdir(parents=True, exist_ok=True)
             sweep.write_text(json.dumps(SCAN_SWEEP if spec["model_type"] in ("mamba", "falcon_mamba", "jamba")
-                                        else SSD_SWEEP))
+                                        else SSD_SWEEP_SHORT if args.short_ssd else SSD_SWEEP))
             t0, load0 = time.time(), load_avg()
             build(name, spec, folder)
             try:
