@@ -81,7 +81,7 @@ FAMILIES: dict[str, dict] = {
                     mamba_n_heads=24, mamba_d_head=64, mamba_d_state=128, mamba_n_groups=1, mamba_chunk_size=128,
                     mamba_expand=2, mamba_d_conv=4, mamba_rms_norm=False, lm_head_multiplier=0.0390625,
                     embedding_multiplier=5.656854249492381),
-        layers=6, scaled="6 of 36 layers (each layer: attention, Mamba-2 and MLP in parallel)"),
+        layers=3, scaled="3 of 36 layers (each layer: attention, Mamba-2 and MLP in parallel)"),
     "zamba2-1.2b": dict(
         model_type="zamba2", public="Zyphra/Zamba2-1.2B",
         source="Zyphra/Zamba2-1.2B config.json: 38 layers (a shared transformer block after every 5 Mamba-2), "
@@ -90,8 +90,9 @@ FAMILIES: dict[str, dict] = {
         config=dict(hidden_size=2048, num_hidden_layers=38, vocab_size=32000, num_attention_heads=32,
                     num_key_value_heads=32, intermediate_size=8192, mamba_d_state=128, mamba_headdim=64,
                     n_mamba_heads=64, mamba_ngroups=1, chunk_size=256, mamba_expand=2, num_mem_blocks=1),
-        layers=6, layers_block_type=["mamba"] * 5 + ["hybrid"],
-        scaled="6 of 38 layers (5 Mamba-2 + 1 hybrid = shared transformer + Mamba-2, the checkpoint's period)"),
+        layers=3, layers_block_type=["mamba"] * 2 + ["hybrid"],
+        scaled="3 of 38 layers (2 Mamba-2 + 1 hybrid = shared transformer + Mamba-2; the checkpoint has one "
+               "hybrid per 6 layers, so the shared transformer weighs 2x more here)"),
     "nemotron-h-4b": dict(
         model_type="nemotron_h", public="nvidia/Nemotron-H-4B-Base-8K",
         source="Nemotron-H-4B-Base-8K config.json: 52 layers (Mamba-2 'M', attention '*', MLP '-'), hidden 3072, "
@@ -108,20 +109,20 @@ FAMILIES: dict[str, dict] = {
         model_type="mamba", public="state-spaces/mamba-130m-hf", source="state-spaces/mamba-130m-hf config.json",
         config=dict(hidden_size=768, num_hidden_layers=24, vocab_size=50280, state_size=16, expand=2,
                     conv_kernel=4, time_step_rank=48),
-        layers=24, scaled="full size (24 layers)"),
+        layers=8, scaled="8 of 24 layers"),
     "jamba-scaled": dict(
         model_type="jamba", public="ai21labs/Jamba-v0.1 (52B; Jamba-tiny-dev's config was not found)",
         source="Jamba-v0.1 config.json: 32 layers, attention period 8 offset 4, experts every 2nd layer (16, "
                "top-2), hidden 4096, MLP 14336, 32 heads / 8 KV, Mamba d_state 16, dt_rank 256, expand 2, "
                "vocab 65536",
-        config=dict(hidden_size=1024, num_hidden_layers=8, vocab_size=65536, num_attention_heads=8,
+        config=dict(hidden_size=1024, num_hidden_layers=4, vocab_size=65536, num_attention_heads=8,
                     num_key_value_heads=2, intermediate_size=3584, mamba_d_state=16, mamba_dt_rank=64,
-                    mamba_expand=2, mamba_d_conv=4, attn_layer_period=8, attn_layer_offset=4, num_experts=1,
+                    mamba_expand=2, mamba_d_conv=4, attn_layer_period=4, attn_layer_offset=2, num_experts=1,
                     num_experts_per_tok=1, expert_layer_period=2, expert_layer_offset=1),
-        layers=8,
-        scaled="widths / 4 (hidden 1024, MLP 3584, 8 heads / 2 KV, dt_rank 64), 8 layers = one attention period "
-               "(7 Mamba + 1 attention); the MoE replaced by dense MLPs (num_experts 1 = the FLOPs of one "
-               "expert): the exportable batched_mm experts gather a weight copy per token and choice "
+        layers=4,
+        scaled="widths / 4 (hidden 1024, MLP 3584, 8 heads / 2 KV, dt_rank 64), 4 layers (3 Mamba + 1 attention; "
+               "the checkpoint has 1 attention per 8); the MoE replaced by dense MLPs (num_experts 1 = the FLOPs of "
+               "one expert): the exportable batched_mm experts gather a weight copy per token and choice "
                "(512 x 2 x 3 x 1024 x 3584 floats = 45 GB)"),
     "falcon-mamba-7b": dict(
         model_type="falcon_mamba", public="tiiuae/falcon-mamba-7b",
@@ -129,8 +130,8 @@ FAMILIES: dict[str, dict] = {
                "dt_rank 256, vocab 65024",
         config=dict(hidden_size=4096, num_hidden_layers=64, vocab_size=65024, state_size=16, expand=2,
                     conv_kernel=4, time_step_rank=256, tie_word_embeddings=True),
-        layers=2, vocab=32768,
-        scaled="2 of 64 layers; vocab 65024 -> 32768 with tied embeddings (2 GB ONNX limit)"),
+        layers=1, vocab=32768,
+        scaled="1 of 64 layers; vocab 65024 -> 32768 with tied embeddings (2 GB ONNX limit)"),
 }
 
 
