@@ -50,6 +50,7 @@ SSD_SWEEP = {"configs": [{"name": "baseline"},
 SSD_SWEEP_SHORT = {"configs": [SSD_SWEEP["configs"][0], SSD_SWEEP["configs"][2]]}  # --short-ssd: the time budget
 SCAN_SWEEP = {"configs": [{"name": "baseline"}, {"name": "cumba+reduba", "cumba": True, "reduba": True}]}
 SITE_RULES = ("cumba", "reduba", "ssd-d1", "ssd-d2")
+NOTES = "<!-- notes: hand-written, kept by re-rendering -->"
 
 # name -> model_type, public checkpoint, where the values come from, config kwargs, what was scaled
 FAMILIES: dict[str, dict] = {
@@ -241,7 +242,8 @@ def render(results: list[dict]) -> str:
         "per-family results in `eval/results/architectures/*.json`). Per family it runs",
         "`actiba pareto FOLDER --latency-only --sweep SWEEP --seq-len 512 --precision f32,bf16 --no-decode",
         "--emulate none " + " ".join(TIMING) + " --timing-seconds S` on the `save_pretrained` folder (S per",
-        "family in its JSON's `command`: 30 s for the first, 12 s for the rest to fit the time budget).",
+        "family in its JSON's `command`: 30 s for Mamba-2, 12 s for Granite, 8 s for the rest, to fit the time",
+        "budget; at least 6 pairs are timed whatever S is).",
         "",
         "Rows: SSD families time `ssd-d1+d2` (exact; the model's own chunk) and `ssd-d1+d2+chunk64` (exact for",
         "any chunk), or with `--short-ssd` only the latter (the best row on Mamba-2-130M); selective-scan",
@@ -340,7 +342,9 @@ def main() -> None:
             write_text(jdir / f"{name}.json", json.dumps(summary, indent=1) + "\n")
             print(f"{name}: done in {summary['wall_seconds']} s", flush=True)
     results = [json.loads((jdir / f"{n}.json").read_text()) for n in FAMILIES if (jdir / f"{n}.json").is_file()]
-    write_text(args.out, render(results))
+    # the hand-written reading of the numbers below NOTES survives a re-render
+    notes = args.out.read_text().partition(NOTES)[2] if args.out.is_file() else ""
+    write_text(args.out, render(results) + ("\n" + NOTES + notes if notes else ""))
     print(f"wrote {args.out} ({len(results)} families)")
 
 
