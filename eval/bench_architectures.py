@@ -202,7 +202,7 @@ def summarize(name: str, spec: dict, out: Path, cmd: list[str], load: tuple[floa
                          "refused": c.get("refused"), "error": c.get("error"),
                          "null": {k: null.get(k) for k in ("speedup", "halfwidth_rel", "pairs")},
                          "load_start": (run.get("machine") or {}).get("load_average_1m")})
-    machine = runs[0].get("machine") or {}
+    machine = res.get("machine") or runs[0].get("machine") or {}
     return {"name": name, "model_type": spec["model_type"], "public": spec["public"], "source": spec["source"],
             "scaled": spec["scaled"], "seq_len": SEQ_LEN, "command": " ".join(Path(a).name if "/" in a else a
                                                                                  for a in cmd),
