@@ -96,7 +96,8 @@ FAMILIES: dict[str, dict] = {
                "hybrid per 6 layers, so the shared transformer weighs 2x more here)"),
     "nemotron-h-4b": dict(
         model_type="nemotron_h", public="nvidia/Nemotron-H-4B-Base-8K",
-        source="Nemotron-H-4B-Base-8K config.json: 52 layers (Mamba-2 'M', attention '*', MLP '-'), hidden 3072, "
+        source="Nemotron-H-4B-Base-8K config.json as recalled (not found in the search corpus, unverified): "
+               "52 layers (Mamba-2 'M', attention '*', MLP '-'), hidden 3072, "
                "Mamba-2 112 heads x 64, state 128, n_groups 8, chunk 128, 32 heads / 8 KV of 128, relu2 MLP "
                "12288, vocab 131072",
         config=dict(hidden_size=3072, num_hidden_layers=52, vocab_size=131072, num_attention_heads=32,
