@@ -72,11 +72,3 @@ def emulate_front(lm: LoadedModel, configs: list[Config], rows: list[Row], setti
         if errors:
             row.emulate_error = errors
 
-
-def copy_emulated(rows: list[Row], accuracy_from: dict[str, Row], base: Row) -> None:
-    """Rows whose accuracy came from an earlier run take that run's emulated numbers too."""
-    for r in rows:
-        src = accuracy_from.get(r.scoring_sha or "")
-        if src is not None and src.metric_emulated:
-            r.metric_emulated = dict(src.metric_emulated)
-            r.metric_emulated_delta_rel = {p: (v - base.metric) / base.metric for p, v in r.metric_emulated.items()}

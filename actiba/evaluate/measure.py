@@ -58,7 +58,6 @@ class RunState:
     decode_reference: Any = None
     decode_by_sha: dict[str, Row] = field(default_factory=dict)
     noise: float = 0.0  # the null control's floor (`pareto.null_noise`): speed-ups must exceed 1 + noise
-    accuracy_from: dict[str, Row] = field(default_factory=dict)  # scoring-graph sha -> row scored in another run
 
 
 def graph_sha(onnx_model: Any) -> str:
@@ -149,16 +148,6 @@ def score(compiled: Any, row: Row, settings: Settings, precision: str, data: byt
     row.metric_windows = nats
     row.metric_halfwidth = own_halfwidth(nats, settings.seq_len)
     row.metric_precision = precision
-
-
-def reuse_accuracy(row: Row, src: Row | None, settings: Settings, data: bytes) -> bool:
-    """Take the accuracy of `src` (the same scoring graph, scored in an earlier run at another precision)."""
-    if src is None or len(src.metric_windows or ()) != len(data) // settings.seq_len:
-        return False
-    row.metric, row.metric_windows, row.metric_halfwidth = src.metric, src.metric_windows, src.metric_halfwidth
-    row.metric_precision = src.metric_precision
-    row.metric_reused_from = src.metric_precision
-    return True
 
 
 def torch_metric(lm: LoadedModel, config: Config, row: Row, settings: Settings, data: bytes) -> None:
@@ -349,11 +338,9 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         if data is None:
             raise InputError("no evaluation data")
         add_scoring_graph(lm, built, settings, precision, cache_dir)
-        if not reuse_accuracy(row, state.accuracy_from.get(built.scoring_sha) if state is not None else None,
-                              settings, data):
-            scorer = compiled if built.scoring_model is None else compile_scorer(built, settings, precision)
-            score(scorer, row, settings, precision, data)
-            del scorer
+        scorer = compiled if built.scoring_model is None else compile_scorer(built, settings, precision)
+        score(scorer, row, settings, precision, data)
+        del scorer
     t3 = time.perf_counter()
     step("timing")
     time_prefill(compiled, reference, row, settings, lm.vocab_size)

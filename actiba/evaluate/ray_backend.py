@@ -323,7 +323,7 @@ class RayBackend:
                 done: Callable[[int, Row], None]) -> None:
         """Builds for every row at once; each build, in the driver's order, is then deduplicated by graph
         hash (as the local sweep does), scored as a task (or its score reused) and timed on the actor."""
-        from .measure import error_row, reuse_accuracy, reuse_measurement
+        from .measure import error_row, reuse_measurement
 
         ray, spec, timer = self.ray, self._spec(job), self._timer()
         noise = self.noise
@@ -360,17 +360,13 @@ class RayBackend:
             waiting[timer.decode_only.remote(spec, built.row, built.config, noise)] = ("row", j, None)
 
         def submit(i: int, built: Any) -> None:
-            """Score (unless an earlier run scored this graph) and time; graphs go by reference, not again."""
+            """Score and time; graphs go by reference, not again."""
             if not job.settings.latency_only:
                 if job.data is None:
                     finish(i, error_row(job.configs[i], InputError("no evaluation data")))
                     return
-                if not reuse_accuracy(built.row, job.accuracy_from.get(built.scoring_sha), job.settings,
-                                      job.data):
-                    ref, node_ref = self.score_task.remote(spec, builds[i][0], data_ref)
-                    waiting[ref] = ("score", i, node_ref)
-                    return
-                waiting[timer.time.remote(spec, built, noise)] = ("row", i, None)  # the row took the score
+                ref, node_ref = self.score_task.remote(spec, builds[i][0], data_ref)
+                waiting[ref] = ("score", i, node_ref)
                 return
             waiting[timer.time.remote(spec, builds[i][0], noise)] = ("row", i, None)
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .._atomic import write_text
 from .build import LoadedModel
 from .configs import Config
-from .front import copy_emulated, emulate_front
+from .front import emulate_front
 from .measure import RunState, error_row, evaluate_config, reference
 from .null import null_control
 from .pareto import null_noise
@@ -49,7 +49,6 @@ class RunJob:
     cache: Path  # DIR/cache: exported graphs, row files
     row_dir: Path  # this run's row files
     data: bytes | None  # the scored held-out bytes (None: latency only)
-    accuracy_from: dict[str, Row] = field(default_factory=dict)  # scoring sha -> row scored in an earlier run
     progress: Any = None  # `actiba.cli._progress.Progress` or None
 
     @property
@@ -104,7 +103,7 @@ class LocalBackend:
 
     def _state(self, job: RunJob) -> RunState:
         if self._job is not job:  # one state per run: the reference is that run's baseline
-            self.state, self._job = RunState(accuracy_from=job.accuracy_from), job
+            self.state, self._job = RunState(), job
         return self.state
 
     def null_control(self, job: RunJob) -> dict[str, Any] | None:
@@ -185,7 +184,7 @@ def read_cached(path: Path) -> Row | None:
 
 def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precision: str, out_dir: Path,
             progress: Any = None, data: bytes | None = None,
-            accuracy_from: dict[str, Row] | None = None, backend: Backend | None = None) -> dict[str, Any]:
+            backend: Backend | None = None) -> dict[str, Any]:
     """Every configuration of one (model, precision) run, resumable from ``out_dir/cache``.
 
     `progress` (optional; `actiba.cli._progress.Progress`) is told each configuration as it starts
@@ -208,7 +207,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         data = heldout(settings.eval_bytes)
     eval_reason = None
     clock = {"start": time.perf_counter()}  # where the run's time goes besides its rows
-    job = RunJob(lm, configs, settings, precision, cache, row_dir, None, dict(accuracy_from or {}), progress)
+    job = RunJob(lm, configs, settings, precision, cache, row_dir, None, progress)
     job.begin("setup")
     if data is not None and not settings.latency_only:
         job.step("export + window budget")
@@ -247,9 +246,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     rows = [by_index[i] for i in range(len(configs))]
     clock["rows"] = time.perf_counter()
     base = finish_run(rows, base_name)
-    if job.accuracy_from and base and base.metric:  # emulated like the run it reuses accuracy from
-        copy_emulated(rows, job.accuracy_from, base)
-    elif settings.emulate and data is not None and not settings.latency_only and base and base.metric:
+    if settings.emulate and data is not None and not settings.latency_only and base and base.metric:
         job.begin(f"front at emulated {', '.join(settings.emulate)}")
         emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)
     scored = None if data is None else len(data) - len(data) % settings.seq_len
