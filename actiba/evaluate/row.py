@@ -101,7 +101,7 @@ class Row:
     metric_halfwidth: float | None = None  # the row's own ~95 % half-width (unpaired)
     metric_precision: str | None = None
     metric_graph_sha: str | None = None  # the scoring graph, when it is not the timed one ("last" mode)
-    metric_reused_from: str | None = None  # the run (precision) that scored this graph
+    metric_reused_from: str | None = None  # rows from before every run scored natively: the precision that did
     metric_torch: float | None = None
     # prefill timing (interleaved with the run's baseline)
     latency_ms: Timing | None = None
