@@ -24,7 +24,10 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", default="f32", help="inference precision hint: f32 or bf16 (if supported)")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--prefill-lens", default="", metavar="N,N", help="extra prefill lengths to time")
-    p.add_argument("--eval-bytes", type=int, default=16384)
+    p.add_argument("--eval-bytes", type=int, default=16384,
+                   help="bytes of text scored (a prefix, cut at a UTF-8 character boundary; whole windows only)")
+    p.add_argument("--text", metavar="FILE", help="score this local UTF-8 text file instead of the held-out split "
+                   "(in the model's own tokens, bits per UTF-8 byte)")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", choices=["openvino", "torch"], default="openvino",
@@ -59,28 +62,34 @@ def run(args) -> int:
         extra = [int(x) for x in args.prefill_lens.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"--prefill-lens {args.prefill_lens!r} is not a comma-separated list of integers") from None
+    text_sha = None
+    if args.text:  # a missing / unreadable / non-UTF-8 file is one line before the model loads
+        from ..evaluate.scoring_text import file_sha256
+
+        text_sha = file_sha256(args.text)
     if args.task:
         from ..evaluate.lm_eval_model import check_task
 
         check_task(args.task)
     configs = cfgs.read_file(args.config) if args.config else []
+    if not args.latency_only:  # a text shorter than one window (or a tokenizer without a start token) is
+        from ..evaluate.scoring_text import load  # one line before the model loads
+
+        load(args.model, args.eval_bytes, args.text, seq_len=args.seq_len)
     lm = load_model(args.model)
     settings = sweep.Settings(device=device, seq_len=args.seq_len, eval_bytes=args.eval_bytes, repeats=args.repeats,
                               threads=args.threads, latency_only=args.latency_only or lm.random_weights,
                               torch_metric=args.backend == "torch", extra_seq_lens=extra,
-                              prefill_logits=args.prefill_logits)
+                              prefill_logits=args.prefill_logits, text=args.text, text_sha256=text_sha)
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="actiba-eval-") as tmp:
         run_ = sweep.run_one(lm, [cfgs.baseline(), *configs], settings, precision, Path(tmp))
     failed = [r for r in run_["configs"] if r.error]
-    scored = (run_.get("settings") or {}).get("eval_bytes_scored")
-    if scored:  # which text the number is on: the README's model table scores the whole split differently
-        print(f"bits/byte on the first {scored} bytes of the held-out split (Macbeth + The Tempest), "
-              f"{scored // args.seq_len} disjoint windows of {args.seq_len} bytes, each after the start token; "
-              "± is ~95 % over those windows (the model table in README.md scores all 398,303 bytes in "
-              "1024-byte windows, eval/train/RESULTS.md)")
+    text = run_.get("scoring_text")
+    if text:  # which text the number is on: the README's model table scores the whole split differently
+        print(text_line(text, args.seq_len))
     for r in run_["configs"]:
         print(_line(r, run_))
     if args.task:
@@ -99,6 +108,21 @@ def run(args) -> int:
     if run_.get("random_weights"):
         print("note: random weights: latency only", file=sys.stderr)
     return 0
+
+
+def text_line(text: dict, seq_len: int) -> str:
+    """Which text, how many bytes and tokens, which tokenizer (`scoring_text.ScoringText.describe`)."""
+    from ..evaluate.scoring_text import HELDOUT
+
+    tokens = ("byte tokens (id = byte)" if text["tokenizer"] == "bytes"
+              else f"tokens of the model's tokenizer ({text['tokenizer']})")
+    line = (f"bits/byte on the first {text['bytes']} UTF-8 bytes of {'the ' if text['text'] == HELDOUT else ''}"
+            f"{text['text']}: {text['tokens']} {tokens}, {text['windows']} disjoint windows of {seq_len} tokens, "
+            "each after the start token; ± is ~95 % over those windows")
+    if text["text"] == HELDOUT:
+        line += (" (the model table in README.md scores all 398,303 bytes in 1024-byte windows, "
+                 "eval/train/RESULTS.md)")
+    return line
 
 
 def _line(r: Row, run: dict) -> str:

@@ -51,7 +51,10 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", default="auto", help="f32, bf16, or auto = every one the device supports")
     p.add_argument("--seq-len", type=_lengths, metavar="N[,N...]",
                    help="prefill length for accuracy windows and latency; several (256,1024) give one run each")
-    p.add_argument("--eval-bytes", type=int, help="held-out bytes scored (a fixed prefix)")
+    p.add_argument("--eval-bytes", type=int, help="bytes of text scored (a fixed prefix, cut at a UTF-8 character "
+                   "boundary)")
+    p.add_argument("--text", metavar="FILE", help="score this local UTF-8 text file instead of the held-out split "
+                   "(in each model's own tokens, bits per UTF-8 byte)")
     p.add_argument("--repeats", type=int, help="timed inferences per configuration (at most, see --rel-tol)")
     p.add_argument("--warmup", type=int, help="untimed inferences (pairs) before timing (default 3)")
     p.add_argument("--min-repeats", type=int, default=6, help="timed pairs before --rel-tol/--timing-seconds "
@@ -171,6 +174,11 @@ def run(args) -> int:
         if not v >= 0 or v == float("inf"):
             raise InputError(f"--{n.replace('_', '-')} must be a non-negative number, got {v}")
     emulate = _emulate(args.emulate, precisions)
+    text_sha = None
+    if args.text:  # a missing / unreadable / non-UTF-8 file is one line before any model loads
+        from ..evaluate.scoring_text import file_sha256
+
+        text_sha = file_sha256(args.text)
     if args.backend != "ray" and args.address:
         raise InputError("--address is the Ray cluster's; give it with --backend ray")
     quick = args.quick
@@ -182,7 +190,8 @@ def run(args) -> int:
         min_repeats=args.min_repeats, latency_only=args.latency_only or args.full_size,
         rel_tol=args.rel_tol or None, accuracy_seconds=args.accuracy_seconds or None, decode=args.decode,
         timing_seconds=args.timing_seconds or None,
-        profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate)
+        profile=args.profile, prefill_logits=args.prefill_logits, emulate=emulate, text=args.text,
+        text_sha256=text_sha)
     backend = None
     if args.backend == "ray":  # connected before any work: a missing ray or cluster is one line, exit 2
         from ..evaluate.ray_backend import RayBackend

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from . import latency
@@ -44,6 +44,9 @@ from .configs import Config
 from .row import Ratio, Row, Timing, error_text
 from .settings import Settings
 from .tables import describe_activations, tables_for
+
+if TYPE_CHECKING:
+    from .scoring_text import ScoringText
 
 
 @dataclass
@@ -138,19 +141,23 @@ def compile_scorer(built: Built, settings: Settings, precision: str) -> Any:
     return latency.compile_model(to_openvino(built.scoring_model), settings.device, precision, threads=None)[0]
 
 
-def score(compiled: Any, row: Row, settings: Settings, precision: str, data: bytes) -> None:
-    """Bits/byte of `compiled` on `data` (whole windows), with the per-window nats for the paired test."""
+def score(compiled: Any, row: Row, settings: Settings, precision: str, data: bytes | ScoringText) -> None:
+    """Bits/byte of `compiled` on `data` (whole windows of the model's tokens: `scoring_text`), with the
+    per-window nats for the paired test."""
     from .accuracy import own_halfwidth
-    from .perplexity import bits_per_byte_of, openvino_logits_fn, window_nats
+    from .perplexity import as_scoring_text, bits_per_byte_of, openvino_logits_fn, window_nats
 
-    nats = window_nats(openvino_logits_fn(compiled), data, settings.seq_len)
-    row.metric = bits_per_byte_of(nats, settings.seq_len)
+    text = as_scoring_text(data)
+    nats = window_nats(openvino_logits_fn(compiled), text, settings.seq_len)
+    n_bytes = text.n_bytes(settings.seq_len)
+    row.metric = bits_per_byte_of(nats, settings.seq_len, n_bytes)
     row.metric_windows = nats
-    row.metric_halfwidth = own_halfwidth(nats, settings.seq_len)
+    # per window, bits/byte over the mean bytes a window covers (exactly seq_len for the byte tokenizer)
+    row.metric_halfwidth = own_halfwidth(nats, settings.seq_len if text.is_bytes else n_bytes / len(nats))
     row.metric_precision = precision
 
 
-def torch_metric(lm: LoadedModel, config: Config, row: Row, settings: Settings, data: bytes) -> None:
+def torch_metric(lm: LoadedModel, config: Config, row: Row, settings: Settings, data: bytes | ScoringText) -> None:
     """Bits/byte with torch and the tables in scope: the approximation alone, without the graph."""
     from .perplexity import torch_bits_per_byte
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..models import mixer_scope
+
+if TYPE_CHECKING:
+    from .scoring_text import ScoringText
 
 LogitsFn = Callable[[Any], Any]  # LongTensor|ndarray [b, t] -> logits [b, t, vocab]
 
@@ -77,56 +80,65 @@ def openvino_logits_fn(compiled: Any, record: Callable[[np.ndarray], None] | Non
     return fn
 
 
-def windows_bits_per_byte(logits_fn: LogitsFn, data: bytes, seq_len: int, start_id: int = 256,
+def windows_bits_per_byte(logits_fn: LogitsFn, data: bytes | ScoringText, seq_len: int, start_id: int = 256,
                           progress: Callable[[int, int], None] | None = None) -> float:
-    """actiba's convention (as in training): disjoint windows of `seq_len` bytes, each after `start_id`.
+    """actiba's convention (as in training): disjoint windows of `seq_len` tokens, each after the start id.
 
-    Only whole windows are scored (the tail is dropped) so a fixed-length exported graph can score it.
+    `data`: byte ids (id = byte, start 256), or a `ScoringText` in the model's own tokens, whose summed
+    nats are divided by the UTF-8 bytes its whole windows cover. Only whole windows are scored (the tail
+    is dropped) so a fixed-length exported graph can score it.
     """
-    from ..models import score_bits_per_byte
+    from ..models.scoring import score_ids_bits_per_byte
 
-    usable = len(data) - len(data) % seq_len
-    if usable == 0:
-        raise InputError(f"need at least {seq_len} bytes to score, got {len(data)}")
-    del start_id  # score_bits_per_byte uses the tokenizer's EOS (256), the same id
-    return score_bits_per_byte(None, data[:usable], seq_len, batch_size=1, logits_fn=logits_fn, progress=progress)
+    text = as_scoring_text(data)
+    n = text.n_windows(seq_len) * seq_len
+    if n == 0:
+        text.windows(seq_len)  # the one-line InputError
+    del start_id  # the text's start id (256 for bytes: the tokenizer's EOS)
+    return score_ids_bits_per_byte(None, list(text.ids[:n]), text.start_id, text.n_bytes(seq_len), seq_len,
+                                   batch_size=1, logits_fn=logits_fn, progress=progress)
 
 
-def window_nats(logits_fn: LogitsFn, data: bytes, seq_len: int,
+def as_scoring_text(data: bytes | ScoringText) -> ScoringText:
+    """Bytes as byte-tokenizer text (the scorers' old input); a ScoringText as it is."""
+    from .scoring_text import ScoringText, from_bytes
+
+    return data if isinstance(data, ScoringText) else from_bytes(bytes(data))
+
+
+def window_nats(logits_fn: LogitsFn, data: bytes | ScoringText, seq_len: int,
                 progress: Callable[[int, int], None] | None = None) -> list[float]:
     """Nats of each whole disjoint window of `data` (each after the start token), in order.
 
     The same windows and per-window sums as `windows_bits_per_byte` (whose value is
     ``sum(window_nats) / ln 2 / bytes``); kept per window because the difference of two configurations
     window by window on the same text is what says whether their accuracies differ beyond the text's
-    own sampling noise (`accuracy.paired_halfwidth`).
+    own sampling noise (`accuracy.paired_halfwidth`). `data`: byte ids or a `ScoringText`.
     """
     import torch
 
-    from ..models.tokenizer import EOS_ID
-
-    usable = len(data) - len(data) % seq_len
-    if usable == 0:
-        raise InputError(f"need at least {seq_len} bytes to score, got {len(data)}")
-    arr = torch.tensor(list(data[:usable]), dtype=torch.long)
+    text = as_scoring_text(data)
+    windows = text.windows(seq_len)
+    usable = len(windows) * seq_len
     out = []
     with torch.inference_mode():
-        for i in range(0, usable, seq_len):
-            target = arr[i:i + seq_len][None]
-            ids = torch.cat([torch.full((1, 1), EOS_ID, dtype=torch.long), target[:, :-1]], dim=1)
+        for k, w in enumerate(windows):
+            target = torch.tensor(w, dtype=torch.long)[None]
+            ids = torch.cat([torch.full((1, 1), text.start_id, dtype=torch.long), target[:, :-1]], dim=1)
             logp = torch.log_softmax(torch.as_tensor(logits_fn(ids)).float(), dim=-1)
             out.append(-logp.gather(-1, target[..., None]).sum().item())
             if progress is not None:
-                progress(i + seq_len, usable)
+                progress((k + 1) * seq_len, usable)
     return out
 
 
-def bits_per_byte_of(nats: list[float], seq_len: int) -> float:
-    """bits/byte from `window_nats` (summed in order, as `windows_bits_per_byte` sums them)."""
+def bits_per_byte_of(nats: list[float], seq_len: int, n_bytes: int | None = None) -> float:
+    """bits/byte from `window_nats` (summed in order, as `windows_bits_per_byte` sums them) over the
+    `n_bytes` the windows cover (default: one byte per token, the byte tokenizer)."""
     total = 0.0
     for v in nats:
         total += v
-    return total / math.log(2) / (len(nats) * seq_len)
+    return total / math.log(2) / (len(nats) * seq_len if n_bytes is None else n_bytes)
 
 
 def rolling_windows(tokens: list[int], prefix_id: int, max_len: int) -> list[tuple[list[int], list[int]]]:
@@ -166,7 +178,7 @@ def rolling_bits_per_byte(logits_fn: LogitsFn, docs: list[bytes], seq_len: int, 
     return nats / math.log(2) / n_bytes
 
 
-def torch_bits_per_byte(model: Any, data: bytes, seq_len: int, tables: Any = None,
+def torch_bits_per_byte(model: Any, data: bytes | ScoringText, seq_len: int, tables: Any = None,
                         include: Iterable[str] | None = None) -> float:
     """Native path: bits/byte of `data` with the mixer activations replaced by `tables` (as in
     `tables_applied`: function tables and/or per-site tables)."""

@@ -172,8 +172,13 @@ def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
         timing = (f"{s.get('warmup')} warm-up + {s.get('min_repeats')}–{s.get('repeats')} timed pairs (stop at "
                   f"±{100 * s['rel_tol']:g}% on the speed-up)" if s.get("rel_tol") else
                   f"{s.get('warmup')} warm-up + {s.get('repeats')} timed runs")
+        st = run.get("scoring_text")  # which text and tokenizer (runs from before it: the held-out bytes)
         scored = ("latency only" if run.get("metric") is None else
-                  f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})")
+                  f"{s.get('eval_bytes_scored')} held-out bytes scored ({s.get('eval_bytes_reason') or 'all'})"
+                  if not st else
+                  html.escape(f"{st['bytes']} UTF-8 bytes of {st['text']} scored as {st['tokens']} tokens "
+                              f"({'byte tokens' if st['tokenizer'] == 'bytes' else 'tokenizer ' + st['tokenizer']}; "
+                              f"{s.get('eval_bytes_reason') or 'all'})"))
         secs = run.get("seconds") or {}
         spent = ("; wall time " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in secs.items())
                  if secs else "")

@@ -38,11 +38,18 @@ class Settings:
     decode_repeats: int = 60  # decode steps timed (pairs, at most); adaptive with rel_tol
     prefill_logits: str = "last"  # timed prefill output: "last" position only ([1, 1, V]) or "all" ([1, L, V])
     emulate: list[str] = field(default_factory=list)  # also score the front at these precisions, emulated
+    text: str | None = None  # --text FILE scored instead of the held-out split (`scoring_text`)
+    text_sha256: str | None = None  # its content hash: an edited file is a new cache key
 
     def key(self) -> str:
         d = asdict(self)
         d.pop("profile")
         d.pop("emulate")  # added after the rows, memoized on its own (`emulate_front`)
+        if d["text"] is None:  # the held-out split, as before --text: the keys of existing caches stay valid
+            d.pop("text")
+            d.pop("text_sha256")
+        else:
+            d.pop("text")  # the content, not the path, says which text
         return hashlib.sha256(json.dumps([CACHE_VERSION, d], sort_keys=True).encode()).hexdigest()[:12]
 
 

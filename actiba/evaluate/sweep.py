@@ -192,6 +192,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     rows (default: `LocalBackend`, this process).
     """
     from ..models.export import check_logits_mode
+    from .perplexity import as_scoring_text
 
     backend = backend or LocalBackend()
     check_logits_mode(settings.prefill_logits)
@@ -202,9 +203,9 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     row_dir = cache / "rows" / slug(lm.name) / precision
     row_dir.mkdir(parents=True, exist_ok=True)
     if data is None and not settings.latency_only:
-        from .perplexity import heldout
+        from .scoring_text import load
 
-        data = heldout(settings.eval_bytes)
+        data = load(lm.name, settings.eval_bytes, settings.text, seq_len=settings.seq_len)  # the model's tokens
     eval_reason = None
     clock = {"start": time.perf_counter()}  # where the run's time goes besides its rows
     job = RunJob(lm, configs, settings, precision, cache, row_dir, None, progress)
@@ -249,7 +250,8 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
     if settings.emulate and data is not None and not settings.latency_only and base and base.metric:
         job.begin(f"front at emulated {', '.join(settings.emulate)}")
         emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)
-    scored = None if data is None else len(data) - len(data) % settings.seq_len
+    text = None if data is None else as_scoring_text(data).describe(settings.seq_len)
+    scored = None if text is None else text["bytes"]
     end = time.perf_counter()
     seconds = {"setup": clock["setup"] - clock["start"], "null_control": clock["null_control"] - clock["setup"],
                "rows": clock["rows"] - clock["null_control"], "emulate": end - clock["rows"],
@@ -262,5 +264,6 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         "baseline": base, "configs": rows, "resumed": len(cached), "null_control": null,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": asdict(settings) | {"eval_bytes_scored": scored, "eval_bytes_reason": eval_reason},
+        "scoring_text": text,  # which text, bytes and tokens scored, which tokenizer (`scoring_text`)
         "backend": backend.describe(),
     }

@@ -28,14 +28,27 @@ def score_bits_per_byte(model: object, data: bytes, seq_len: int = 1024, batch_s
     """
     if not data:
         raise ValueError("no bytes to score")
+    return score_ids_bits_per_byte(model, list(data), EOS_ID, len(data), seq_len, batch_size, logits_fn, progress)
+
+
+def score_ids_bits_per_byte(model: object, ids: list[int], start_id: int, n_bytes: int, seq_len: int = 1024,
+                            batch_size: int = 8, logits_fn: Callable | None = None,
+                            progress: Callable[[int, int], None] | None = None) -> float:
+    """Bits per byte of token `ids` covering `n_bytes` of text: windows of `seq_len` after `start_id`.
+
+    The common core of the byte scorer and the tokenizer-aware one (`score_text_bits_per_byte`, and
+    `evaluate.scoring_text` for exported graphs), so both divide the same summed nats the same way.
+    """
+    if not ids or n_bytes < 1:
+        raise ValueError("no tokens to score")
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     scan = contextlib.nullcontext()
     if logits_fn is None:
         logits_fn, scan = _torch_logits(model)
     with scan:
-        nats = _window_nats(logits_fn, list(data), EOS_ID, seq_len, batch_size, progress)
-    return nats / math.log(2) / len(data)
+        nats = _window_nats(logits_fn, ids, start_id, seq_len, batch_size, progress)
+    return nats / math.log(2) / n_bytes
 
 
 def _torch_logits(model: object) -> tuple[Callable, contextlib.AbstractContextManager]:
