@@ -167,3 +167,70 @@ def test_eval_cli_says_which_text_and_tokenizer(llama_folder, tmp_path, capsys):
     assert f"of {text_file}:" in out and f"tokens of the model's tokenizer ({folder})" in out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["scoring_text"]["tokenizer"] == str(folder) and doc["scoring_text"]["text"] == str(text_file)
+
+
+PAGES = ["Thou naive cafe keeper wilt thou sell me cream at twelve\nAy marry and the finest bread too\n" * 6,
+         "Fair is foul and foul is fair\nHover through the fog and filthy air\n" * 9,
+         "Our revels now are ended\nThese our actors as I foretold you were all spirits\n" * 7]
+
+
+def _fake_cached_wikitext(cache: str) -> None:
+    """lm-eval's `wikitext` dataset (EleutherAI/wikitext_document_level, wikitext-2-raw-v1) as the HF datasets
+    cache holds it after a download, built locally from PAGES: the layout `load_dataset` reads offline."""
+    import glob
+    import os
+    import shutil
+
+    from datasets.packaged_modules.json.json import Json
+
+    files = {}
+    for split in ("train", "validation", "test"):
+        path = os.path.join(cache, f"{split}.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"page": p}) + "\n" for p in PAGES)
+        files[split] = path
+    Json(cache_dir=cache, dataset_name="wikitext_document_level", config_name="wikitext-2-raw-v1",
+         hash="0123abcd", data_files=files).download_and_prepare()
+    built = glob.glob(os.path.join(cache, "wikitext_document_level", "wikitext-2-raw-v1-*", "0.0.0", "0123abcd"))[0]
+    dst = os.path.join(cache, "EleutherAI___wikitext_document_level", "wikitext-2-raw-v1", "0.0.0", "0123abcd")
+    os.makedirs(os.path.dirname(dst))
+    shutil.move(built, dst)
+
+
+@pytest.mark.slow  # lm-eval indexes its ~14,700 task configurations (~18 s), twice
+def test_lm_eval_task_on_a_cached_dataset_and_the_refusal(tmp_path, monkeypatch, capsys):
+    """`--task wikitext` runs lm-eval's own task on the cached dataset (bits/byte = an independent
+    rolling-window recomputation in torch); with an empty cache it is one line, and nothing is fetched."""
+    import datasets.config
+    import huggingface_hub.constants
+    from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer
+
+    from actiba.evaluate.build import load_model
+    from actiba.evaluate.lm_eval_model import find_task, run_task
+    from actiba.evaluate.perplexity import rolling_windows, torch_logits_fn
+
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):  # what `offline` sets, restored after the test
+        monkeypatch.setenv(var, "0")
+    for mod, attr in ((datasets.config, "HF_DATASETS_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+                      (huggingface_hub.constants, "HF_HUB_OFFLINE")):
+        monkeypatch.setattr(mod, attr, getattr(mod, attr))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(empty))
+    with pytest.raises(InputError, match="not in the HF datasets cache"):
+        find_task("wikitext")
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    _fake_cached_wikitext(str(cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+    res = run_task("embedded:mamba2", "wikitext", seq_len=128, task_manager=find_task("wikitext"))
+    assert all(wikitext_detokenizer({"page": p}) == p for p in PAGES)  # the task's target is the page itself
+    fn = torch_logits_fn(load_model("embedded:mamba2").model)
+    nats = 0.0
+    with torch.inference_mode():
+        for p in PAGES:
+            for inp, tgt in rolling_windows(list(p.encode()), 256, 128):
+                logp = torch.log_softmax(fn(torch.tensor([inp]))[0, -len(tgt):].double(), -1)
+                nats -= float(logp.gather(-1, torch.tensor(tgt)[:, None]).sum())
+    want = nats / math.log(2) / sum(len(p.encode()) for p in PAGES)
+    assert res["bits_per_byte"] == pytest.approx(want, rel=1e-5)

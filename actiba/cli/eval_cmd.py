@@ -1,9 +1,10 @@
 """`actiba eval MODEL [--config FILE]`: accuracy and latency of one configuration against the baseline.
 
-Accuracy is bits/byte on the held-out split scored by the configuration's OpenVINO graph with every
-position's logits (or by torch with scoped tables, `--backend torch`); `--task NAME` runs an offline
-lm-eval task from eval/tasks instead. Latency is a generator's prefill by default (`--prefill-logits
-last`), and each line says which output was timed.
+Accuracy is bits/byte scored by the configuration's OpenVINO graph with every position's logits (or also
+by torch with scoped tables, `--backend torch`), on the held-out split or `--text FILE`, in the model's own
+tokens per UTF-8 byte (`evaluate.scoring_text`); `--task NAME` also runs an lm-eval task (offline from
+eval/tasks, or lm-eval's own on a dataset already in the HF datasets cache). Latency is a generator's
+prefill by default (`--prefill-logits last`), and each line says which output was timed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", choices=["openvino", "torch"], default="openvino",
                    help="accuracy from the OpenVINO graph (default) or also from torch with scoped tables")
-    p.add_argument("--task", metavar="NAME", help="an lm-eval task from eval/tasks (e.g. actiba_heldout)")
+    p.add_argument("--task", metavar="NAME", help="also run an lm-eval task: an offline one from eval/tasks (e.g. "
+                   "actiba_heldout), or any task lm-eval knows whose dataset is in the HF datasets cache (e.g. "
+                   "wikitext; never downloaded)")
     p.add_argument("--latency-only", action="store_true")
     p.add_argument("--prefill-logits", choices=["last", "all"], default="last",
                    help="timed prefill output: the last position's logits (a generator's prefill; default) "
@@ -67,10 +70,11 @@ def run(args) -> int:
         from ..evaluate.scoring_text import file_sha256
 
         text_sha = file_sha256(args.text)
-    if args.task:
-        from ..evaluate.lm_eval_model import check_task
+    task_manager = None
+    if args.task:  # an lm-eval task whose dataset is not cached is one line here, before any timing
+        from ..evaluate.lm_eval_model import find_task
 
-        check_task(args.task)
+        task_manager = find_task(args.task)
     configs = cfgs.read_file(args.config) if args.config else []
     if not args.latency_only:  # a text shorter than one window (or a tokenizer without a start token) is
         from ..evaluate.scoring_text import load  # one line before the model loads
@@ -96,7 +100,8 @@ def run(args) -> int:
         from ..evaluate.lm_eval_model import run_task
 
         for c in [cfgs.baseline(), *configs]:
-            res = run_task(args.model, args.task, tables.tables_for(c, lm), seq_len=args.seq_len)
+            res = run_task(args.model, args.task, tables.tables_for(c, lm), seq_len=args.seq_len,
+                           task_manager=task_manager)
             print(f"lm-eval {args.task} [{c.name}]: " + ", ".join(f"{k}={v:.6g}" for k, v in res.items()))
     if args.json:
         from .._atomic import write_text

@@ -90,6 +90,52 @@ def check_task(name: str) -> str:
     return name
 
 
+def offline() -> None:
+    """Never download a dataset: HF datasets and the hub read only their caches from here on.
+
+    Why patch the module constants too: `datasets` and `huggingface_hub` read the environment at import
+    (lm-eval has imported both by now), and read these constants at call time."""
+    import os
+
+    os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+    import datasets.config
+    import huggingface_hub.constants
+
+    datasets.config.HF_DATASETS_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def find_task(name: str) -> Any:
+    """None for an offline actiba task; for a task lm-eval knows whose dataset is in the user's HF datasets
+    cache, the lm-eval `TaskManager` that loaded it (the dataset read offline, never downloaded).
+
+    Why load it here: a dataset that is not cached must be one line before minutes of timing. Indexing
+    lm-eval's ~14,700 task configurations takes ~18 s on 2 busy cores, so only names that are not
+    actiba's get here.
+    """
+    if name in known_tasks():
+        return None
+    offline()
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager()
+    entry = tm.task_index.get(name)
+    if entry is None:
+        raise InputError(f"unknown task {name!r}: neither an offline actiba task ({', '.join(known_tasks())}) "
+                         "nor a task lm-eval knows")
+    cfg = entry.cfg or {}
+    where = " ".join(str(cfg[k]) for k in ("dataset_path", "dataset_name") if cfg.get(k))
+    try:
+        tm.load([name])  # builds the task: reads its dataset (from the cache only)
+    except Exception:
+        import datasets.config
+
+        raise InputError(f"lm-eval task {name}: its dataset{' ' + where if where else ''} is not in the HF "
+                         f"datasets cache ({datasets.config.HF_DATASETS_CACHE}); actiba never downloads it "
+                         "(HF_DATASETS_OFFLINE=1)") from None
+    return tm
+
+
 def write_jsonl(docs: list[bytes], name: str) -> Path:
     """Write documents as JSONL into actiba's cache (never the repo) and return the path."""
     from ..data import cache_root
@@ -130,15 +176,22 @@ def task_config(name: str, docs: list[bytes] | None = None) -> dict[str, Any]:
 
 
 def run_task(model: Any, task: str, tables: dict[str, Any] | None = None, seq_len: int = 1024,
-             docs: list[bytes] | None = None, tokenizer: Any = None, limit: int | None = None) -> dict[str, float]:
-    """Run one offline task with lm-eval; returns {metric: value} (bits_per_byte, byte_perplexity, ...)."""
+             docs: list[bytes] | None = None, tokenizer: Any = None, limit: int | None = None,
+             task_manager: Any = None) -> dict[str, float]:
+    """Run one task with lm-eval; returns {metric: value} (bits_per_byte, byte_perplexity, ...).
+
+    An offline actiba task by default; with `task_manager` (`find_task`'s), lm-eval's own task `task`
+    on its cached dataset."""
     import logging
 
     from lm_eval import simple_evaluate
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     lm = ActibaLM(pretrained=model, tables=tables, max_length=seq_len, tokenizer=tokenizer)
-    out = simple_evaluate(model=lm, tasks=[task_config(task, docs)], limit=limit, bootstrap_iters=0,
+    if task_manager is not None:
+        offline()
+    spec = task if task_manager is not None else task_config(task, docs)
+    out = simple_evaluate(model=lm, tasks=[spec], limit=limit, bootstrap_iters=0, task_manager=task_manager,
                           log_samples=False, verbosity="WARNING")
     res = out["results"][task]
     return {k.split(",")[0]: float(v) for k, v in res.items() if "," in k and "stderr" not in k
