@@ -234,3 +234,12 @@ def test_lm_eval_task_on_a_cached_dataset_and_the_refusal(tmp_path, monkeypatch,
                 nats -= float(logp.gather(-1, torch.tensor(tgt)[:, None]).sum())
     want = nats / math.log(2) / sum(len(p.encode()) for p in PAGES)
     assert res["bits_per_byte"] == pytest.approx(want, rel=1e-5)
+
+
+def test_pareto_refuses_bad_text_files_before_any_output(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("ä" * 20, encoding="utf-8")  # 40 bytes: shorter than one window of 64 byte tokens
+    for f, msg in [(tmp_path / "missing.txt", "cannot read --text"), (short, "shorter than one window")]:
+        rc, _, err = run(capsys, "pareto", "embedded:mamba2", "--quick", "--text", f, "--out", tmp_path / "out")
+        assert msg in one_line(rc, err)
+        assert not (tmp_path / "out").exists()

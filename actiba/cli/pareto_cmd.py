@@ -197,6 +197,12 @@ def run(args) -> int:
         from ..evaluate.ray_backend import RayBackend
 
         backend = RayBackend(args.address, args.timing_resource)
+    if not settings.latency_only:  # a text shorter than one window in some model's tokens: one line, no folder
+        from ..evaluate.scoring_text import load as load_text
+
+        for m in models:  # from the tokenizer alone, before a model loads (random models: latency only)
+            if not m.startswith("random:"):
+                load_text(m, settings.eval_bytes, settings.text, seq_len=max(lengths))
     loaded = [load_model(m) for m in models]  # bad model names fail here, before any work
     out = _check_out(args.out)  # created only once the models are known to load
     plans = []
