@@ -45,7 +45,7 @@ def test_byte_tokenizer_windows_are_the_old_ones_bit_for_bit(name):
 
     seq, n = 32, 32 * 3 + 17  # a tail that is dropped
     text = st.load(name, n)
-    assert text.is_bytes and text.tokenizer == st.BYTES and text.start_id == 256
+    assert text.is_bytes and text.tokenizer == st.BYTES and text.start_id == 256 and text.token_key() is None
     data = heldout_bytes(n)
     assert bytes(text.ids) == data
     lm = load_model(name)
@@ -131,6 +131,22 @@ def test_sweep_graph_agrees_with_torch_on_a_bpe_model(llama_folder, tmp_path):
     assert out["scoring_text"] == {"text": str(text_file), "tokenizer": str(folder), "bytes": len(covered.encode()),
                                    "tokens": n, "windows": n // seq}
     assert out["settings"]["eval_bytes_scored"] == len(covered.encode())
+    assert out["settings"]["tokens"] == t.token_key() is not None  # BPE rows never reuse byte-id rows
+    kept = {k: v for k, v in out["settings"].items() if k in sweep.Settings.__dataclass_fields__}
+    assert sweep.Settings(**{**kept, "tokens": None}).key() != sweep.Settings(**kept).key()
+
+
+def test_held_out_byte_runs_keep_their_cache_keys():
+    """Without --text and with byte ids the key is computed as before the new fields (existing caches and
+    committed runs stay valid)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from actiba.evaluate.settings import CACHE_VERSION, Settings
+
+    s = Settings(seq_len=64, eval_bytes=4096)
+    d = {k: v for k, v in asdict(s).items() if k not in ("profile", "emulate", "text", "text_sha256", "tokens")}
+    assert s.key() == hashlib.sha256(json.dumps([CACHE_VERSION, d], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def test_text_file_is_part_of_the_cache_key(tmp_path):

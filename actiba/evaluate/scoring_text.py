@@ -71,6 +71,13 @@ class ScoringText:
                              f"bytes), shorter than one window of {seq_len} tokens")
         return [self.ids[i:i + seq_len] for i in range(0, n * seq_len, seq_len)]
 
+    def token_key(self) -> str | None:
+        """None for byte ids; else a hash of the tokens, for the cache key (`Settings.tokens`): rows scored
+        on byte ids before this model's tokenizer was used, or with another tokenizer, are not reused."""
+        if self.is_bytes:
+            return None
+        return hashlib.sha256(repr((self.tokenizer, self.start_id, self.ids)).encode()).hexdigest()[:12]
+
     def describe(self, seq_len: int) -> dict[str, Any]:
         """What a report says of the text: which, how many bytes and tokens scored, which tokenizer."""
         n = self.n_windows(seq_len)

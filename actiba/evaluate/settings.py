@@ -40,11 +40,14 @@ class Settings:
     emulate: list[str] = field(default_factory=list)  # also score the front at these precisions, emulated
     text: str | None = None  # --text FILE scored instead of the held-out split (`scoring_text`)
     text_sha256: str | None = None  # its content hash: an edited file is a new cache key
+    tokens: str | None = None  # a real tokenizer's token hash (`ScoringText.token_key`; None: byte ids)
 
     def key(self) -> str:
         d = asdict(self)
         d.pop("profile")
         d.pop("emulate")  # added after the rows, memoized on its own (`emulate_front`)
+        if d["tokens"] is None:  # byte ids, as every row before tokenizers were used: the same key
+            d.pop("tokens")
         if d["text"] is None:  # the held-out split, as before --text: the keys of existing caches stay valid
             d.pop("text")
             d.pop("text_sha256")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -206,6 +206,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         from .scoring_text import load
 
         data = load(lm.name, settings.eval_bytes, settings.text, seq_len=settings.seq_len)  # the model's tokens
+        settings = replace(settings, tokens=data.token_key())  # part of every cache key
     eval_reason = None
     clock = {"start": time.perf_counter()}  # where the run's time goes besides its rows
     job = RunJob(lm, configs, settings, precision, cache, row_dir, None, progress)
