@@ -259,3 +259,19 @@ def test_pareto_refuses_bad_text_files_before_any_output(tmp_path, capsys):
         rc, _, err = run(capsys, "pareto", "embedded:mamba2", "--quick", "--text", f, "--out", tmp_path / "out")
         assert msg in one_line(rc, err)
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_pareto_on_a_bpe_model_with_a_text_file(llama_folder, tmp_path, capsys):
+    """`pareto --text` on a BPE model: every row scored on its tokens (the emulated front too), and
+    results.json and the HTML report say which text and tokenizer."""
+    folder, text_file, _, _ = llama_folder
+    out = tmp_path / "p"
+    rc, _, err = run(capsys, "pareto", folder, "--quick", "--text", text_file, "--seq-len", "16",
+                     "--precision", "f32", "--out", out)
+    assert rc == 0, err
+    run_ = json.loads((out / "results.json").read_text())["runs"][0]
+    t = st.load(str(folder), 4096, str(text_file))
+    assert run_["scoring_text"] == t.describe(16) and run_["settings"]["tokens"] == t.token_key()
+    assert all(r["error"] is None and r["metric"] is not None for r in run_["configs"])
+    assert f"scored as {t.describe(16)['tokens']} tokens (tokenizer {folder}" in (out / "report.html").read_text()

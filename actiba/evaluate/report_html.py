@@ -141,8 +141,9 @@ def write_html(path: Path, runs: list[dict[str, Any]], info: dict[str, Any],
              f"<b>OpenVINO devices:</b> {html.escape(str(info.get('openvino_devices')))}; CPU capabilities: "
              f"{html.escape(str(info.get('cpu_capabilities')))}<br><b>Versions:</b> {html.escape(vers)}<br>"
              f"{html.escape(precisions_words({'runs': runs, 'precisions': precisions}))}</p>",
-             "<p>Metric: bits per byte of the held-out split (Macbeth + The Tempest, first N bytes in whole "
-             "windows), computed by the OpenVINO graph of the same configuration at the stated inference precision "
+             "<p>Metric: bits per UTF-8 byte of the held-out split (Macbeth + The Tempest) or of the --text file "
+             "(first N bytes, in whole windows of the model's own tokens; each run below says which text and "
+             "tokenizer), computed by the OpenVINO graph of the same configuration at the stated inference precision "
              "(with every position's logits; when the timed prefill returns the last position only, scoring "
              "runs the all-positions graph with the same rewrites). "
              "Δ rel's interval is ~95 % from the per-window differences against the baseline on the same windows "
