@@ -125,14 +125,22 @@ def find_task(name: str) -> Any:
                          "nor a task lm-eval knows")
     cfg = entry.cfg or {}
     where = " ".join(str(cfg[k]) for k in ("dataset_path", "dataset_name") if cfg.get(k))
+    import logging
+
+    log = logging.getLogger("lm_eval")  # its config warnings ("higher_is_better is not ...") would make the
+    level = log.level  # refusal more than one line
+    log.setLevel(logging.ERROR)
     try:
         tm.load([name])  # builds the task: reads its dataset (from the cache only)
-    except Exception:
+    except Exception as exc:  # whatever datasets raises offline (ConnectionError, ValueError, ...): one line
         import datasets.config
 
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise InputError(f"lm-eval task {name}: its dataset{' ' + where if where else ''} is not in the HF "
                          f"datasets cache ({datasets.config.HF_DATASETS_CACHE}); actiba never downloads it "
-                         "(HF_DATASETS_OFFLINE=1)") from None
+                         f"(HF_DATASETS_OFFLINE=1; datasets said: {said})") from None
+    finally:
+        log.setLevel(level)
     return tm
 
 
