@@ -43,8 +43,11 @@ def paired_halfwidth(a: Sequence[float], b: Sequence[float]) -> float | None:
     return max(LOSS_RESOLUTION, Z95 * math.sqrt(n * var) / abs(total_b))
 
 
-def own_halfwidth(nats: Sequence[float], seq_len: int) -> float | None:
-    """~95 % half-width of a row's bits/byte itself (unpaired: what another text sample would give)."""
+def own_halfwidth(nats: Sequence[float], seq_len: float) -> float | None:
+    """~95 % half-width of a row's bits/byte itself (unpaired: what another text sample would give).
+
+    `seq_len`: bytes per window (the window length for byte ids; with a real tokenizer the mean bytes
+    a window covers, `measure.score`)."""
     n = len(nats)
     if n < 2:
         return None
