@@ -196,8 +196,10 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:300]
 
 
-def finish_run(rows: list[Row], baseline_name: str = "baseline") -> Row | None:
-    """Set metric_delta_rel, speedup and pareto on every row (relative to the baseline row); return it."""
+def finish_run(rows: list[Row], baseline_name: str = "baseline", noise: float = 0.0) -> Row | None:
+    """Set metric_delta_rel, speedup and pareto on every row (relative to the baseline row); return it.
+
+    `noise`: the run's null-control floor (`pareto.null_noise`), below which speed-ups tie on the front."""
     from .accuracy import paired_halfwidth
 
     base = next((r for r in rows if r.name == baseline_name), None)
@@ -225,11 +227,11 @@ def finish_run(rows: list[Row], baseline_name: str = "baseline") -> Row | None:
         saved = [r.metric_delta_rel for r in rows]
         for r in rows:
             r.metric_delta_rel = 0.0 if r.speedup is not None else None
-        mark_pareto(rows)
+        mark_pareto(rows, base, noise)
         for r, d in zip(rows, saved, strict=True):
             r.metric_delta_rel = d
     else:
-        mark_pareto(rows, base)
+        mark_pareto(rows, base, noise)
     for r in rows:
         r.pareto = bool(r.pareto)
     return base
