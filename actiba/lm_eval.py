@@ -2,6 +2,8 @@
 
     python -m actiba.lm_eval --model actiba --model_args pretrained=embedded:mamba2,act_silu=8 \\
         --tasks actiba_heldout_small
+    python -m actiba.lm_eval --model actiba --model_args pretrained=my/gpt2-folder,act_gelu_tanh=8 \\
+        --tasks actiba_heldout_small
     python -m actiba.lm_eval run --model actiba --model_args pretrained=my/folder --tasks wikitext ...
 
 Why a wrapper: lm-eval 0.4.13 registers models only when their module is imported and reads no entry
@@ -10,6 +12,8 @@ actiba's model first, then hands every argument to lm-eval's CLI unchanged, so a
 work. actiba's offline tasks (`actiba_heldout`, `actiba_heldout_small`) are written, with their data
 files resolved into actiba's cache, to a task folder that is added to lm-eval's task search path next to
 any `--include_path` of the user's (lm-eval's CLI takes one path; its TaskManager takes a list).
+The ``act_<function>`` model args (one per sweepable function of the activation registry; see
+`evaluate.lm_eval_model`) are checked before lm-eval starts, so a misspelt one fails at once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,34 @@ def _add_task_path(folder: Path) -> None:
     TaskManager.__init__ = init  # type: ignore[method-assign]
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` / `--name=VALUE` in `argv` (the last one given), None if absent."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(name + "="):
+            value = a[len(name) + 1:]
+    return value
+
+
+def check_model_args(argv: list[str]) -> None:
+    """Refuse unknown ``act_*`` model args of ``--model actiba`` before lm-eval starts.
+
+    Why before: lm-eval's CLI indexes its ~14 000 built-in task YAMLs (27 s here) before it builds the
+    model, so a typo like act_gelu_tan would otherwise cost that wait before its one-line error."""
+    if _option(argv, "--model") != "actiba":
+        return
+    args = _option(argv, "--model_args")
+    if not args:
+        return
+    from lm_eval.utils import simple_parse_args_string
+
+    from .evaluate.lm_eval_model import split_act_args
+
+    split_act_args(simple_parse_args_string(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run lm-eval's CLI on `argv`; actiba's bad-input errors are one line and exit 2, as in `actiba`."""
     from .errors import InputError
@@ -58,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from .evaluate import lm_eval_model  # noqa: F401  (registers the "actiba" model)
 
+        args = list(sys.argv[1:] if argv is None else argv)
+        check_model_args(args)
         _add_task_path(task_folder())
-        sys.argv = ["lm_eval", *(sys.argv[1:] if argv is None else argv)]
+        sys.argv = ["lm_eval", *args]
         cli_evaluate()
     except InputError as exc:
         print(f"actiba.lm_eval: error: {exc}", file=sys.stderr)
