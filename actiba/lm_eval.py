@@ -13,7 +13,8 @@ work. actiba's offline tasks (`actiba_heldout`, `actiba_heldout_small`) are writ
 files resolved into actiba's cache, to a task folder that is added to lm-eval's task search path next to
 any `--include_path` of the user's (lm-eval's CLI takes one path; its TaskManager takes a list).
 The ``act_<function>`` model args (one per sweepable function of the activation registry; see
-`evaluate.lm_eval_model`) are checked before lm-eval starts, so a misspelt one fails at once.
+`evaluate.lm_eval_model`) are checked before lm-eval starts, so a misspelt one fails at once; a run
+whose ``--tasks`` are all actiba's skips indexing lm-eval's built-in tasks (27 s of a 43 s run here).
 """
 
 from __future__ import annotations
@@ -37,19 +38,25 @@ def task_folder() -> Path:
     return folder
 
 
-def _add_task_path(folder: Path) -> None:
+def _add_task_path(folder: Path, own_only: bool = False) -> None:
+    """Put `folder` on every TaskManager's include path; `own_only` also leaves lm-eval's built-in tasks
+    unindexed (for a run whose tasks are all actiba's: indexing those ~14 000 YAMLs takes 27 s here)."""
     from lm_eval.tasks import TaskManager
 
     original = TaskManager.__init__
-    if getattr(original, "_actiba_folder", None) == folder:
+    if getattr(original, "_actiba_folder", None) == (folder, own_only):
         return
+    original = getattr(original, "_actiba_original", original)
 
     def init(self, *args, include_path=None, **kwargs):
         paths = [] if include_path is None else (
             list(include_path) if isinstance(include_path, (list, tuple)) else [include_path])
+        if own_only:
+            kwargs.setdefault("include_defaults", False)
         original(self, *args, include_path=[*paths, str(folder)], **kwargs)
 
-    init._actiba_folder = folder  # type: ignore[attr-defined]
+    init._actiba_folder = (folder, own_only)  # type: ignore[attr-defined]
+    init._actiba_original = original  # type: ignore[attr-defined]
     TaskManager.__init__ = init  # type: ignore[method-assign]
 
 
@@ -81,6 +88,17 @@ def check_model_args(argv: list[str]) -> None:
     split_act_args(simple_parse_args_string(args))
 
 
+def only_own_tasks(argv: list[str]) -> bool:
+    """Whether every ``--tasks`` name is one of actiba's offline tasks and no ``--include_path`` is given
+    (then lm-eval's built-in tasks are not needed)."""
+    from .evaluate.lm_eval_model import known_tasks
+
+    tasks = _option(argv, "--tasks")
+    if not tasks or _option(argv, "--include_path") is not None:
+        return False
+    return all(t.strip() in known_tasks() for t in tasks.split(",") if t.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run lm-eval's CLI on `argv`; actiba's bad-input errors are one line and exit 2, as in `actiba`."""
     from .errors import InputError
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args = list(sys.argv[1:] if argv is None else argv)
         check_model_args(args)
-        _add_task_path(task_folder())
+        _add_task_path(task_folder(), own_only=only_own_tasks(args))
         sys.argv = ["lm_eval", *args]
         cli_evaluate()
     except InputError as exc:

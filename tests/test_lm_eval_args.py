@@ -155,7 +155,7 @@ def test_cli_unknown_arg_is_one_line_exit_2(folders):
 @pytest.mark.slow
 def test_cli_act_gelu_tanh_equals_the_python_api(folders, tmp_path):
     """The CLI on a saved GPT-2 folder with act_gelu_tanh=4 gives the in-process number on the held-out
-    split (the corpus), and it is not the exact model's."""
+    split (the corpus; windows of 256, the tiny GPT-2's n_positions), and it is not the exact model's."""
     import json
 
     from actiba.evaluate.lm_eval_model import run_task
@@ -163,13 +163,13 @@ def test_cli_act_gelu_tanh_equals_the_python_api(folders, tmp_path):
     folder = folders["gpt2"][0]
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "actiba.lm_eval", "--model", "actiba", "--model_args",
-                           f"pretrained={folder},max_length={SEQ},act_gelu_tanh=4", "--tasks",
+                           f"pretrained={folder},max_length=256,act_gelu_tanh=4", "--tasks",
                            "actiba_heldout_small", "--limit", "1", "--output_path", str(out)],
                           capture_output=True, text=True, timeout=1800, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = out.rglob("results_*.json")
     cli = json.loads(results.read_text())["results"]["actiba_heldout_small"]["bits_per_byte,none"]
-    api = run_task(str(folder), "actiba_heldout_small", None, seq_len=SEQ, limit=1, act_gelu_tanh=4)
-    exact = run_task(str(folder), "actiba_heldout_small", None, seq_len=SEQ, limit=1)
+    api = run_task(str(folder), "actiba_heldout_small", None, seq_len=256, limit=1, act_gelu_tanh=4)
+    exact = run_task(str(folder), "actiba_heldout_small", None, seq_len=256, limit=1)
     assert cli == pytest.approx(api["bits_per_byte"], rel=1e-9)
     assert cli != pytest.approx(exact["bits_per_byte"], rel=1e-6)
