@@ -144,7 +144,8 @@ def check_tables_apply(model: Any, tables: dict[str, Any], name: str = "model") 
 
 @register_model("actiba")
 class ActibaLM(HFLM):
-    """HFLM over an actiba-loaded Mamba model whose mixer activations run as tables."""
+    """HFLM over an actiba-loaded model whose table-scope activations (SSM mixers, or a causal LM's MLPs)
+    run as tables."""
 
     def __init__(self, pretrained: Any = "embedded:mamba2", tables: dict[str, Any] | None = None,
                  max_length: int = 1024, tokenizer: Any = None, **kwargs: Any) -> None:
