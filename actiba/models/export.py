@@ -7,7 +7,8 @@ unroll into one copy per token and pin the sequence length, and ``stepped`` is a
 loop on OpenVINO CPU (1.38x at 256 tokens on the embedded model; ``chunked`` is the most compact graph
 but ~4x slower there — eval/results/mamba_scan.md); FalconMamba and Jamba get the same scan with
 their B/C/dt norms. The architecture registry supplies the rest: MoE experts in the implementation that
-exports (`experts_view`), and logit scaling (Falcon-H1's Mul, Granite's Div) stays in the graph.
+exports (`experts_view`), and logit scaling (Falcon-H1's Mul, Granite's Div, Gemma 2 / 3's tanh
+softcapping) stays in the graph.
 
     python -m actiba.models.export embedded:mamba2 --to openvino -o out/mamba2.xml --seq-len 128
 """
@@ -90,6 +91,9 @@ def check_logits_mode(logits: str) -> LogitsMode:
 
 
 _SCALE_OPS = ("Mul", "Div")  # Falcon-H1 multiplies the logits by lm_head_multiplier, Granite divides by logits_scaling
+# Gemma 2 / 3 soft-cap the logits: cap·tanh(logits / cap), exported as Div -> Tanh -> Mul by constant scalars
+_TAIL_UNARY = ("Tanh",)
+_MAX_TAIL = 4  # the longest tail after the LM head (softcapping's three ops, plus one scale)
 
 
 def _constant_scalar(g: Any, name: str) -> bool:
@@ -112,7 +116,8 @@ def last_logits_graph(onnx_model: Any) -> Any:
     input to the last position — without a second torch export (the slow step, ~10-40 s here), and
     it keeps every node of the body, so site ids and rewrites line up with the all-positions graph.
     Expects the graph output to come from the LM head (a MatMul of [.., L, H] hidden states), directly
-    or through one Mul / Div by a constant scalar (logit scaling, which is kept).
+    or through a short tail of Mul / Div by constant scalars and Tanh (logit scaling: Falcon-H1's Mul,
+    Granite's Div; Gemma 2 / 3's softcapping Div -> Tanh -> Mul), which is kept.
     """
     import numpy as np
     import onnx
@@ -130,12 +135,21 @@ def last_logits_graph(onnx_model: Any) -> Any:
         return at, (g.node[at] if at is not None else None)
 
     at, head = producer(out.name)
-    if head is not None and head.op_type in _SCALE_OPS and _constant_scalar(g, head.input[1]):
-        at, head = producer(head.input[0])
+    for _ in range(_MAX_TAIL):  # elementwise by constant scalars: slicing before them changes nothing else
+        if head is None:
+            break
+        if head.op_type in _TAIL_UNARY:
+            at, head = producer(head.input[0])
+        elif head.op_type in _SCALE_OPS and _constant_scalar(g, head.input[1]):
+            at, head = producer(head.input[0])
+        elif head.op_type == "Mul" and _constant_scalar(g, head.input[0]):
+            at, head = producer(head.input[1])
+        else:
+            break
     if head is None or head.op_type != "MatMul":
         kind = "a graph input" if head is None else f"a {head.op_type} node"
         raise InputError(f"output {out.name!r} comes from {kind}, not an LM-head MatMul (optionally scaled by "
-                         "a constant Mul / Div): cannot keep the last position")
+                         "constant Mul / Div and soft-capped by Tanh): cannot keep the last position")
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3:
         raise InputError(f"output {out.name!r} has rank {len(dims)}, expected [batch, seq, vocab]")
