@@ -96,7 +96,10 @@ FAMILIES: dict[str, dict] = {
                "hybrid per 6 layers, so the shared transformer weighs 2x more here)"),
     "nemotron-h-4b": dict(
         model_type="nemotron_h", public="nvidia/Nemotron-H-4B-Base-8K",
-        source="Nemotron-H-4B-Base-8K config.json as recalled (not found in the search corpus, unverified): "
+        source="Nemotron-H 4B as Megatron-Bridge's model notes give it (docs/models/llm/nemotronh.md): 52 layers, "
+               "pattern M-M-M-M*-..., hidden 3072, FFN 12288, 32 heads / 8 KV of 128, 112 Mamba heads x 64, state "
+               "128; n_groups 8 is Megatron's mamba_num_groups default, chunk 128 and vocab 131072 (HF NemotronH's "
+               "default) not stated there. Summary: "
                "52 layers (Mamba-2 'M', attention '*', MLP '-'), hidden 3072, "
                "Mamba-2 112 heads x 64, state 128, n_groups 8, chunk 128, 32 heads / 8 KV of 128, relu2 MLP "
                "12288, vocab 131072",

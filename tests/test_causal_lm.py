@@ -25,9 +25,10 @@ from _cli import one_line, run  # noqa: E402
 from actiba.models import arch  # noqa: E402
 
 FAMILIES = tuple(t for t, a in arch.ARCHITECTURES.items() if a.ssm == arch.NONE)
-# one family per MLP form runs in the fast suite (SiLU gate, tanh-GELU both ways, erf-GELU); the
+# one family per MLP form runs in the fast suite (SiLU gate, tanh-GELU both ways, erf-GELU; Gemma 2 for
+# the soft-capped logits and sliding-window layers); the
 # others repeat Llama's form and are slow (each export costs ~2-3 s)
-FAST = ("llama", "qwen2", "qwen3", "gemma", "gpt2", "gpt_neox")
+FAST = ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "gpt_neox")
 SEQ = 16
 
 
@@ -139,6 +140,69 @@ def test_export_sites_and_tables_agree_with_torch(built, tmp_path, capsys):
     compiled = compile_openvino(to_openvino(last), "f32", threads=1)
     got_ov = compiled({0: ids.numpy()})[compiled.output(0)]
     assert np.abs(got_ov - scoped[:, -1:]).max() <= 1e-4 * scale
+
+
+SOFTCAPPED = [t if t in FAST else pytest.param(t, marks=pytest.mark.slow)
+              for t in FAMILIES if arch.ARCHITECTURES[t].logit_softcap]
+
+
+@pytest.mark.parametrize("built", SOFTCAPPED, indirect=True)
+def test_softcapped_logits_stay_in_the_graph(built):
+    """Gemma 2 / 3 soft-cap their logits (cap·tanh(z / cap)): the export, its last-position graph and the
+    OpenVINO IR equal torch with the cap, and torch without it is far off (so the check can fail); the
+    Tanh calls (the logit cap, Gemma 2's attention caps) have the same site ids in torch and ONNX."""
+    from actiba.evaluate.build import to_openvino
+    from actiba.evaluate.tables import fitted_table
+    from actiba.models.export import compile_openvino, last_logits_graph
+    from actiba.rewrite import onnx_rw, torch_rw
+
+    entry, model, path = built
+    cap = getattr(model.config, entry.logit_softcap)
+    assert isinstance(cap, float) and cap > 0
+    ids = _ids(3)
+    with torch.inference_mode():
+        capped = model(input_ids=ids, use_cache=False).logits.numpy()
+        setattr(model.config, entry.logit_softcap, None)
+        try:
+            uncapped = model(input_ids=ids, use_cache=False).logits.numpy()
+        finally:
+            setattr(model.config, entry.logit_softcap, cap)
+    assert np.abs(capped).max() < cap < np.abs(uncapped).max()
+    gap = float(np.abs(uncapped - capped).max())
+    attn = [m for m in model.modules() if getattr(m, "attn_logit_softcapping", None)]  # Gemma 2 only
+    if attn:
+        attn_cap = attn[0].attn_logit_softcapping
+        with torch.inference_mode():
+            for m in attn:
+                m.attn_logit_softcapping = None
+            try:
+                attn_uncapped = model(input_ids=ids, use_cache=False).logits.numpy()
+            finally:
+                for m in attn:
+                    m.attn_logit_softcapping = attn_cap
+        gap = min(gap, float(np.abs(attn_uncapped - capped).max()))
+    proto = onnx.load(str(path))
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"input_ids": ids.numpy()})[0]
+    assert np.abs(got - capped).max() <= 1e-5 and gap > 100 * np.abs(got - capped).max()
+    last = last_logits_graph(proto)
+    producers = {o: n for n in last.graph.node for o in n.output}
+    tail, name = [], last.graph.output[0].name
+    while name in producers and len(tail) < 4:
+        tail.append(producers[name].op_type)
+        name = producers[name].input[0]
+    assert tail == ["Mul", "Tanh", "Div", "MatMul"]
+    got_last = ort.InferenceSession(last.SerializeToString()).run(None, {"input_ids": ids.numpy()})[0]
+    assert np.abs(got_last - capped[:, -1:]).max() <= 1e-5
+    compiled = compile_openvino(to_openvino(last), "f32", threads=1)
+    assert np.abs(compiled({0: ids.numpy()})[compiled.output(0)] - capped[:, -1:]).max() <= 1e-4
+
+    fn = entry.mlp_function(model.config)
+    tables = {"tanh": fitted_table("tanh", 8), fn: fitted_table(fn, 8)}
+    onnx_tanh = sorted(s.detail["site_id"] for s in onnx_rw.find_sites(proto, "actiba", tables=tables)
+                       if s.ok and s.detail.get("function") == "tanh")
+    torch_tanh = sorted(s.detail["site_id"] for s in torch_rw.find_actiba_sites(model, tables, _ids())
+                        if s.op == "tanh")
+    assert onnx_tanh == torch_tanh and len(torch_tanh) == (model.config.num_hidden_layers if attn else 0) + 1
 
 
 def test_gpt2_gelu_new_is_one_call_in_torch():

@@ -50,3 +50,26 @@ def test_cli_equals_the_python_api(tmp_path):
     api = run_task(load("embedded:mamba2"), "actiba_heldout_small", None, seq_len=256,
                    tokenizer=tokenizer("embedded:mamba2"), limit=1)["bits_per_byte"]
     assert cli == pytest.approx(api, rel=1e-9)
+
+
+def test_a_run_of_actiba_tasks_only_skips_lm_evals_builtin_index():
+    """`--tasks actiba_heldout_small` alone: lm-eval's ~14 000 built-in tasks are not indexed (27 s here),
+    so a built-in task is then unknown; with another task or an include path they stay."""
+    from lm_eval.tasks import TaskManager
+
+    import actiba.lm_eval as wrapper
+
+    assert wrapper.only_own_tasks(["--model", "actiba", "--tasks", "actiba_heldout_small,actiba_heldout"])
+    assert not wrapper.only_own_tasks(["--tasks", "actiba_heldout_small,wikitext"])
+    assert not wrapper.only_own_tasks(["--tasks", "actiba_heldout_small", "--include_path", "x"])
+    assert not wrapper.only_own_tasks(["--model", "actiba"])
+    original = TaskManager.__init__
+    try:
+        wrapper._add_task_path(wrapper.task_folder(), own_only=True)
+        tm = TaskManager()
+        assert tm.match_tasks(["actiba_heldout_small"]) == ["actiba_heldout_small"]
+        assert tm.match_tasks(["wikitext"]) == []
+        wrapper._add_task_path(wrapper.task_folder())  # re-patching wraps lm-eval's init, not ours
+        assert TaskManager.__init__._actiba_original is original
+    finally:
+        TaskManager.__init__ = original

@@ -79,3 +79,60 @@ def test_recommendation_uses_the_same_tie_rule_for_the_budget():
                                       ({"speedup": 1.0, "halfwidth_rel": 0.08}, False)])
 def test_a_too_wide_null_control_makes_latency_unusable(null, ok):
     assert null_usable(null) is ok
+
+
+def _timed(row: Row, halfwidth: float) -> Row:
+    from actiba.evaluate.row import Ratio
+
+    row.latency_ratio = Ratio.from_dict({"median": 1.0 / row.speedup, "halfwidth_rel": halfwidth})
+    return row
+
+
+def test_speed_ups_inside_their_intervals_and_the_null_control_tie():
+    """softplus-relu at 1.010x ±1.9 % with a (slightly lower) loss inside the noise is no faster than the
+    baseline: it leaves the front; an exact comparison of speeds keeps it there."""
+    rng = np.random.default_rng(3)
+    text = rng.uniform(300.0, 500.0, 64)
+    base = list(text)
+    tie = list(text - 0.05 + rng.normal(0.0, 0.6, 64))  # lower by ~0.012 %, inside the noise
+    rows = [_row("baseline", base, base, 1.0), _timed(_row("softplus-relu", tie, base, 1.010), 0.019)]
+    assert rows[1].metric_delta_rel < 0
+    assert accuracy.tolerance(rows[0], rows[1], math.fsum(base)) >= abs(rows[1].metric_delta_rel)  # a loss tie
+    mark_pareto(rows, rows[0], noise=0.032)
+    assert [r.pareto for r in rows] == [True, False]
+    mark_pareto(rows, rows[0], noise=0.0)  # without the null control's floor 1.010 is inside its own ±1.9 %
+    assert [r.pareto for r in rows] == [True, False]
+    exact = [dataclasses.replace(r, latency_ratio=None) for r in rows]
+    mark_pareto(exact, exact[0])  # exact speeds: 1.010 > 1.0 at a tied loss dominates the baseline
+    assert [r.pareto for r in exact] == [False, True]
+
+
+def test_overlapping_speed_intervals_keep_both_rows():
+    rng = np.random.default_rng(5)
+    text = rng.uniform(300.0, 500.0, 64)
+    base = list(text)
+    exact = [t + 1e-9 for t in text]
+    rows = [_row("baseline", base, base, 1.0), _timed(_row("ssd-d1+d2", exact, base, 1.641), 0.049),
+            _timed(_row("ssd-d1+d2+chunk32", exact, base, 1.567), 0.008),
+            _timed(_row("cumba", exact, base, 1.077), 0.017)]
+    mark_pareto(rows, rows[0], noise=0.032)
+    assert {r.name for r in rows if r.pareto} == {"ssd-d1+d2", "ssd-d1+d2+chunk32"}
+    mark_pareto(rows, rows[0], noise=0.0)
+    assert {r.name for r in rows if r.pareto} == {"ssd-d1+d2", "ssd-d1+d2+chunk32"}  # 1.641/1.567 < 1.057
+    rows[2].latency_ratio.halfwidth_rel = rows[1].latency_ratio.halfwidth_rel = 0.001
+    mark_pareto(rows, rows[0], noise=0.0)  # tight intervals: the faster one alone
+    assert {r.name for r in rows if r.pareto} == {"ssd-d1+d2"}
+
+
+def test_a_row_slower_than_the_baseline_beyond_the_noise_never_ties_it():
+    rng = np.random.default_rng(4)
+    text = rng.uniform(300.0, 500.0, 64)
+    base = list(text)
+    better = list(text * (1 - 5e-3) + rng.normal(0.0, 0.05, 64))  # -0.5 %: a real accuracy gain
+    rows = [_row("baseline", base, base, 1.0), _timed(_row("slow-but-better", better, base, 0.80), 0.02)]
+    mark_pareto(rows, rows[0], noise=0.03)
+    assert [r.pareto for r in rows] == [True, True]  # a trade-off, not a tie
+    rows[1].metric_delta_rel = 0.0  # the same row without its accuracy gain: the baseline dominates it
+    rows[1].metric_windows = base
+    mark_pareto(rows, rows[0], noise=0.03)
+    assert [r.pareto for r in rows] == [True, False]

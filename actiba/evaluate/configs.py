@@ -279,6 +279,10 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     loss to win back), the combinations built on them, SSD d1 and d2 alone (d1+d2 is faster at the same
     loss) and the quarter chunk (slower than the half). They cost ~45 % of the full sweep's time, mostly
     compile and scoring of the slow table graphs, and the SSD exports (~6 s each, ~60 s under load).
+    Also left to the full sweep: 4-segment tables (+6.9 % bits/byte on Mamba-2, +18 % on Mamba, at
+    0.999-1.032x: inside the timing noise in all four committed runs) and Softplus alone at 16 segments
+    (0.978-1.002x, +0.005-0.07 %): the front's speed-tie rule puts both behind the baseline everywhere,
+    and each cost 5-9 s per run (two runs per model on a bf16 CPU).
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
     consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
     Quick: a handful, with the exact SSD d1+d2 for SSD models (the rewrite that pays most on Mamba-2).
@@ -308,15 +312,15 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
                 for q in (chunks if full else chunks[:1]) if q >= 16]
     else:
         out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
-    for n in SEGMENTS if full else (4, 8):
+    for n in SEGMENTS if full else (8,):
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
     for n in (4, 8) if full else (8,):  # density weighting: "range" gives the uniform table back
         spec = {"segments": n, "calibrated": "shared", "weighting": "density"}
         out.append(Config(f"act-both-{n}-cal-shared", activations={"silu": dict(spec), "softplus": dict(spec)}))
     if full:
-        out.append(Config("act-silu-16", activations={"silu": {"segments": 16}}))
-    out += [Config("act-softplus-16", activations={"softplus": {"segments": 16}}),
-            Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
+        out += [Config("act-silu-16", activations={"silu": {"segments": 16}}),
+                Config("act-softplus-16", activations={"softplus": {"segments": 16}})]
+    out.append(Config("softplus-relu", activations={"softplus": {"table": "relu"}}))
     if full:
         out += [Config("softplus-relu+silu-16", activations={"silu": {"segments": 16}, "softplus": {"table": "relu"}}),
                 Config("cumba+reduba+act-both-16", cumba=True, reduba=True, activations=both)]

@@ -4,11 +4,18 @@ Why a subclass of HFLM and not a new LM: lm-eval's windowing, batching and metri
 lm-eval's; only the forward call runs inside `tables_applied`, so `bits_per_byte` of a table
 configuration is comparable with every other lm-eval number.
 
-    lm_eval --model actiba --model_args pretrained=embedded:mamba2,act_silu=16,act_softplus=relu \\
-            --tasks actiba_heldout --include_path actiba/tasks    # after task_config() wrote the JSONL
+    python -m actiba.lm_eval --model actiba --model_args pretrained=embedded:mamba2,act_silu=16,act_softplus=relu \\
+            --tasks actiba_heldout_small
+    python -m actiba.lm_eval --model actiba --model_args pretrained=my/gpt2-folder,act_gelu_tanh=8 --tasks ...
 
-Model args: `pretrained` (an actiba model name), `act_silu` / `act_softplus` = segments, "relu" or a
-table file, `max_length` (window length).
+Model args: `pretrained` (an actiba model name: embedded, a folder or a cached hub id), `max_length`
+(window length), and one ``act_<function>`` per function of the evaluator's sweeps (`MODEL_ARGS`, derived
+from the activation registry with '-' written '_': act_silu, act_softplus, act_gelu, act_gelu_tanh; the
+registry's aliases such as act_swish work too) whose value is a segment count, "relu", a table file or a
+table-set file. An unknown ``act_*`` key is one line naming the known ones. A table for a function the
+model does not compute inside its table scope (act_softplus on Llama, act_silu on GPT-2) is refused,
+not ignored: the run would print the exact model's number under a table configuration's name, the same
+reason the rewrite pipeline refuses a rewrite that rewrote nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from .._atomic import write_text
+from ..activations import SWEEP_NAMES, canonical
 from ..errors import InputError
 from .perplexity import tables_applied
 
@@ -30,36 +38,125 @@ TASK_DIR = resources.files("actiba") / "tasks"
 PLACEHOLDER = "ACTIBA_HELDOUT_JSONL"
 
 
-def parse_tables(act_silu: Any = None, act_softplus: Any = None, model: Any = None,
-                 name: str = "model") -> dict[str, Any]:
+def _arg_name(function: str) -> str:
+    return "act_" + function.replace("-", "_")
+
+
+# model arg -> function, one per sweepable function of the activation registry (act_gelu_tanh -> gelu-tanh)
+MODEL_ARGS: dict[str, str] = {_arg_name(f): f for f in SWEEP_NAMES}
+
+
+def split_act_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop every ``act_*`` key out of `kwargs` into {function: value}; an unknown one is an InputError.
+
+    Aliases of the registry are accepted (``act_swish`` = act_silu, ``act_gelu_erf`` = act_gelu); a
+    function named twice (act_silu and act_swish) is an error rather than a silent choice."""
+    out: dict[str, Any] = {}
+    for key in [k for k in kwargs if k.startswith("act_")]:
+        value = kwargs.pop(key)
+        fn = canonical(key[len("act_"):].replace("_", "-"))
+        if fn not in SWEEP_NAMES:
+            raise InputError(f"unknown model arg {key!r}; known: {', '.join(MODEL_ARGS)}")
+        if fn in out:
+            raise InputError(f"model arg {key!r} names {fn}, which another act_ arg already set")
+        out[fn] = value
+    return out
+
+
+def parse_tables(acts: dict[str, Any] | None = None, model: Any = None, name: str = "model",
+                 **act_args: Any) -> dict[str, Any]:
     """Tables from model-arg values (segments, "relu", a table file or a table-set file).
 
-    `model` is needed only for sets (checked against the model they were calibrated on)."""
+    `acts` is {function: value}; ``act_<function>=value`` keywords (act_silu=8, act_gelu_tanh=4) are
+    the same thing as lm-eval passes them. `model` is needed only for sets (checked against the model
+    they were calibrated on)."""
     from .build import LoadedModel
     from .configs import from_dict
     from .tables import tables_for
 
-    acts = {}
-    for fn, v in (("silu", act_silu), ("softplus", act_softplus)):
+    wanted = dict(acts or {})
+    for fn, v in split_act_args(dict(act_args)).items():
+        if fn in wanted:
+            raise InputError(f"model arg {_arg_name(fn)!r} given twice")
+        wanted[fn] = v
+    spec = {}
+    for fn, v in wanted.items():
         if v in (None, "", "exact"):
             continue
         s = str(v)
-        acts[fn] = {"segments": int(s)} if s.isdigit() else {"table": s}
+        spec[fn] = {"segments": int(s)} if s.isdigit() else {"table": s}
     lm = None if model is None else LoadedModel(name, model, model.config.model_type, False,
                                                  int(model.config.vocab_size))
-    return tables_for(from_dict({"name": "lm-eval", "activations": acts}), lm)
+    return tables_for(from_dict({"name": "lm-eval", "activations": spec}, where="model args"), lm)
+
+
+def _table_function(key: str, table: Any) -> str:
+    """The function a `tables_for` entry approximates: its key, or the function of a site-id / glob key
+    (``model.layers.0.mlp:gelu-tanh#0``); not the table's own `function`, which is "custom" for relu."""
+    from ..rewrite.spec import canonical_function
+
+    return canonical_function(key.rsplit(":", 1)[-1].split("#")[0] if ":" in key else key)
+
+
+def scope_functions(model: Any, ids: Any) -> list[str]:
+    """The activation functions `model` computes inside its table scope (`models.mixer_scope`) on `ids`."""
+    import torch
+
+    from ..models import mixer_scope
+    from ..rewrite.site_ids import in_scope
+    from ..rewrite.torch_rw import observe_activations
+
+    scope = mixer_scope(model)
+    seen: set[str] = set()
+
+    def on_call(site_id: str, function: str, beta: Any, x: Any) -> None:
+        if in_scope(site_id, scope):
+            seen.add(function)
+
+    with torch.inference_mode(), observe_activations(model, on_call):
+        model(input_ids=ids, use_cache=False)
+    return sorted(seen)
+
+
+def check_tables_apply(model: Any, tables: dict[str, Any], name: str = "model") -> None:
+    """InputError unless every function `tables` names has at least one call in `model`'s table scope
+    that the tables replace (a dry run of 8 tokens through the scope `_model_call` uses).
+
+    Why a dry run and not the registry's function list: it sees exactly what the scored forward will
+    (per-site sets, a beta that does not match, a Mamba-1 model's scan), and it costs one short forward."""
+    import torch
+
+    from ..models import mixer_scope
+    from ..rewrite.torch_rw import find_actiba_sites
+
+    ids = torch.zeros((1, 8), dtype=torch.long)
+    sites = find_actiba_sites(model, tables, {"input_ids": ids, "use_cache": False}, include=mixer_scope(model))
+    replaced = {s.op for s in sites if s.ok}
+    missing = sorted({_table_function(k, t) for k, t in tables.items()} - replaced)
+    if missing:
+        have = [f for f in scope_functions(model, ids) if f in SWEEP_NAMES]
+        skipped = sorted({s.reason for s in sites if not s.ok and s.op in missing})
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise InputError(f"{name} ({type(model).__name__}) has no {', '.join(missing)} call that a table "
+                         f"replaces inside its table scope{why}, so the run would score the exact model; "
+                         f"its functions there: {', '.join(_arg_name(f) for f in have) or 'none'}")
 
 
 @register_model("actiba")
 class ActibaLM(HFLM):
-    """HFLM over an actiba-loaded Mamba model whose mixer activations run as tables."""
+    """HFLM over an actiba-loaded model whose table-scope activations (SSM mixers, or a causal LM's MLPs)
+    run as tables."""
 
-    def __init__(self, pretrained: Any = "embedded:mamba2", act_silu: Any = None, act_softplus: Any = None,
-                 tables: dict[str, Any] | None = None, max_length: int = 1024, tokenizer: Any = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, pretrained: Any = "embedded:mamba2", tables: dict[str, Any] | None = None,
+                 max_length: int = 1024, tokenizer: Any = None, **kwargs: Any) -> None:
+        """`tables` (function / site id -> Table) or the ``act_<function>`` model args (`MODEL_ARGS`);
+        every other keyword goes to HFLM."""
         from ..models import load
         from ..models import tokenizer as load_tokenizer
 
+        acts = split_act_args(kwargs)  # before HFLM sees them (it would reject or ignore them)
+        if tables and acts:
+            raise InputError("give tables= or act_* model args, not both")
         model = load(pretrained) if isinstance(pretrained, str) else pretrained
         if tokenizer is None:
             if not isinstance(pretrained, str):
@@ -72,8 +169,10 @@ class ActibaLM(HFLM):
 
             logging.getLogger("lm-eval").warning("actiba model: runs on the CPU, ignoring device=%s", device)
         super().__init__(pretrained=model, tokenizer=tokenizer, max_length=int(max_length), device="cpu", **kwargs)
-        self.actiba_tables = dict(tables or {}) or parse_tables(
-            act_silu, act_softplus, model, pretrained if isinstance(pretrained, str) else "model")
+        name = pretrained if isinstance(pretrained, str) else "model"
+        self.actiba_tables = dict(tables or {}) or parse_tables(acts, model, name)
+        if self.actiba_tables:
+            check_tables_apply(model, self.actiba_tables, name)
 
     def _model_call(self, inps: Any, attn_mask: Any = None, labels: Any = None) -> Any:
         with tables_applied(self.model, self.actiba_tables):
@@ -185,21 +284,27 @@ def task_config(name: str, docs: list[bytes] | None = None) -> dict[str, Any]:
 
 def run_task(model: Any, task: str, tables: dict[str, Any] | None = None, seq_len: int = 1024,
              docs: list[bytes] | None = None, tokenizer: Any = None, limit: int | None = None,
-             task_manager: Any = None) -> dict[str, float]:
+             task_manager: Any = None, **model_args: Any) -> dict[str, float]:
     """Run one task with lm-eval; returns {metric: value} (bits_per_byte, byte_perplexity, ...).
 
     An offline actiba task by default; with `task_manager` (`find_task`'s), lm-eval's own task `task`
-    on its cached dataset."""
+    on its cached dataset. `model_args` are the ``actiba`` model's (``act_gelu_tanh=8``), as an
+    alternative to `tables`."""
     import logging
 
     from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
-    lm = ActibaLM(pretrained=model, tables=tables, max_length=seq_len, tokenizer=tokenizer)
-    if task_manager is not None:
+    lm = ActibaLM(pretrained=model, tables=tables, max_length=seq_len, tokenizer=tokenizer, **model_args)
+    if task_manager is not None:  # lm-eval's own task: the manager that found it, its dataset read offline
         offline()
-    spec = task if task_manager is not None else task_config(task, docs)
-    out = simple_evaluate(model=lm, tasks=[spec], limit=limit, bootstrap_iters=0, task_manager=task_manager,
+        spec, manager = task, task_manager
+    else:
+        # the task is a config dict, so lm-eval's ~14 000 built-in task YAMLs need not be indexed: that
+        # index is what simple_evaluate builds by default, 27 s of a 28 s run on a tiny model here
+        spec, manager = task_config(task, docs), TaskManager(include_defaults=False)
+    out = simple_evaluate(model=lm, tasks=[spec], limit=limit, bootstrap_iters=0, task_manager=manager,
                           log_samples=False, verbosity="WARNING")
     res = out["results"][task]
     return {k.split(",")[0]: float(v) for k, v in res.items() if "," in k and "stderr" not in k

@@ -10,6 +10,13 @@ Why a loss tolerance: bits/byte is measured on a sample of text, so a 0.016 % lo
 sampling noise gives (`accuracy.tolerance`: paired per-window differences). Within the tolerance two
 losses tie and the faster configuration dominates; the recommendation applies the same rule to the
 loss budget.
+
+Why a speed tolerance too: a speed-up is a paired timing with its own interval, and the run's null
+control says how far two compiles of the same graph differ. `softplus-relu` at 1.010x ±1.9 % (null
+control 3.2 %) on the embedded Mamba is not faster than the baseline, yet with a loss tie and an exact
+speed comparison it stayed on the front. Speed-ups whose intervals overlap (each row's paired half-width,
+plus the null control's floor) tie as well, and a configuration that ties the baseline in both is
+dominated by it: the baseline is what you get without rewriting anything.
 """
 
 from __future__ import annotations
@@ -28,34 +35,58 @@ def _ok(row: Row) -> bool:
             and math.isfinite(loss) and math.isfinite(speed))
 
 
-def dominates(a: tuple[float, float], b: tuple[float, float], tol: float = 0.0) -> bool:
+def dominates(a: tuple[float, float], b: tuple[float, float], tol: float = 0.0, speed_tol: float = 0.0,
+              a_is_baseline: bool = False) -> bool:
     """(loss, speed-up) `a` dominates `b`: no worse in both, strictly better in at least one.
 
-    Losses within `tol` of each other tie (neither is better nor worse); speed-ups compare exactly."""
-    return a[0] <= b[0] + tol and a[1] >= b[1] and (a[0] < b[0] - tol or a[1] > b[1])
+    Losses within `tol` of each other tie (neither is better nor worse), and so do speed-ups within
+    `speed_tol` (relative: ``|ln(a/b)| <= ln(1 + speed_tol)``). A tie in both is no domination, except
+    when `a` is the baseline (`a_is_baseline`): a rewrite that changes nothing measurable is not worth
+    applying."""
+    lo, hi = 1.0 / (1.0 + speed_tol), 1.0 + speed_tol
+    speed_tie = b[1] * lo <= a[1] <= b[1] * hi
+    no_worse = a[0] <= b[0] + tol and (a[1] >= b[1] or speed_tie)
+    better = a[0] < b[0] - tol or (a[1] > b[1] and not speed_tie)
+    return no_worse and (better or (a_is_baseline and speed_tie and abs(a[0] - b[0]) <= tol))
 
 
 def pareto_flags(points: Sequence[tuple[float, float] | None],
-                 tol: Callable[[int, int], float] | None = None) -> list[bool]:
+                 tol: Callable[[int, int], float] | None = None,
+                 speed_tol: Callable[[int, int], float] | None = None, baseline: int | None = None) -> list[bool]:
     """For each (loss, speed-up) point (None = failed), whether it is on the Pareto front. O(n²), n is small.
 
-    `tol(i, j)`: the loss difference between points i and j that is a tie (default 0: exact)."""
+    `tol(i, j)` / `speed_tol(i, j)`: the loss difference / relative speed-up difference between points i and
+    j that is a tie (default 0: exact); `baseline`: the index of the baseline point (it dominates what ties
+    it in both)."""
     out = []
     for j, p in enumerate(points):
         out.append(p is not None and not any(
-            q is not None and i != j and dominates(q, p, tol(i, j) if tol else 0.0) for i, q in enumerate(points)))
+            q is not None and i != j and dominates(q, p, tol(i, j) if tol else 0.0,
+                                                   speed_tol(i, j) if speed_tol else 0.0, i == baseline)
+            for i, q in enumerate(points)))
     return out
 
 
-def mark_pareto(rows: list[Row], base: Row | None = None) -> None:
+def speed_halfwidth(row: Row, base: Row | None) -> float:
+    """The row's speed-up interval as a relative half-width: its paired ratio's (0 for the baseline itself)."""
+    if row is base or row.latency_ratio is None:
+        return 0.0
+    hw = row.latency_ratio.halfwidth_rel
+    return float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
+
+
+def mark_pareto(rows: list[Row], base: Row | None = None, noise: float = 0.0) -> None:
     """Set row.pareto in place (failed rows are never on the front); losses that differ by less than
-    their paired uncertainty (`accuracy.tolerance`, relative to `base`'s windows) tie."""
+    their paired uncertainty (`accuracy.tolerance`, relative to `base`'s windows) tie, and so do speed-ups
+    whose intervals overlap (the two rows' paired half-widths plus the run's null-control `noise`)."""
     from .accuracy import tolerance
 
     pts = [(float(r.metric_delta_rel), float(r.speedup)) if _ok(r) else None for r in rows]
     bw = base.metric_windows if base is not None else None
     base_total = math.fsum(bw) if isinstance(bw, list) and bw else None
     cache: dict[tuple[int, int], float] = {}
+    hws = [speed_halfwidth(r, base) for r in rows]
+    floor = max(0.0, float(noise))
 
     def tol(i: int, j: int) -> float:
         key = (min(i, j), max(i, j))
@@ -63,7 +94,11 @@ def mark_pareto(rows: list[Row], base: Row | None = None) -> None:
             cache[key] = tolerance(rows[i], rows[j], base_total)
         return cache[key]
 
-    for r, flag in zip(rows, pareto_flags(pts, tol), strict=True):
+    def speed_tol(i: int, j: int) -> float:
+        return hws[i] + hws[j] + floor
+
+    b = next((i for i, r in enumerate(rows) if r is base), None)
+    for r, flag in zip(rows, pareto_flags(pts, tol, speed_tol, b), strict=True):
         r.pareto = flag
 
 

@@ -27,8 +27,21 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+class _Record:
+    """A small record written as a JSON object without its unset keys, read back ignoring unknown ones."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Any:
+        if not d:
+            return None
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass
-class Timing:
+class Timing(_Record):
     """Latency in ms of one graph: median and 10th / 90th percentiles (+ the length and count timed)."""
 
     median: float
@@ -37,33 +50,15 @@ class Timing:
     seq_len: int | None = None
     repeats: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _compact(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Timing | None:
-        if not d:
-            return None
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
-
 
 @dataclass
-class Ratio:
+class Ratio(_Record):
     """The paired per-inference time ratio (configuration / baseline, timed interleaved on one node)."""
 
     median: float | None
     halfwidth_rel: float | None = None  # ~95 % relative half-width of the median
     pairs: int | None = None
     stopped_early: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _compact(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Ratio | None:
-        if not d:
-            return None
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
 
     @property
     def halfwidth(self) -> float:
@@ -196,8 +191,10 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:300]
 
 
-def finish_run(rows: list[Row], baseline_name: str = "baseline") -> Row | None:
-    """Set metric_delta_rel, speedup and pareto on every row (relative to the baseline row); return it."""
+def finish_run(rows: list[Row], baseline_name: str = "baseline", noise: float = 0.0) -> Row | None:
+    """Set metric_delta_rel, speedup and pareto on every row (relative to the baseline row); return it.
+
+    `noise`: the run's null-control floor (`pareto.null_noise`), below which speed-ups tie on the front."""
     from .accuracy import paired_halfwidth
 
     base = next((r for r in rows if r.name == baseline_name), None)
@@ -225,11 +222,11 @@ def finish_run(rows: list[Row], baseline_name: str = "baseline") -> Row | None:
         saved = [r.metric_delta_rel for r in rows]
         for r in rows:
             r.metric_delta_rel = 0.0 if r.speedup is not None else None
-        mark_pareto(rows)
+        mark_pareto(rows, base, noise)
         for r, d in zip(rows, saved, strict=True):
             r.metric_delta_rel = d
     else:
-        mark_pareto(rows, base)
+        mark_pareto(rows, base, noise)
     for r in rows:
         r.pareto = bool(r.pareto)
     return base

@@ -247,7 +247,7 @@ def run_one(lm: LoadedModel, configs: list[Config], settings: Settings, precisio
         raise RuntimeError(f"backend {backend.name} returned no row for {', '.join(missing)}")
     rows = [by_index[i] for i in range(len(configs))]
     clock["rows"] = time.perf_counter()
-    base = finish_run(rows, base_name)
+    base = finish_run(rows, base_name, null_noise(null))
     if settings.emulate and data is not None and not settings.latency_only and base and base.metric:
         job.begin(f"front at emulated {', '.join(settings.emulate)}")
         emulate_front(lm, configs, rows, settings, precision, data, cache, row_dir, base)

@@ -17,10 +17,11 @@ RMSNorms to B, C and dt that Mamba's does not (a scan that skips them is off by 
 `missing` lists what actiba cannot yet do end to end for an entry; `require()` refuses such a model
 with that reason instead of half-running it.
 
-Causal LMs without an SSM (Llama, Qwen2, Qwen3, Gemma, GPT-2, GPT-NeoX, Mistral, Phi-3; the block after
-the Mamba families) have `ssm = NONE`: ActiBA replaces their MLP activation, read from the config field
-in `act_fields` (``hidden_act`` = silu for Llama / Qwen / Mistral / Phi-3, gelu_pytorch_tanh for Gemma,
-gelu (erf) for GPT-NeoX; ``activation_function`` = gelu_new for GPT-2) and mapped through the activation
+Causal LMs without an SSM (Llama, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text, GPT-2, GPT-NeoX, Mistral,
+Phi-3; the block after the Mamba families) have `ssm = NONE`: ActiBA replaces their MLP activation, read
+from the config field in `act_fields` (``hidden_act`` = silu for Llama / Qwen / Mistral / Phi-3,
+gelu_pytorch_tanh for Gemma, gelu (erf) for GPT-NeoX; ``hidden_activation`` = gelu_pytorch_tanh for
+Gemma 2 / 3; ``activation_function`` = gelu_new for GPT-2) and mapped through the activation
 registry's `hf_names`; the SSM rewrites are absent. `require()` refuses such a model whose activation
 actiba cannot replace (a ReLU MLP), since nothing would be left to rewrite.
 """
@@ -56,6 +57,7 @@ class Arch:
     mlp_paths: tuple[str, ...] = ()
     moe_paths: tuple[str, ...] = ()
     logit_scale: tuple[str, str] | None = None  # (config attribute, "mul" | "div") after the LM head
+    logit_softcap: str | None = None            # config attribute of the cap of cap·tanh(logits / cap)
     experts_implementation: str | None = None   # the MoE experts form that exports (batched_mm)
     smallest_public: str | None = None          # hub id of the smallest public checkpoint
     tiny: dict[str, Any] = field(default_factory=dict)  # config kwargs of a tiny test model
@@ -181,6 +183,24 @@ ARCHITECTURES.update({a.model_type: a for a in (
          smallest_public="Qwen/Qwen3-0.6B", tiny=dict(_TINY_LM, head_dim=16)),
     Arch("gemma", "GemmaForCausalLM", NONE, "", (), "transformers.models.gemma.modeling_gemma", **_DECODER,
          smallest_public="google/gemma-2b", tiny=dict(_TINY_LM, head_dim=16)),
+    # Gemma 2 / Gemma 3 (text): the MLP activation is `hidden_activation` (no hidden_act), the logits are
+    # soft-capped (cap·tanh(z / cap), `final_logit_softcapping`; Gemma 2's attention scores too), and
+    # sliding-window layers alternate with global ones (`layer_types`). The tiny configs pick caps and a
+    # window that matter on random weights at the tests' 16 tokens (measured on logits of scale ~0.43):
+    # removing the logit cap 0.5 moves them by ~0.2, Gemma 2's attention cap 0.02 by ~0.012 (random
+    # attention scores are ~0.01, so HF's default 50 would be a no-op), widening the window of 4 by ~0.5.
+    Arch("gemma2", "Gemma2ForCausalLM", NONE, "", (), "transformers.models.gemma2.modeling_gemma2",
+         attention_paths=("model.layers.*.self_attn",), mlp_paths=("model.layers.*.mlp",),
+         act_fields=("hidden_activation",), logit_softcap="final_logit_softcapping",
+         smallest_public="google/gemma-2-2b",
+         tiny=dict(_TINY_LM, head_dim=16, query_pre_attn_scalar=16, sliding_window=4,
+                   final_logit_softcapping=0.5, attn_logit_softcapping=0.02)),
+    Arch("gemma3_text", "Gemma3ForCausalLM", NONE, "", (), "transformers.models.gemma3.modeling_gemma3",
+         attention_paths=("model.layers.*.self_attn",), mlp_paths=("model.layers.*.mlp",),
+         act_fields=("hidden_activation",), logit_softcap="final_logit_softcapping",
+         smallest_public="google/gemma-3-270m",
+         tiny=dict(_TINY_LM, head_dim=16, query_pre_attn_scalar=16, sliding_window=4,
+                   layer_types=["sliding_attention", "full_attention"], final_logit_softcapping=0.5)),
     Arch("gpt2", "GPT2LMHeadModel", NONE, "", (), "transformers.models.gpt2.modeling_gpt2",
          attention_paths=("transformer.h.*.attn",), mlp_paths=("transformer.h.*.mlp",),
          act_fields=("activation_function",), smallest_public="openai-community/gpt2",

@@ -306,8 +306,10 @@ class _StepCache:
     and values are concatenated (the caches grow by one position per step)."""
 
     def __init__(self, conv: dict[int, torch.Tensor], ssm: dict[int, torch.Tensor],
-                 kv: dict[int, tuple[torch.Tensor, torch.Tensor]], past: Any) -> None:
+                 kv: dict[int, tuple[torch.Tensor, torch.Tensor]], past: Any,
+                 windows: dict[int, int] | None = None) -> None:
         self.conv, self.ssm, self.kv, self.past = conv, ssm, kv, past
+        self.windows = windows or {}  # sliding-window layers: the query sees its last W positions only
         self.new_conv: dict[int, torch.Tensor] = {}
         self.new_ssm: dict[int, torch.Tensor] = {}
         self.new_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -335,6 +337,9 @@ class _StepCache:
         else:
             self.kv_shapes[layer_idx] = tuple(key.shape)
         self.new_kv[layer_idx] = (key, value)
+        w = self.windows.get(layer_idx)
+        if w is not None:  # HF's sliding mask keeps kv positions > q - W; with no mask, slice them instead
+            return key[:, :, -w:], value[:, :, -w:]
         return key, value
 
     def _unexpected(self, *args: Any, **kwargs: Any) -> Any:
@@ -356,6 +361,21 @@ def _no_masks(hf_module: Any):
     finally:
         for n, f in saved.items():
             setattr(hf_module, n, f)
+
+
+def sliding_windows(config: Any, layers: Any) -> dict[int, int]:
+    """{attention layer: window W} for the layers HF runs with a sliding-window mask: those whose
+    ``layer_types`` entry is ``sliding_attention`` (Gemma 2 / 3, Qwen2 with use_sliding_window), or every
+    layer when the config has a ``sliding_window`` but no layer types (Mistral). Why the step needs it:
+    it runs without masks, so it must cut the keys itself, or a sliding layer would see the whole past
+    (the tiny Gemma 2 / 3 with W = 4 then generate other tokens than HF's cached generation)."""
+    w = getattr(config, "sliding_window", None)
+    if not w:
+        return {}
+    types = getattr(config, "layer_types", None)
+    if types is None:
+        return {i: int(w) for i in layers}
+    return {i: int(w) for i in layers if i < len(types) and types[i] == "sliding_attention"}
 
 
 class HybridStep(torch.nn.Module):
@@ -396,6 +416,7 @@ class HybridStep(torch.nn.Module):
         with torch.inference_mode():
             self._run(torch.zeros((1, 1), dtype=torch.long), probe)
         self.kv_layers = {i: (s[0], s[1], 0, s[3]) for i, s in sorted(probe.kv_shapes.items())}
+        self.windows = sliding_windows(model.config, self.kv_layers)
 
     def _mixer_states(self) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         return ({i: torch.zeros(c) for i, c, _ in self.mixer_layers},
@@ -425,7 +446,7 @@ class HybridStep(torch.nn.Module):
         ssm = {i: given[f"ssm_{i}"] for i, _, _ in self.mixer_layers}
         kv = {i: (given[f"key_{i}"], given[f"value_{i}"]) for i in self.kv_layers}
         past = next(iter(kv.values()))[0].shape[-2] if kv else 0
-        cache = _StepCache(conv, ssm, kv, past)
+        cache = _StepCache(conv, ssm, kv, past, self.windows)
         logits = self._run(input_ids, cache)
         new = {**{f"conv_{i}": t for i, t in cache.new_conv.items()},
                **{f"ssm_{i}": t for i, t in cache.new_ssm.items()},
