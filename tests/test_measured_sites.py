@@ -87,3 +87,49 @@ def test_config_key_validated():
 
     with pytest.raises(InputError):
         from_dict({"name": "m", "measure_sites": "yes"})
+
+
+def test_a_class_already_timed_reuses_that_timing(tiny, monkeypatch):
+    """A class whose graph is byte-identical to one the run already timed against the same reference (the
+    `cumba` row, when every CumBA site is one class, as on the embedded Mamba) takes that paired ratio
+    instead of compiling and timing it again; every other class is timed; against an SSD graph nothing is
+    reused (the row timings are against the baseline)."""
+    from actiba.evaluate.measure import graph_sha
+
+    timings = []
+
+    def timing(compiled, reference, *a, **k):
+        timings.append(1)
+        return types.SimpleNamespace(ratio_median=1.25, ratio_halfwidth=0.01,
+                                     ratio_dict=lambda: {"median": 1.25, "halfwidth_rel": 0.01, "pairs": 4})
+
+    monkeypatch.setattr(sites.latency, "time_paired_adaptive", timing)
+    settings = sites.Settings(seq_len=32)
+    base = rewritten_onnx(tiny, Config("b"), 32, logits=settings.prefill_logits)[0]  # the timed graph's mode
+    by_class: dict = {}
+    for st in onnx_rw.find_sites(base, "cumba"):
+        if st.ok:
+            by_class.setdefault((str(st.axis), str(st.shape)), []).append(st.name)
+    assert len(by_class) >= 2
+    first = next(iter(by_class))
+    known = {graph_sha(onnx_rw.apply(base, ["cumba"], sites=by_class[first])[0]):
+             {"median": 0.8, "halfwidth_rel": 0.01, "pairs": 9}}
+    asked = []
+
+    def timed(model):
+        asked.append(1)
+        return known.get(graph_sha(model))
+
+    cfg = Config("m", cumba=True, measure_sites=True)
+    chosen, records = sites.measured_sites(tiny, cfg, settings, "f32", None, reference=object(), timed=timed)
+    assert len(asked) == len(by_class) == len(records)
+    reused = [r for r in records if r.get("reused")]
+    assert [(r["axis"], r["shape"]) for r in reused] == [first]
+    assert reused[0]["latency_ratio"]["pairs"] == 9 and reused[0]["kept"]  # 1/0.8 = 1.25x: kept
+    assert len(timings) == len(by_class) - 1  # the others were timed (at 1/1.25: slower, dropped)
+    assert chosen.cumba and len(chosen.sites["cumba"]) == len(by_class[first])
+    ssd_cfg = Config("m", cumba=True, ssd_d2=True, measure_sites=True)
+    monkeypatch.setattr(sites.latency, "compile_model", lambda *a, **k: (object(), {}))
+    asked.clear()
+    sites.measured_sites(tiny, ssd_cfg, sites.Settings(seq_len=32), "f32", None, reference=object(), timed=timed)
+    assert not asked

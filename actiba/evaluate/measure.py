@@ -219,6 +219,13 @@ def time_extras(lm: LoadedModel, built: Built, settings: Settings, precision: st
         row.latency_by_seq_len = extra
 
 
+def timed_before(state: RunState, model: Any) -> dict[str, Any] | None:
+    """The paired ratio (against the run's reference) of a byte-identical graph this run already timed."""
+    same = state.by_sha.get(graph_sha(model))
+    ratio = None if same is None else same.latency_ratio
+    return ratio.to_dict() if ratio is not None and ratio.median else None
+
+
 def reuse_measurement(row: Row, same: Row) -> None:
     """A byte-identical graph was measured already: its numbers are this row's."""
     row.copy_measurement(same, REUSED)
@@ -323,7 +330,8 @@ def evaluate_config(lm: LoadedModel, config: Config, settings: Settings, precisi
         if reference is None:
             raise InputError(f"{config.name}: choosing sites by measurement needs the compiled baseline")
         config, measured = measured_sites(lm, config, settings, precision, cache_dir, reference,
-                                          state.noise if state is not None else 0.0)
+                                          state.noise if state is not None else 0.0,
+                                          timed=None if state is None else lambda m: timed_before(state, m))
     step("export + rewrite")
     built = build(lm, config, settings, precision, cache_dir)
     row = built.row
