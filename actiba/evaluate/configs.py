@@ -282,7 +282,10 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
     Also left to the full sweep: 4-segment tables (+6.9 % bits/byte on Mamba-2, +18 % on Mamba, at
     0.999-1.032x: inside the timing noise in all four committed runs) and Softplus alone at 16 segments
     (0.978-1.002x, +0.005-0.07 %): the front's speed-tie rule puts both behind the baseline everywhere,
-    and each cost 5-9 s per run (two runs per model on a bf16 CPU).
+    and each cost 5-9 s per run (two runs per model on a bf16 CPU). CumBA + ReduBA together was on no
+    front of the eight default runs measured (behind SSD d1+d2 on Mamba-2, inside the noise on Mamba), and
+    Mamba's per-site choice kept no site in any of them (its graph was the baseline's, 11-13 s a run);
+    the Mamba-2 per-site row, built on SSD d1+d2, stays.
     Per-site calibrated tables are left to --sweep files (``"calibrated": "per-site"``): they were not
     consistently better than a shared table (eval/results/calibration.md) and cost a fit per site.
     Quick: a handful, with the exact SSD d1+d2 for SSD models (the rewrite that pays most on Mamba-2).
@@ -300,8 +303,9 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
                Config("act-both-8", activations={"silu": {"segments": 8}, "softplus": {"segments": 8}}),
                Config("softplus-relu", activations={"softplus": {"table": "relu"}})]
         return out + ([Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True)] if ssd_family else [])
-    out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True),
-           Config("cumba+reduba", cumba=True, reduba=True)]
+    out = [baseline(), Config("cumba", cumba=True), Config("reduba", reduba=True)]
+    if full:
+        out.append(Config("cumba+reduba", cumba=True, reduba=True))
     if ssd_family:
         out += [Config("ssd-d1", ssd_d1=True), Config("ssd-d2", ssd_d2=True)] if full else []
         out += [Config("ssd-d1+d2", ssd_d1=True, ssd_d2=True),
@@ -310,7 +314,7 @@ def default_sweep(model_type: str, quick: bool = False, chunk_size: int | None =
         chunks = (chunk_size // 2, chunk_size // 4) if chunk_size else ()
         out += [Config(f"ssd-d1+d2+chunk{q}", ssd_d1=True, ssd_d2=True, ssd_chunk=q)
                 for q in (chunks if full else chunks[:1]) if q >= 16]
-    else:
+    elif full:
         out.append(Config("measured-sites", cumba=True, reduba=True, measure_sites=True))
     for n in SEGMENTS if full else (8,):
         out.append(Config(f"act-both-{n}", activations={"silu": {"segments": n}, "softplus": {"segments": n}}))
