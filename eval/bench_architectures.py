@@ -14,7 +14,7 @@ LM head is one row: < 1 % of the prefill), and dense MLPs instead of Jamba's MoE
 
 Per family the script builds the random model (torch seed 0), saves it with `save_pretrained`, and runs
 
-    actiba pareto FOLDER --latency-only --sweep SWEEP --seq-len 512 --precision f32,bf16 --no-decode
+    actiba pareto FOLDER --latency-only --sweep SWEEP --seq-len 512 --precision auto --no-decode
                          --emulate none --warmup 1 --repeats 10 --min-repeats 6 --timing-seconds 30
 
 (paired ABBA timing against the baseline; the run's null control times the baseline against itself
@@ -167,7 +167,7 @@ def build(name: str, spec: dict, folder: Path) -> None:
 
 def run_pareto(spec: dict, folder: Path, out: Path, sweep: Path, seconds: int) -> list[str]:
     cmd = [sys.executable, "-m", "actiba", "pareto", str(folder), "--latency-only", "--sweep", str(sweep),
-           "--seq-len", str(SEQ_LEN), "--precision", "f32,bf16", "--no-decode", "--emulate", "none",
+           "--seq-len", str(SEQ_LEN), "--precision", "auto", "--no-decode", "--emulate", "none",
            *TIMING, "--timing-seconds", str(seconds), "--out", str(out)]
     subprocess.run(cmd, check=True, cwd=ROOT)
     return cmd
@@ -244,7 +244,7 @@ def render(results: list[dict]) -> str:
         "",
         "Command: `python eval/bench_architectures.py` (models and ONNX caches in `--work`, not committed;",
         "per-family results in `eval/results/architectures/*.json`). Per family it runs",
-        "`actiba pareto FOLDER --latency-only --sweep SWEEP --seq-len 512 --precision f32,bf16 --no-decode",
+        "`actiba pareto FOLDER --latency-only --sweep SWEEP --seq-len 512 --precision auto --no-decode",
         "--emulate none " + " ".join(TIMING) + " --timing-seconds S` on the `save_pretrained` folder (S per",
         "family in its JSON's `command`: 30 s for Mamba-2, 12 s for Granite, 8 s for the rest, to fit the time",
         "budget; at least 6 pairs are timed whatever S is).",

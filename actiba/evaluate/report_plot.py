@@ -145,7 +145,7 @@ def _scatter(ax: Any, rows: list[Row], choice: str | None) -> None:
     ax.scatter([r.speedup for r in other], [y(r) for r in other], s=22, c="tab:gray", zorder=2,
                label="other configurations (see table)")
     ax.scatter([r.speedup for r in front], [y(r) for r in front], s=45, c="tab:red", edgecolors="black",
-               zorder=3, label="Pareto set (losses within their paired interval tie)")
+               zorder=3, label="Pareto set (losses and speed-ups within their intervals tie)")
     if front:
         ax.plot([r.speedup for r in front], [y(r) for r in front], "r--", lw=1)
     pick = next((r for r in rows if r.name == choice), None)
