@@ -233,14 +233,16 @@ def render(results: list[dict]) -> str:
         "read, not the milliseconds. Speed-up = 1 / median of per-pair time ratios against the baseline timed",
         "interleaved with it (± ≈ 95 % interval, pairs); **null** = the baseline against itself compiled again,",
         "which bounds what two compilations of one graph differ by here. bf16 is native OpenVINO bf16",
-        "(INFERENCE_PRECISION_HINT bf16; the CPU lists " + ", ".join(head.get("cpu_capabilities") or []) + ");",
+        "(INFERENCE_PRECISION_HINT bf16), measured only where the CPU offers it (`--precision auto`);",
         "SSD d1 is refused at bf16 (cancellation in cs_i − cs_j, eval/results/precision.md), so a bf16",
         "`ssd-d1+d2` row runs d2 only.",
         "",
-        f"Machine: {head.get('cpu')} ({head.get('cores')} logical cores shared with other jobs), OpenVINO "
+        f"Machines: 2-core {head.get('cpu')} machines of two kinds, OpenVINO "
         f"{(head.get('versions') or {}).get('openvino')}, torch {(head.get('versions') or {}).get('torch')}, "
-        f"transformers {(head.get('versions') or {}).get('transformers')}. Load = 1-minute load average at the "
-        "start / end of each family's run (another helper's unit tests ran after 10:00 UTC).",
+        f"transformers {(head.get('versions') or {}).get('transformers')}; per family, its CPU's OpenVINO "
+        "capabilities: " + "; ".join(f"{r['name']}: {', '.join((r.get('machine') or {}).get('cpu_capabilities') or [])}"
+                                     for r in results) + ". Load = 1-minute load average at the start / end of "
+        "each family's run.",
         "",
         "Command: `python eval/bench_architectures.py` (models and ONNX caches in `--work`, not committed;",
         "per-family results in `eval/results/architectures/*.json`). Per family it runs",
