@@ -69,10 +69,7 @@ def pareto_flags(points: Sequence[tuple[float, float] | None],
 
 def speed_halfwidth(row: Row, base: Row | None) -> float:
     """The row's speed-up interval as a relative half-width: its paired ratio's (0 for the baseline itself)."""
-    if row is base or row.latency_ratio is None:
-        return 0.0
-    hw = row.latency_ratio.halfwidth_rel
-    return float(hw) if isinstance(hw, (int, float)) and math.isfinite(hw) else 0.0
+    return 0.0 if row is base or row.latency_ratio is None else row.latency_ratio.halfwidth
 
 
 def mark_pareto(rows: list[Row], base: Row | None = None, noise: float = 0.0) -> None:
